@@ -1,0 +1,165 @@
+"""The ``siri`` command line: thin wrappers over the library (each command parses options and calls one module)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="SIRI: iterative RL with interleaved length compression for reasoning models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+
+@app.callback()
+def _root() -> None:
+    """SIRI: iterative RL with interleaved length compression for reasoning models."""
+
+
+def fail(message: str) -> None:
+    """Print a one-line error and exit with status 2 (bad input), without a traceback."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _parse_stages(text: str) -> list[tuple[int, int]]:
+    try:
+        return [(int(a), int(b)) for a, b in (part.split(":") for part in text.split(",") if part.strip())]
+    except ValueError:
+        fail(f"--stages must look like '0:8192,320:16384' (start_step:L,...), got {text!r}")
+        raise  # unreachable
+
+
+@app.command()
+def schedule(
+    kind: str = typer.Option("cosine", help="constant | stair | cosine | stair-cosine | stages | all"),
+    l_max: int = typer.Option(16384, "--l-max", help="largest cap (tokens)"),
+    l_min: Optional[int] = typer.Option(8192, "--l-min", help="smallest cap (tokens)"),
+    cycle: Optional[int] = typer.Option(640, help="cycle length T (rollout rounds)"),
+    steps: int = typer.Option(1920, help="number of rollout rounds to show"),
+    stages: Optional[str] = typer.Option(None, help="for kind=stages: '0:8192,320:16384'"),
+    round_to: Optional[int] = typer.Option(None, "--round-to", help="round caps to a multiple of this"),
+    every: Optional[int] = typer.Option(None, help="table: show every N-th round (default: ~40 rows)"),
+    as_json: bool = typer.Option(False, "--json", help="print all rounds as JSON"),
+    plot: Optional[Path] = typer.Option(None, help="write the curve(s) to this PNG"),
+) -> None:
+    """Print (and plot) the rollout length cap L per rollout round."""
+    from siri_rl.schedule import CYCLIC_KINDS, ScheduleError, make_schedule
+
+    if steps < 1:
+        fail(f"--steps must be >= 1, got {steps}")
+    kinds = list(CYCLIC_KINDS) if kind == "all" else [kind]
+    try:
+        built = {
+            k: make_schedule(
+                k,
+                l_max=l_max,
+                l_min=l_min,
+                cycle=cycle,
+                stages=_parse_stages(stages) if stages else None,
+                round_to=round_to,
+            )
+            for k in kinds
+        }
+    except ScheduleError as err:
+        fail(str(err))
+        return
+    if plot is not None:
+        from siri_rl.plots import plot_schedule
+
+        path = plot_schedule(built, steps, plot)
+        if not as_json:
+            console.print(f"wrote {path}")
+    if as_json:
+        rows = []
+        for k, sched in built.items():
+            marks = {s: n for s, n in sched.checkpoints(steps)}
+            for row in sched.table(steps):
+                row = {**row, "kind": k} if len(built) > 1 else row
+                if row["step"] in marks:
+                    row["checkpoint"] = marks[row["step"]]
+                rows.append(row)
+        typer.echo(json.dumps(rows))
+        return
+    for k, sched in built.items():
+        marks = dict(sched.checkpoints(steps))
+        stride = every or max(1, steps // 40)
+        shown = sorted(set(range(0, steps, stride)) | set(marks) | {steps - 1})
+        table = Table(title=f"{k}: L_max={sched.l_max} L_min={sched.l_min} T={sched.cycle} ({steps} rounds)")
+        for column in ("step", "max_len", "phase", "checkpoint"):
+            table.add_column(column, justify="right" if column in ("step", "max_len") else "left")
+        for t in shown:
+            table.add_row(str(t), str(sched(t)), sched.phase(t), marks.get(t, ""))
+        console.print(table)
+
+
+def _parse_budgets(text: Optional[str], option: str) -> Optional[list[int]]:
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        fail(f"{option} must be comma-separated integers like 2048,4096,8192, got {text!r}")
+        raise  # unreachable
+
+
+@app.command("eval")
+def eval_(
+    model: str = typer.Option(..., help="model path or hub id (HF format)"),
+    out: Path = typer.Option(..., help="results directory (resumes if it holds samples of the same arguments)"),
+    benchmarks: str = typer.Option("aime24,aime25,amc,math500", help="comma-separated benchmark names or files"),
+    n: int = typer.Option(64, help="samples per problem (paper: 64)"),
+    temperature: float = typer.Option(0.6, help="sampling temperature (paper: 0.6)"),
+    top_p: float = typer.Option(0.95, "--top-p", help="nucleus sampling (paper: 0.95)"),
+    max_tokens: int = typer.Option(16384, "--max-tokens", help="max new tokens per response (paper: 16384)"),
+    backend: str = typer.Option("vllm", help="vllm (GPU) | transformers (CPU / small models)"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="local benchmark files (default $SIRI_DATA_DIR, then hub)"),
+    seed: int = typer.Option(0, help="sampling seed"),
+    limit: Optional[int] = typer.Option(None, help="only the first K problems of each benchmark (smoke runs)"),
+    budgets: Optional[str] = typer.Option(None, help="token budgets for the accuracy-vs-budget curve (default 2048,4096,...)"),
+    batch_size: int = typer.Option(64, "--batch-size", help="transformers: rows per generate call; vllm: problems per call"),
+    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", "--tp", help="vllm: GPUs per model"),
+    dtype: str = typer.Option("auto", help="auto | bfloat16 | float16 | float32"),
+    require_think_end: bool = typer.Option(
+        True, "--require-think-end/--no-require-think-end", help="grade only a \\boxed{} after </think>"
+    ),
+    grade_workers: Optional[int] = typer.Option(None, "--grade-workers", help="math-verify processes (default: CPUs)"),
+    grade_timeout: float = typer.Option(5.0, "--grade-timeout", help="seconds per answer"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
+) -> None:
+    """Sample a model on the math benchmarks, grade, and write samples/summary/budget curve (paper §5.1)."""
+    from siri_rl.data import DataError
+    from rich.markdown import Markdown
+
+    from siri_rl.evaluate import SUMMARY_MD, EvalConfig, EvalError, run_eval
+
+    try:
+        cfg = EvalConfig(
+            model=model, out=out, benchmarks=benchmarks.split(","), n=n, temperature=temperature, top_p=top_p,
+            max_tokens=max_tokens, backend=backend, data_dir=data_dir, seed=seed, limit=limit,
+            require_think_end=require_think_end, budgets=_parse_budgets(budgets, "--budgets"), batch_size=batch_size,
+            tensor_parallel_size=tensor_parallel_size, dtype=dtype, grade_workers=grade_workers,
+            grade_timeout=grade_timeout, progress=progress,
+        )
+        run_eval(cfg)
+    except (EvalError, DataError) as err:
+        fail(str(err))
+        return
+    console.print(Markdown((out / SUMMARY_MD).read_text()))
+    console.print(f"wrote {out}/ (samples.jsonl, summary.json, summary.md, budget_curve.png)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""Experiment configs: one YAML per experiment, shared by both engines.
+
+```yaml
+name: r1-distill-1.5b-siri-cosine640
+extends: base.yaml            # optional: deep-merged under this file (path relative to this file)
+engine: trl                   # or verl
+hardware: "8x H100 80GB"      # documentation: what the config was meant for
+model:    {name_or_path: deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B, dtype: bfloat16}
+data:     {train: agentica-org/DeepScaleR-Preview-Dataset}
+schedule: {kind: cosine, l_max: 16384, l_min: 8192, cycle: 640}
+training: {rounds: 1920, prompts_per_round: 128, group_size: 8, learning_rate: 1.0e-6}
+eval: {...}   toy: {...}      # free-form, read by the engine / the toy
+trl:  {...}                   # passed through to trl.GRPOConfig (validated by the TRL engine)
+verl: {...}                   # Hydra overrides for veRL (validated by veRL's own composition)
+```
+
+Overrides on the command line: ``schedule.cycle=320`` or ``--schedule.cycle 320`` (values parsed as YAML).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from siri_rl.data import DEFAULT_TRAIN_DATASET
+from siri_rl.schedule import LengthSchedule, ScheduleError, schedule_from_dict
+
+ENGINES = ("trl", "verl")
+
+
+class ConfigError(ValueError):
+    """An experiment config that cannot run as written."""
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = ""
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    max_context: int | None = None  # tokens; default: the model config's max_position_embeddings
+    trust_remote_code: bool = False
+    attn_implementation: str | None = None
+
+
+@dataclass
+class DataConfig:
+    train: str = DEFAULT_TRAIN_DATASET  # hub id or local .jsonl/.json/.parquet
+    split: str = "train"
+    problem_field: str = "problem"
+    answer_field: str = "answer"
+    skip_invalid: bool = False
+    max_problems: int | None = None
+    require_think_end: bool = True  # False for models that do not think in <think> tags
+    max_prompt_length: int = 1024  # tokens; longer prompts are rejected when the data is loaded
+
+
+@dataclass
+class TrainingConfig:
+    rounds: int = 1  # rollout rounds (= schedule steps)
+    prompts_per_round: int = 128  # SIRI §5.1
+    group_size: int = 8  # rollouts per prompt (GRPO group)
+    learning_rate: float = 1e-6  # SIRI §5.1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    clip_low: float = 0.2  # DAPO decoupled clipping
+    clip_high: float = 0.28
+    kl_coef: float = 0.0  # no KL term
+    updates_per_round: int = 1  # optimizer steps per rollout batch
+    seed: int = 42
+    save_every: int | None = None  # periodic checkpoints, in rounds; trough/peak checkpoints are always saved
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    description: str = ""
+    hardware: str = ""
+    engine: str = "trl"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    schedule: LengthSchedule | None = None
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    eval: dict[str, Any] = field(default_factory=dict)
+    toy: dict[str, Any] = field(default_factory=dict)
+    trl: dict[str, Any] = field(default_factory=dict)
+    verl: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None  # the YAML file it came from
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain data (what ``--dry-run`` prints and the run directory keeps)."""
+        out = {
+            "name": self.name,
+            "description": self.description,
+            "hardware": self.hardware,
+            "engine": self.engine,
+            "model": asdict(self.model),
+            "data": asdict(self.data),
+            "schedule": self.schedule.to_dict() if self.schedule else None,
+            "training": asdict(self.training),
+        }
+        for section in ("eval", "toy", "trl", "verl"):
+            if getattr(self, section):
+                out[section] = copy.deepcopy(getattr(self, section))
+        return out
+
+
+TYPED_SECTIONS = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig}
+FREE_SECTIONS = ("eval", "toy", "trl", "verl")
+TOP_LEVEL = ("name", "description", "hardware", "engine", "extends", "schedule", *TYPED_SECTIONS, *FREE_SECTIONS)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"config {path} extends itself (cycle: {' -> '.join(map(str, seen + (path,)))})")
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a YAML mapping, got {type(data).__name__}")
+    parent = data.pop("extends", None)
+    if parent:
+        data = _merge(_read_yaml(path.parent / parent, seen + (path,)), data)
+    return data
+
+
+def parse_overrides(args: list[str]) -> list[str]:
+    """Normalise CLI overrides to ``dotted.key=value``: accepts ``a.b=1`` and ``--a.b 1`` / ``--a.b=1``
+    (in the ``--`` forms, dashes in the key become underscores: ``--training.group-size 8``)."""
+    out, i = [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--"):
+            key, eq, value = arg[2:].partition("=")
+            if not eq:
+                if i + 1 < len(args) and not args[i + 1].startswith("--"):
+                    value, i = args[i + 1], i + 1
+                else:
+                    value = "true"
+            out.append(f"{key.replace('-', '_')}={value}")
+        elif "=" in arg:
+            out.append(arg)
+        else:
+            raise ConfigError(f"cannot read override {arg!r}: write key=value, e.g. schedule.cycle=320")
+        i += 1
+    return out
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    data = copy.deepcopy(data)
+    for item in parse_overrides(overrides):
+        key, _, raw = item.partition("=")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part, {}), dict):
+                raise ConfigError(f"override {key!r}: {part!r} is not a section")
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return data
+
+
+def _typed(section: str, cls: type, values: Any) -> Any:
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"section {section!r} must be a mapping, got {values!r}")
+    allowed = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(f'{section}.{k}' for k in unknown)}; allowed: {', '.join(sorted(allowed))}")
+    return cls(**values)
+
+
+def config_from_dict(data: dict[str, Any], source: str | None = None) -> ExperimentConfig:
+    """Validate a config mapping and build an :class:`ExperimentConfig` (raises :class:`ConfigError`)."""
+    where = f"{source}: " if source else ""
+    unknown = sorted(set(data) - set(TOP_LEVEL))
+    if unknown:
+        raise ConfigError(f"{where}unknown top-level key(s) {', '.join(unknown)}; allowed: {', '.join(TOP_LEVEL)}")
+    try:
+        cfg = ExperimentConfig(
+            name=str(data.get("name") or (Path(source).stem if source else "experiment")),
+            description=str(data.get("description") or ""),
+            hardware=str(data.get("hardware") or ""),
+            engine=str(data.get("engine") or "trl"),
+            source=source,
+            **{name: _typed(name, cls, data.get(name)) for name, cls in TYPED_SECTIONS.items()},
+            **{name: dict(data.get(name) or {}) for name in FREE_SECTIONS},
+        )
+        if data.get("schedule") is None:
+            raise ConfigError("a config needs a 'schedule' section (kind, l_max, l_min, cycle ...)")
+        if not isinstance(data["schedule"], dict):
+            raise ConfigError(f"section 'schedule' must be a mapping, got {data['schedule']!r}")
+        cfg.schedule = schedule_from_dict(data["schedule"])
+    except ScheduleError as err:
+        raise ConfigError(f"{where}schedule: {err}") from None
+    except ConfigError as err:
+        raise ConfigError(f"{where}{err}") from None
+    except TypeError as err:
+        raise ConfigError(f"{where}{err}") from None
+    _validate(cfg, where)
+    return cfg
+
+
+def _validate(cfg: ExperimentConfig, where: str) -> None:
+    t = cfg.training
+    if cfg.engine not in ENGINES:
+        raise ConfigError(f"{where}engine must be one of {', '.join(ENGINES)}, got {cfg.engine!r}")
+    if not cfg.model.name_or_path:
+        raise ConfigError(f"{where}model.name_or_path is required (a hub id or a local model directory)")
+    for name in ("rounds", "prompts_per_round", "group_size", "updates_per_round"):
+        value = getattr(t, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{where}training.{name} must be a positive integer, got {value!r}")
+    if t.group_size < 2:
+        raise ConfigError(f"{where}training.group_size must be >= 2: GRPO normalises rewards within a group")
+    if not 0 <= t.clip_low < 1 or not 0 <= t.clip_high < 10:
+        raise ConfigError(f"{where}training.clip_low/clip_high out of range: {t.clip_low}, {t.clip_high}")
+    if t.learning_rate <= 0 or t.temperature <= 0:
+        raise ConfigError(f"{where}training.learning_rate and temperature must be positive")
+    if cfg.model.max_context is not None and cfg.schedule is not None:
+        need = cfg.schedule.l_max + cfg.data.max_prompt_length
+        if need > cfg.model.max_context:
+            raise ConfigError(
+                f"{where}schedule.l_max ({cfg.schedule.l_max}) + data.max_prompt_length ({cfg.data.max_prompt_length}) "
+                f"= {need} tokens exceeds model.max_context ({cfg.model.max_context}); lower l_max or the prompt length"
+            )
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML experiment config (following ``extends``), apply ``key=value`` overrides, and validate it."""
+    path = Path(path)
+    data = apply_overrides(_read_yaml(path), overrides or [])
+    return config_from_dict(data, source=str(path))

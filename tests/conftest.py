@@ -1,0 +1,71 @@
+"""Shared fixtures: the shared data beside the checkout, the real R1-distill tokenizer, a tiny random Qwen2."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--shared-dir", default=None, help="path to the shared data folder (default: ../shared)")
+
+
+@pytest.fixture(scope="session")
+def shared_dir(request: pytest.FixtureRequest) -> Path:
+    """The shared data folder (``--shared-dir``, ``$SIRI_SHARED_DIR`` or ``../shared`` beside the checkout)."""
+    path = Path(request.config.getoption("--shared-dir") or os.environ.get("SIRI_SHARED_DIR") or REPO.parent / "shared")
+    if not (path / "data").is_dir():
+        pytest.skip(f"shared data not found at {path} (set SIRI_SHARED_DIR or --shared-dir)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def benchmarks_dir(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def r1_tokenizer_dir(shared_dir: Path) -> Path:
+    path = shared_dir / "tokenizers" / "deepseek-r1-distill-qwen"
+    if not path.is_dir():
+        pytest.skip(f"R1-distill tokenizer not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def r1_tokenizer(r1_tokenizer_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(r1_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tmp_path_factory: pytest.TempPathFactory, r1_tokenizer) -> Path:
+    """A randomly initialised ~5M-parameter Qwen2 with the real R1-distill tokenizer, saved with
+    ``save_pretrained`` so that anything taking a model path can load it."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=len(r1_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=r1_tokenizer.bos_token_id,
+        eos_token_id=r1_tokenizer.eos_token_id,
+        pad_token_id=r1_tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    model = Qwen2ForCausalLM(config)
+    path = tmp_path_factory.mktemp("tiny-qwen2")
+    model.save_pretrained(path)
+    r1_tokenizer.save_pretrained(path)
+    return path
