@@ -1,0 +1,271 @@
+"""`siri eval`: samples/summary/markdown/budget curve on a tiny random Qwen2 with the real R1 tokenizer, resume after
+a real kill, and the summary/budget arithmetic on hand-written responses that are actually correct."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from siri_rl.evaluate import (
+    ARGS_FILE,
+    BUDGET_PNG,
+    SAMPLES_FILE,
+    SUMMARY_JSON,
+    SUMMARY_MD,
+    EvalConfig,
+    EvalError,
+    budget_curve,
+    clip_to_budget,
+    grade_records,
+    read_samples,
+    resolve_budgets,
+    run_eval,
+    summarize_samples,
+    summary_markdown,
+)
+from siri_rl.metrics import delta_acc_cr
+
+REPO = Path(__file__).resolve().parents[1]
+RECORD_KEYS = {"benchmark", "problem_id", "sample_index", "gold", "response", "response_tokens", "finish_reason",
+               "answer", "correct", "grade_status", "token_ids"}
+
+
+# --- hand-written responses: grading, pass@1, lengths, budgets -------------------------------------------------
+
+
+def _record(tok, bench, pid, idx, gold, text, finish="stop"):
+    ids = tok.encode(text, add_special_tokens=False)
+    return {"benchmark": bench, "problem_id": pid, "sample_index": idx, "gold": gold, "response": text,
+            "response_tokens": len(ids), "finish_reason": finish, "token_ids": ids}
+
+
+def _graded(records):
+    cfg = EvalConfig(model="unused", out=Path("unused"), benchmarks=["x"], backend="transformers",
+                     grade_workers=1)
+    return grade_records(records, cfg)
+
+
+@pytest.fixture(scope="module")
+def hand_records(r1_tokenizer):
+    tok = r1_tokenizer
+    right4 = "<think>\nWe need 2+2. That is 4.\n</think>\n\nThe answer is $\\boxed{4}$."
+    wrong4 = "<think>\nWe need 2+2. That is 5.\n</think>\n\nThe answer is $\\boxed{5}$."
+    frac = "<think>\nHalf of one.\n</think>\n\n$\\boxed{\\frac{1}{2}}$"
+    no_think_end = "We need 2+2, so \\boxed{4}"  # no </think>: not graded as an answer (require_think_end)
+    recs = [
+        _record(tok, "aime24", "p1", 0, "4", right4),
+        _record(tok, "aime24", "p1", 1, "4", wrong4),
+        _record(tok, "aime24", "p1", 2, "4", right4 + " Done."),
+        _record(tok, "aime24", "p2", 0, "0.5", frac),  # math-verify: 1/2 == 0.5
+        _record(tok, "aime24", "p2", 1, "0.5", wrong4),
+        _record(tok, "aime24", "p2", 2, "0.5", no_think_end),
+        _record(tok, "amc", "q1", 0, "4", right4),
+        _record(tok, "amc", "q1", 1, "4", "<think>\n" + "wait, " * 40, finish="length"),
+    ]
+    return _graded(recs)
+
+
+def test_grading_of_hand_written_responses(hand_records):
+    assert [r["correct"] for r in hand_records] == [True, False, True, True, False, False, True, False]
+    assert hand_records[0]["answer"] == "4" and hand_records[1]["answer"] == "5"
+    assert hand_records[5]["answer"] is None  # no </think>
+
+
+def test_summary_pass_at_1_and_lengths(hand_records):
+    s = summarize_samples(hand_records)
+    assert list(s) == ["aime24", "amc"]
+    a = s["aime24"]
+    # pass@1 = mean over problems of the fraction correct: (2/3 + 1/3) / 2
+    assert a["acc"] == pytest.approx(50.0)
+    assert (a["n_problems"], a["n_samples"]) == (2, 6)
+    lens = [r["response_tokens"] for r in hand_records[:6]]
+    correct = [r["response_tokens"] for r in hand_records[:6] if r["correct"]]
+    wrong = [r["response_tokens"] for r in hand_records[:6] if not r["correct"]]
+    assert a["length"] == pytest.approx(sum(lens) / 6, abs=0.01)
+    assert a["length_correct"] == pytest.approx(sum(correct) / len(correct), abs=0.01)
+    assert a["length_incorrect"] == pytest.approx(sum(wrong) / len(wrong), abs=0.01)
+    assert s["amc"]["acc"] == pytest.approx(50.0) and s["amc"]["truncated"] == pytest.approx(50.0)
+    # the benchmarks part feeds the core's ΔAcc/CR directly
+    shorter = {k: {**v, "length": v["length"] / 2} for k, v in s.items()}
+    assert delta_acc_cr(s, shorter) == pytest.approx(0.0)
+    better = {k: {**v, "acc": v["acc"] * 1.2, "length": v["length"] / 2} for k, v in s.items()}
+    assert delta_acc_cr(s, better) == pytest.approx(0.2 / 0.5)
+
+
+def test_clip_to_budget(hand_records, r1_tokenizer):
+    r = hand_records[0]
+    b = r["response_tokens"] - 3
+    (clipped,) = clip_to_budget([r], b, lambda ids: r1_tokenizer.decode(ids, skip_special_tokens=True))
+    assert clipped["response_tokens"] == b and clipped["finish_reason"] == "length"
+    assert clipped["correct"] is None and clipped["token_ids"] == r["token_ids"][:b]
+    assert r["response"].startswith(clipped["response"]) and len(clipped["response"]) < len(r["response"])
+    (kept,) = clip_to_budget([r], r["response_tokens"], lambda ids: "unused")
+    assert kept is r
+
+
+def test_budget_curve_on_real_correct_answers(hand_records, r1_tokenizer):
+    longest = max(r["response_tokens"] for r in hand_records)
+    short = min(r["response_tokens"] for r in hand_records)
+    budgets = [short - 5, 24, longest]
+    curve = budget_curve(hand_records, budgets, r1_tokenizer, grade=_graded)
+    full = summarize_samples(hand_records)
+    for bench, pts in curve.items():
+        assert [p["budget"] for p in pts] == budgets
+        # at the largest budget nothing is clipped: the curve ends at the full evaluation
+        assert pts[-1]["acc"] == pytest.approx(full[bench]["acc"])
+        assert pts[-1]["length"] == pytest.approx(full[bench]["length"])
+        # a budget shorter than every response cuts every \boxed{} answer off
+        assert pts[0]["acc"] == 0.0 and pts[0]["length"] == budgets[0]
+        assert [p["length"] for p in pts] == sorted(p["length"] for p in pts)
+    # 24 tokens: recompute by hand — a response counts iff it fits and was correct
+    expect = {}
+    for bench in full:
+        rs = [r for r in hand_records if r["benchmark"] == bench]
+        by_p = {}
+        for r in rs:
+            by_p.setdefault(r["problem_id"], []).append(r["correct"] and r["response_tokens"] <= 24)
+        expect[bench] = 100 * sum(sum(v) / len(v) for v in by_p.values()) / len(by_p)
+    assert {b: pts[1]["acc"] for b, pts in curve.items()} == pytest.approx(expect)
+
+
+def test_resolve_budgets():
+    assert resolve_budgets(None, 16384) == [2048, 4096, 8192, 16384]
+    assert resolve_budgets([4096, 1000, 99999, 4096], 8192) == [1000, 4096, 8192]
+    assert resolve_budgets(None, 16) == [2, 4, 8, 16]
+    with pytest.raises(EvalError):
+        resolve_budgets([0], 16)
+
+
+def test_summary_markdown_table(hand_records):
+    md = summary_markdown({"benchmarks": summarize_samples(hand_records), "meta": {}}, name="hand")
+    assert "| Model | AIME24 Acc | AIME24 Len | AMC Acc | AMC Len | Avg Acc | Avg Len |" in md
+    assert "| hand | 50.0 |" in md
+
+
+def test_read_samples_drops_half_written_last_line(tmp_path):
+    path = tmp_path / SAMPLES_FILE
+    good = [{"benchmark": "amc", "problem_id": "1", "sample_index": i} for i in range(2)]
+    text = "".join(json.dumps(r) + "\n" for r in good)
+    path.write_text(text + json.dumps(good[0]) + "\n" + '{"benchmark": "amc", "problem_id": "1", "sam')
+    assert read_samples(path) == good  # duplicate dropped, half line ignored
+    assert path.read_text().endswith("sam")  # reading alone does not touch the file
+    assert read_samples(path, repair=True) == good
+    assert path.read_text() == text + json.dumps(good[0]) + "\n"
+    path.write_text('{"benchmark": "amc"\n' + text)
+    with pytest.raises(EvalError, match=r"samples.jsonl:1 is not valid JSON"):
+        read_samples(path)
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path):
+    with pytest.raises(EvalError, match="unknown backend"):
+        EvalConfig(model="m", out=tmp_path, backend="tgi")
+    with pytest.raises(EvalError, match="--limit"):
+        EvalConfig(model="m", out=tmp_path, limit=0)
+
+
+# --- end to end on a tiny random Qwen2 -------------------------------------------------------------------------
+
+
+def _cfg(model_dir, out, data_dir, **kw):
+    args = dict(model=str(model_dir), out=out, benchmarks=["aime24", "math500"], n=2, max_tokens=8,
+                backend="transformers", data_dir=str(data_dir), limit=2, batch_size=4, grade_workers=1,
+                progress=False)
+    return EvalConfig(**(args | kw))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_qwen2_dir, benchmarks_dir):
+    import torch
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("eval") / "tiny"
+    summary = run_eval(_cfg(tiny_qwen2_dir, out, benchmarks_dir))
+    return out, summary
+
+
+def test_eval_writes_samples_summary_markdown_and_plot(tiny_run, r1_tokenizer, tiny_qwen2_dir):
+    out, summary = tiny_run
+    records = read_samples(out / SAMPLES_FILE)
+    assert len(records) == 2 * 2 * 2
+    assert {(r["benchmark"], r["sample_index"]) for r in records} == {(b, i) for b in ("aime24", "math500")
+                                                                     for i in (0, 1)}
+    for r in records:
+        assert set(r) == RECORD_KEYS
+        assert r["response_tokens"] == len(r["token_ids"]) <= 8
+        assert r["finish_reason"] in ("stop", "length")
+        assert (r["finish_reason"] == "length") == (r["response_tokens"] == 8)
+        assert r1_tokenizer.eos_token_id not in r["token_ids"]
+        assert r["response"] == r1_tokenizer.decode(r["token_ids"], skip_special_tokens=True)
+        assert isinstance(r["correct"], bool) and r["grade_status"]
+    b = summary["benchmarks"]
+    assert list(b) == ["aime24", "math500"]
+    for name, v in b.items():
+        assert (v["n_problems"], v["n_samples"]) == (2, 4)
+        mine = [r["response_tokens"] for r in records if r["benchmark"] == name]
+        assert v["length"] == pytest.approx(sum(mine) / 4, abs=0.01)
+        assert [p["budget"] for p in v["budgets"]] == [1, 2, 4, 8]
+        assert v["budgets"][-1]["acc"] == v["acc"] and v["budgets"][-1]["length"] == v["length"]
+    meta = summary["meta"]
+    assert meta["model"] == str(tiny_qwen2_dir)
+    assert meta["config"]["n"] == 2 and meta["config"]["backend"] == "transformers"
+    assert "siri_rl_git_revision" in meta and meta["generation"]["new_samples"] == 8
+    assert json.loads((out / SUMMARY_JSON).read_text())["benchmarks"] == b
+    md = (out / SUMMARY_MD).read_text()
+    assert "| AIME24 | " in md and "| Budget | AIME24 | MATH500 |" in md
+    assert (out / BUDGET_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_rerun_skips_finished_and_refuses_other_args(tiny_run, tiny_qwen2_dir, benchmarks_dir):
+    out, first = tiny_run
+    before = (out / SAMPLES_FILE).read_bytes()
+    again = run_eval(_cfg(tiny_qwen2_dir, out, benchmarks_dir))
+    assert again["meta"]["generation"]["new_samples"] == 0
+    assert (out / SAMPLES_FILE).read_bytes() == before
+    assert again["benchmarks"] == first["benchmarks"]
+    with pytest.raises(EvalError, match=r"n: 2 -> 3.*new --out"):
+        run_eval(_cfg(tiny_qwen2_dir, out, benchmarks_dir, n=3))
+    assert json.loads((out / ARGS_FILE).read_text())["n"] == 2
+
+
+def test_eval_resumes_after_a_real_kill(tmp_path, tiny_qwen2_dir, benchmarks_dir):
+    """Kill `siri eval` (SIGKILL) after some samples are written; the rerun loses and duplicates nothing."""
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "siri_rl.cli", "eval", "--model", str(tiny_qwen2_dir), "--out", str(out),
+           "--benchmarks", "amc,aime24", "--n", "4", "--max-tokens", "10", "--backend", "transformers",
+           "--data-dir", str(benchmarks_dir), "--limit", "3", "--batch-size", "2", "--grade-workers", "1",
+           "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    total = 2 * 3 * 4
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    samples = out / SAMPLES_FILE
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if samples.exists() and samples.read_bytes().count(b"\n") >= 4:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, f"eval ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    before = read_samples(samples)
+    assert 4 <= len(before) < total
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = samples.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    keys = [(r["benchmark"], r["problem_id"], r["sample_index"]) for r in records]
+    assert len(keys) == len(set(keys)) == total  # nothing lost, nothing duplicated
+    assert {(b, i) for b, _, i in keys} == {(b, i) for b in ("amc", "aime24") for i in range(4)}
+    assert records[: len(before)] == before  # finished samples were kept, not regenerated
+    summary = json.loads((out / SUMMARY_JSON).read_text())
+    assert summary["benchmarks"]["amc"]["n_samples"] == summary["benchmarks"]["aime24"]["n_samples"] == 12
+    assert summary["meta"]["generation"]["new_samples"] == total - len(before)
