@@ -24,6 +24,7 @@ from siri_rl.evaluate import (
     budget_curve,
     clip_to_budget,
     grade_records,
+    load_tokenizer,
     read_samples,
     resolve_budgets,
     run_eval,
@@ -53,8 +54,22 @@ def _graded(records):
 
 
 @pytest.fixture(scope="module")
-def hand_records(r1_tokenizer):
-    tok = r1_tokenizer
+def tok(r1_tokenizer_dir):
+    return load_tokenizer(str(r1_tokenizer_dir))
+
+
+def test_load_tokenizer_round_trips_the_r1_tokenizer(tok, r1_tokenizer_dir):
+    from tokenizers import Tokenizer
+
+    text = "<think>\nWe need 2+2.\n</think>\n\n$\\boxed{4}$"
+    ids = tok.encode(text, add_special_tokens=False)
+    assert ids == Tokenizer.from_file(str(r1_tokenizer_dir / "tokenizer.json")).encode(text, add_special_tokens=False).ids
+    assert tok.decode(ids, skip_special_tokens=True) == text
+    assert (tok.bos_token_id, tok.eos_token_id) == (151646, 151643) and tok.chat_template
+
+
+@pytest.fixture(scope="module")
+def hand_records(tok):
     right4 = "<think>\nWe need 2+2. That is 4.\n</think>\n\nThe answer is $\\boxed{4}$."
     wrong4 = "<think>\nWe need 2+2. That is 5.\n</think>\n\nThe answer is $\\boxed{5}$."
     frac = "<think>\nHalf of one.\n</think>\n\n$\\boxed{\\frac{1}{2}}$"
@@ -99,10 +114,10 @@ def test_summary_pass_at_1_and_lengths(hand_records):
     assert delta_acc_cr(s, better) == pytest.approx(0.2 / 0.5)
 
 
-def test_clip_to_budget(hand_records, r1_tokenizer):
+def test_clip_to_budget(hand_records, tok):
     r = hand_records[0]
     b = r["response_tokens"] - 3
-    (clipped,) = clip_to_budget([r], b, lambda ids: r1_tokenizer.decode(ids, skip_special_tokens=True))
+    (clipped,) = clip_to_budget([r], b, lambda ids: tok.decode(ids, skip_special_tokens=True))
     assert clipped["response_tokens"] == b and clipped["finish_reason"] == "length"
     assert clipped["correct"] is None and clipped["token_ids"] == r["token_ids"][:b]
     assert r["response"].startswith(clipped["response"]) and len(clipped["response"]) < len(r["response"])
@@ -110,29 +125,35 @@ def test_clip_to_budget(hand_records, r1_tokenizer):
     assert kept is r
 
 
-def test_budget_curve_on_real_correct_answers(hand_records, r1_tokenizer):
+def test_budget_curve_on_real_correct_answers(hand_records, tok):
     longest = max(r["response_tokens"] for r in hand_records)
-    short = min(r["response_tokens"] for r in hand_records)
-    budgets = [short - 5, 24, longest]
-    curve = budget_curve(hand_records, budgets, r1_tokenizer, grade=_graded)
+    # the "4" answer is 25 tokens: at 24 its \boxed{4} is complete, at 23 the closing brace is cut off
+    budgets = [13, 23, 24, longest]
+    curve = budget_curve(hand_records, budgets, tok, grade=_graded)
     full = summarize_samples(hand_records)
+    assert [p["acc"] for p in curve["aime24"]] == pytest.approx([0.0, 100 / 6, 50.0, 50.0], abs=1e-3)
+    assert [p["acc"] for p in curve["amc"]] == pytest.approx([0.0, 0.0, 50.0, 50.0])
     for bench, pts in curve.items():
         assert [p["budget"] for p in pts] == budgets
         # at the largest budget nothing is clipped: the curve ends at the full evaluation
         assert pts[-1]["acc"] == pytest.approx(full[bench]["acc"])
         assert pts[-1]["length"] == pytest.approx(full[bench]["length"])
-        # a budget shorter than every response cuts every \boxed{} answer off
-        assert pts[0]["acc"] == 0.0 and pts[0]["length"] == budgets[0]
-        assert [p["length"] for p in pts] == sorted(p["length"] for p in pts)
-    # 24 tokens: recompute by hand — a response counts iff it fits and was correct
-    expect = {}
-    for bench in full:
-        rs = [r for r in hand_records if r["benchmark"] == bench]
-        by_p = {}
-        for r in rs:
-            by_p.setdefault(r["problem_id"], []).append(r["correct"] and r["response_tokens"] <= 24)
-        expect[bench] = 100 * sum(sum(v) / len(v) for v in by_p.values()) / len(by_p)
-    assert {b: pts[1]["acc"] for b, pts in curve.items()} == pytest.approx(expect)
+        mine = [r["response_tokens"] for r in hand_records if r["benchmark"] == bench]
+        for p in pts:
+            assert p["length"] == pytest.approx(sum(min(n, p["budget"]) for n in mine) / len(mine), abs=0.01)
+
+
+def test_budget_grading_agrees_with_the_length_capped_reward(hand_records, tok):
+    """Clipping at B and grading is the core's length-capping reward with cap B (§4.1)."""
+    from siri_rl.reward import length_capped_reward
+
+    for budget in (13, 23, 24):
+        clipped = _graded([dict(r) for r in clip_to_budget(hand_records, budget, tok.decode)
+                           if r["correct"] is None])
+        by_key = {(r["problem_id"], r["sample_index"]): r["correct"] for r in clipped}
+        for r in hand_records:
+            mine = by_key.get((r["problem_id"], r["sample_index"]), r["correct"])
+            assert mine == (length_capped_reward(r["token_ids"], r["gold"], budget, tok) == 1.0)
 
 
 def test_resolve_budgets():
@@ -190,7 +211,7 @@ def tiny_run(tmp_path_factory, tiny_qwen2_dir, benchmarks_dir):
     return out, summary
 
 
-def test_eval_writes_samples_summary_markdown_and_plot(tiny_run, r1_tokenizer, tiny_qwen2_dir):
+def test_eval_writes_samples_summary_markdown_and_plot(tiny_run, tok, tiny_qwen2_dir):
     out, summary = tiny_run
     records = read_samples(out / SAMPLES_FILE)
     assert len(records) == 2 * 2 * 2
@@ -201,8 +222,8 @@ def test_eval_writes_samples_summary_markdown_and_plot(tiny_run, r1_tokenizer, t
         assert r["response_tokens"] == len(r["token_ids"]) <= 8
         assert r["finish_reason"] in ("stop", "length")
         assert (r["finish_reason"] == "length") == (r["response_tokens"] == 8)
-        assert r1_tokenizer.eos_token_id not in r["token_ids"]
-        assert r["response"] == r1_tokenizer.decode(r["token_ids"], skip_special_tokens=True)
+        assert tok.eos_token_id not in r["token_ids"]
+        assert r["response"] == tok.decode(r["token_ids"], skip_special_tokens=True)
         assert isinstance(r["correct"], bool) and r["grade_status"]
     b = summary["benchmarks"]
     assert list(b) == ["aime24", "math500"]

@@ -1,0 +1,802 @@
+"""`siri eval`: sample a model on the math benchmarks, grade, summarise (paper §5.1 evaluation protocol).
+
+The paper evaluates every model on AIME24, AIME25, AMC and MATH500 with 64 samples per problem at temperature 0.6,
+top-p 0.95 and at most 16384 new tokens, and reports pass@1 (in percent) and the mean response length in tokens.
+This module does exactly that with one of two generation backends:
+
+* ``vllm``: ``vllm.LLM`` + ``SamplingParams(n=..., seed=...)`` for GPUs (imported only when asked for);
+* ``transformers``: batched ``model.generate`` with left padding and the KV cache, for CPU and small models.
+
+Both backends receive the same prompt token ids from :func:`siri_rl.data.prompt_token_ids` (chat template, one BOS),
+and answers are graded by the core's :func:`siri_rl.reward.grade_batch` (math-verify in a process pool with timeouts).
+
+Results directory (``--out``)::
+
+    eval_args.json   the arguments that determine the samples; a rerun must match them to resume
+    samples.jsonl    one JSON per sample, appended as soon as it is graded (a rerun skips finished samples)
+    summary.json     {"benchmarks": {name: {"acc", "length", ...}}, "meta": {...}}  (feeds metrics.delta_acc_cr)
+    summary.md       Table-1-style markdown
+    budget_curve.png accuracy / mean length if every response were capped at each budget (one pass, no re-sampling)
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+# Paper §5.1 evaluation settings.
+PAPER_BENCHMARKS = ("aime24", "aime25", "amc", "math500")
+PAPER_N = 64
+PAPER_TEMPERATURE = 0.6
+PAPER_TOP_P = 0.95
+PAPER_MAX_TOKENS = 16384
+
+SAMPLES_FILE = "samples.jsonl"
+ARGS_FILE = "eval_args.json"
+SUMMARY_JSON = "summary.json"
+SUMMARY_MD = "summary.md"
+BUDGET_PNG = "budget_curve.png"
+
+BACKENDS = ("vllm", "transformers")
+
+# Display names used in tables (Table 1 of the paper).
+BENCHMARK_TITLES = {"aime24": "AIME24", "aime25": "AIME25", "amc": "AMC", "math500": "MATH500"}
+
+
+class EvalError(ValueError):
+    """Bad evaluation input (arguments, results directory); the message says how to fix it."""
+
+
+@dataclass
+class EvalConfig:
+    """Arguments of one ``siri eval`` run. Lengths are in tokens of the model's tokenizer."""
+
+    model: str
+    out: Path
+    benchmarks: Sequence[str] = PAPER_BENCHMARKS
+    n: int = PAPER_N
+    temperature: float = PAPER_TEMPERATURE
+    top_p: float = PAPER_TOP_P
+    max_tokens: int = PAPER_MAX_TOKENS
+    backend: str = "vllm"
+    data_dir: str | None = None
+    seed: int = 0
+    limit: int | None = None  # first K problems per benchmark (smoke runs)
+    require_think_end: bool = True  # grade only a \boxed{} after </think>, as the reward does (§4.1)
+    budgets: Sequence[int] | None = None  # default: powers of two from 2048 up to max_tokens
+    batch_size: int = 64  # transformers: rows per generate call; vllm: samples handed to the engine at once / n
+    tensor_parallel_size: int = 1
+    dtype: str = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    device: str | None = None  # transformers only; default cuda if available
+    grade_workers: int | None = None
+    grade_timeout: float = 5.0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.benchmarks = [b.strip() for b in self.benchmarks if b.strip()]
+        if not self.benchmarks:
+            raise EvalError("no benchmarks given; pass e.g. --benchmarks aime24,aime25,amc,math500")
+        if len(set(self.benchmarks)) != len(self.benchmarks):
+            raise EvalError(f"benchmark listed twice in {self.benchmarks}")
+        if self.backend not in BACKENDS:
+            raise EvalError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        if self.n < 1 or self.max_tokens < 1 or self.batch_size < 1:
+            raise EvalError("--n, --max-tokens and --batch-size must be positive integers")
+        if self.limit is not None and self.limit < 1:
+            raise EvalError("--limit must be a positive number of problems per benchmark")
+        if not (self.temperature >= 0 and 0 < self.top_p <= 1):
+            raise EvalError(f"need temperature >= 0 and 0 < top-p <= 1, got {self.temperature}, {self.top_p}")
+        self.budgets = resolve_budgets(self.budgets, self.max_tokens)
+
+    def identity(self) -> dict[str, Any]:
+        """The arguments that determine which samples exist and how they are graded (checked on resume)."""
+        return {
+            "model": self.model,
+            "benchmarks": list(self.benchmarks),
+            "n": self.n,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+            "backend": self.backend,
+            "data_dir": str(self.data_dir) if self.data_dir else None,
+            "seed": self.seed,
+            "limit": self.limit,
+            "require_think_end": self.require_think_end,
+        }
+
+
+def resolve_budgets(budgets: Sequence[int] | None, max_tokens: int) -> list[int]:
+    """Sorted budgets (tokens) <= max_tokens, always ending at max_tokens.
+
+    Default: powers of two from 2048 (or max_tokens/8 for small max_tokens) up to max_tokens.
+    """
+    if budgets is None:
+        start = 2048 if max_tokens > 2048 else max(1, max_tokens // 8)
+        budgets = []
+        b = start
+        while b < max_tokens:
+            budgets.append(b)
+            b *= 2
+    bad = [b for b in budgets if int(b) < 1]
+    if bad:
+        raise EvalError(f"budgets must be positive token counts, got {bad}")
+    return sorted({int(b) for b in budgets if int(b) < max_tokens} | {max_tokens})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Generation backends. Both take "units": one prompt and the sample indices wanted for it.
+
+
+@dataclass
+class Unit:
+    """Samples ``sample_indices`` of one problem; ``seed`` makes them reproducible."""
+
+    benchmark: str
+    problem_id: str
+    gold: str
+    prompt_ids: list[int]
+    sample_indices: list[int]
+    seed: int
+
+
+@dataclass
+class Completion:
+    token_ids: list[int]  # generated tokens, EOS/padding stripped
+    text: str
+    finish_reason: str  # "stop" (EOS) or "length" (hit max_tokens)
+
+
+class TransformersBackend:
+    """Batched ``model.generate`` (left padding, KV cache). Rows of a batch are (prompt, sample) pairs."""
+
+    def __init__(self, model: str, tokenizer: Any, cfg: EvalConfig):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        self.torch = torch
+        self.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = cfg.dtype
+        if dtype == "auto":
+            dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
+        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype)).to(self.device)
+        self.model.eval()
+        self.tokenizer = tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.eos_ids = _eos_ids(tokenizer, self.model)
+        self.cfg = cfg
+
+    def generate(self, units: list[Unit], seed: int) -> list[list[Completion]]:
+        rows = [(ui, u.prompt_ids) for ui, u in enumerate(units) for _ in u.sample_indices]
+        # One seed per call: the driver gives a call the same units whatever was finished before it.
+        self.torch.manual_seed(seed)
+        sequences = generate_batch(
+            self.model,
+            [ids for _, ids in rows],
+            pad_id=self.pad_id,
+            eos_ids=self.eos_ids,
+            max_new_tokens=self.cfg.max_tokens,
+            temperature=self.cfg.temperature,
+            top_p=self.cfg.top_p,
+            device=self.device,
+        )
+        out: list[list[Completion]] = [[] for _ in units]
+        for (ui, _), new_ids in zip(rows, sequences, strict=True):
+            ids, reason = strip_eos(new_ids, self.eos_ids, self.pad_id, self.cfg.max_tokens)
+            out[ui].append(Completion(ids, self.tokenizer.decode(ids, skip_special_tokens=True), reason))
+        return out
+
+
+def generate_batch(
+    model: Any,
+    prompts: list[list[int]],
+    *,
+    pad_id: int,
+    eos_ids: list[int],
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    device: str,
+) -> list[list[int]]:
+    """Left-pad ``prompts`` and sample with ``model.generate``; returns the new token ids of each row.
+
+    ``top_k=0`` because transformers' default top-k of 50 would otherwise differ from vLLM's (off).
+    """
+    import torch
+
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        input_ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+        attention[i, width - len(p) :] = 1
+    sampling = (
+        {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
+        if temperature > 0
+        else {"do_sample": False}
+    )
+    with torch.inference_mode():
+        seq = model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=0,
+            pad_token_id=pad_id,
+            eos_token_id=eos_ids,
+            use_cache=True,
+            **sampling,
+        )
+    return seq[:, width:].tolist()
+
+
+def strip_eos(ids: Sequence[int], eos_ids: Sequence[int], pad_id: int | None, max_tokens: int) -> tuple[list[int], str]:
+    """Cut generated ids at the first EOS; finish reason "stop" if an EOS was emitted, else "length"."""
+    eos = set(eos_ids)
+    for i, t in enumerate(ids):
+        if t in eos:
+            return list(ids[:i]), "stop"
+    ids = list(ids)
+    # transformers pads finished rows; an unfinished row is never padded, so trailing pads only follow an EOS.
+    if pad_id is not None and pad_id not in eos:
+        while ids and ids[-1] == pad_id and len(ids) < max_tokens:
+            ids.pop()
+    return ids, ("length" if len(ids) >= max_tokens else "stop")
+
+
+def _eos_ids(tokenizer: Any, model: Any = None) -> list[int]:
+    ids: list[int] = []
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for e in (tokenizer.eos_token_id, gen_eos):
+        for t in e if isinstance(e, list | tuple) else [e]:
+            if t is not None and t not in ids:
+                ids.append(int(t))
+    return ids
+
+
+class VLLMBackend:
+    """vLLM offline inference: one request per unit with ``SamplingParams(n=len(unit), seed=unit.seed)``."""
+
+    def __init__(self, model: str, tokenizer: Any, cfg: EvalConfig):
+        try:
+            from vllm import LLM, SamplingParams
+        except ImportError as e:  # one line, with the fix
+            raise EvalError(
+                "the vllm backend needs vLLM: pip install 'siri-rl[vllm]' (or use --backend transformers)"
+            ) from e
+        self.SamplingParams = SamplingParams
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.eos_ids = _eos_ids(tokenizer)
+        longest_prompt = 4096  # generous; vLLM needs max_model_len >= prompt + max_tokens
+        self.llm = LLM(
+            model=model,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            dtype=cfg.dtype,
+            seed=cfg.seed,
+            max_model_len=cfg.max_tokens + longest_prompt,
+        )
+
+    def generate(self, units: list[Unit], seed: int) -> list[list[Completion]]:
+        # per-request seeds (vLLM's SamplingParams.seed) make each unit reproducible on its own
+        params = [
+            self.SamplingParams(
+                n=len(u.sample_indices),
+                temperature=self.cfg.temperature,
+                top_p=self.cfg.top_p,
+                top_k=-1,
+                max_tokens=self.cfg.max_tokens,
+                seed=u.seed,
+                skip_special_tokens=True,
+            )
+            for u in units
+        ]
+        prompts = [{"prompt_token_ids": u.prompt_ids} for u in units]
+        outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False)
+        result = []
+        for out in outputs:
+            comps = []
+            for c in out.outputs:
+                ids, _ = strip_eos(list(c.token_ids), self.eos_ids, None, self.cfg.max_tokens)
+                reason = "length" if c.finish_reason == "length" else "stop"
+                comps.append(Completion(ids, c.text, reason))
+            result.append(comps)
+        return result
+
+
+def load_tokenizer(path: str) -> Any:
+    """``AutoTokenizer.from_pretrained(path)``, reloaded as a plain ``PreTrainedTokenizerFast`` if it does not
+    round-trip text.
+
+    transformers 5.x loads byte-level BPE tokenizers whose tokenizer_config says ``LlamaTokenizerFast`` (the
+    R1-distill tokenizer without a qwen2 ``config.json`` beside it) as ``LlamaTokenizer`` with a Metaspace
+    pre-tokenizer: spaces and newlines vanish, token ids are wrong (huggingface/transformers#45488). Model
+    directories with a qwen2 config are unaffected.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    tok = AutoTokenizer.from_pretrained(path)
+    probe = "a b\nc"
+    if tok.decode(tok.encode(probe, add_special_tokens=False)) != probe:
+        tok = PreTrainedTokenizerFast.from_pretrained(path)
+    return tok
+
+
+# --------------------------------------------------------------------------------------------------------------
+# samples.jsonl: append-only, resumable.
+
+
+def sample_key(rec: dict) -> tuple[str, str, int]:
+    return (rec["benchmark"], str(rec["problem_id"]), int(rec["sample_index"]))
+
+
+def read_samples(path: Path, *, repair: bool = False) -> list[dict]:
+    """Read samples.jsonl; a half-written last line (a kill mid-write) is dropped, and cut off if ``repair``.
+
+    Duplicate (benchmark, problem, sample) keys keep the first record.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1  # everything after the last newline is an unfinished write
+    if end < len(data) and repair:
+        with open(path, "r+b") as f:
+            f.truncate(end)
+    records, seen = [], set()
+    for lineno, line in enumerate(data[:end].splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise EvalError(f"{path}:{lineno} is not valid JSON ({e.msg}); fix or delete that line") from None
+        key = sample_key(rec)
+        if key not in seen:
+            seen.add(key)
+            records.append(rec)
+    return records
+
+
+def _check_args(out: Path, cfg: EvalConfig) -> None:
+    args_path = out / ARGS_FILE
+    ident = cfg.identity()
+    if args_path.exists():
+        old = json.loads(args_path.read_text())
+        diff = [f"{k}: {old.get(k)!r} -> {ident[k]!r}" for k in ident if old.get(k) != ident[k]]
+        if diff:
+            raise EvalError(
+                f"{out} holds samples made with other arguments ({'; '.join(diff)}); "
+                "rerun with the same arguments to resume, or use a new --out"
+            )
+    elif (out / SAMPLES_FILE).exists():
+        raise EvalError(f"{out / SAMPLES_FILE} exists but {ARGS_FILE} does not; use a new --out")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        args_path.write_text(json.dumps(ident, indent=2) + "\n")
+
+
+def unit_seed(seed: int, benchmark: str, problem_id: str, first_sample: int) -> int:
+    """A stable 31-bit seed per (run seed, problem, first sample): resuming regenerates the same units."""
+    h = hashlib.sha256(f"{seed}/{benchmark}/{problem_id}/{first_sample}".encode()).digest()
+    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
+
+
+def plan_units(
+    problems: dict[str, list[dict]], prompt_ids: dict[tuple[str, str], list[int]], cfg: EvalConfig, done: set
+) -> list[tuple[int, list[Unit]]]:
+    """Split the whole run into generate calls of about ``batch_size`` samples (vLLM: ``batch_size * n``).
+
+    Calls are planned over all samples, finished or not, and then only the missing samples are kept, so a resumed
+    call has the same seed and (for unfinished calls) the same rows as in an uninterrupted run.
+    """
+    per_unit = cfg.batch_size if cfg.backend == "transformers" else cfg.n
+    per_call = cfg.batch_size if cfg.backend == "transformers" else cfg.batch_size * cfg.n
+    calls: list[list[Unit]] = []
+    current: list[Unit] = []
+    size = 0
+    for bench, rows in problems.items():
+        for p in rows:
+            pid = str(p["id"])
+            for start in range(0, cfg.n, per_unit):
+                idx = list(range(start, min(cfg.n, start + per_unit)))
+                if size + len(idx) > per_call and current:
+                    calls.append(current)
+                    current, size = [], 0
+                seed = unit_seed(cfg.seed, bench, pid, start)
+                current.append(Unit(bench, pid, str(p["answer"]), prompt_ids[(bench, pid)], idx, seed))
+                size += len(idx)
+    if current:
+        calls.append(current)
+    pending = []
+    for call in calls:
+        kept = []
+        for u in call:
+            missing = [i for i in u.sample_indices if (u.benchmark, u.problem_id, i) not in done]
+            if missing:
+                kept.append(Unit(u.benchmark, u.problem_id, u.gold, u.prompt_ids, missing, u.seed))
+        if kept:
+            # the batch seed (transformers) is the first planned unit's, finished or not
+            pending.append((call[0].seed, kept))
+    return pending
+
+
+def grade_records(records: list[dict], cfg: EvalConfig) -> list[dict]:
+    """Fill ``answer``, ``correct`` and ``grade_status`` of records with the core grader (process pool)."""
+    from siri_rl.reward import grade_batch
+
+    if not records:
+        return records
+    grades = grade_batch(
+        [r["response"] for r in records],
+        [r["gold"] for r in records],
+        workers=cfg.grade_workers,
+        timeout=cfg.grade_timeout,
+        require_think_end=cfg.require_think_end,
+    )
+    for r, g in zip(records, grades, strict=True):
+        r["answer"] = g.answer
+        r["correct"] = bool(g.correct)
+        r["grade_status"] = getattr(g, "status", None)
+    return records
+
+
+def _progress(enabled: bool):
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description:<9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("samples"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
+
+
+def load_eval_problems(cfg: EvalConfig) -> dict[str, list[dict]]:
+    """Benchmark name -> problems (``id``, ``problem``, ``answer``), first ``cfg.limit`` of each."""
+    from siri_rl.data import load_benchmark
+
+    problems = {}
+    for b in cfg.benchmarks:
+        rows = load_benchmark(b, cfg.data_dir)
+        problems[b] = rows[: cfg.limit] if cfg.limit else rows
+    return problems
+
+
+def run_eval(cfg: EvalConfig, *, backend_factory: Callable[..., Any] | None = None) -> dict:
+    """Generate, grade and summarise; resumes from ``cfg.out`` if it holds samples of the same arguments.
+
+    Returns the summary dict written to ``summary.json``.
+    """
+    from siri_rl.data import prompt_token_ids
+
+    out = Path(cfg.out)
+    _check_args(out, cfg)
+    samples_path = out / SAMPLES_FILE
+    done_records = read_samples(samples_path, repair=True)
+    done = {sample_key(r) for r in done_records}
+
+    problems = load_eval_problems(cfg)
+    tokenizer = load_tokenizer(cfg.model)
+    prompt_ids = {(b, str(p["id"])): prompt_token_ids(p["problem"], tokenizer) for b, rows in problems.items()
+                  for p in rows}
+    wanted = {(b, str(p["id"]), i) for b, rows in problems.items() for p in rows for i in range(cfg.n)}
+    calls = plan_units(problems, prompt_ids, cfg, done)
+    todo = sum(len(u.sample_indices) for _, call in calls for u in call)
+
+    t0 = time.perf_counter()
+    gen_tokens = 0
+    gen_seconds = 0.0
+    if calls:
+        factory = backend_factory or (TransformersBackend if cfg.backend == "transformers" else VLLMBackend)
+        backend = factory(cfg.model, tokenizer, cfg)
+        n_done = len(done & wanted)
+        with _progress(cfg.progress) as bar, open(samples_path, "a", encoding="utf-8") as f, \
+                concurrent.futures.ThreadPoolExecutor(max_workers=1) as grader:
+            gen_task = bar.add_task("generate", total=n_done + todo, completed=n_done)
+            grade_task = bar.add_task("grade", total=n_done + todo, completed=n_done)
+            pending: list[concurrent.futures.Future] = []
+
+            def flush(wait_all: bool) -> None:
+                # Write graded calls in order; grading of call i overlaps generation of call i+1.
+                while pending and (wait_all or pending[0].done() or len(pending) > 1):
+                    recs = pending.pop(0).result()
+                    for r in recs:
+                        f.write(json.dumps(r, ensure_ascii=False) + "\n")
+                    f.flush()
+                    bar.advance(grade_task, len(recs))
+
+            for seed, call in calls:
+                tg = time.perf_counter()
+                completions = backend.generate(call, seed)
+                gen_seconds += time.perf_counter() - tg
+                recs = []
+                for u, comps in zip(call, completions, strict=True):
+                    for i, c in zip(u.sample_indices, comps, strict=True):
+                        gen_tokens += len(c.token_ids)
+                        recs.append({
+                            "benchmark": u.benchmark,
+                            "problem_id": u.problem_id,
+                            "sample_index": i,
+                            "gold": u.gold,
+                            "response": c.text,
+                            "response_tokens": len(c.token_ids),
+                            "finish_reason": c.finish_reason,
+                            "answer": None,  # filled by the grader
+                            "correct": None,
+                            "grade_status": None,
+                            "token_ids": c.token_ids,
+                        })
+                bar.advance(gen_task, len(recs))
+                pending.append(grader.submit(grade_records, recs, cfg))
+                flush(wait_all=False)
+            flush(wait_all=True)
+
+    records = [r for r in read_samples(samples_path) if sample_key(r) in wanted]
+    missing = len(wanted) - len(records)
+    if missing:
+        raise EvalError(f"{missing} samples missing from {samples_path} after generation; rerun to resume")
+    summary = summarize_run(records, cfg, tokenizer)
+    summary["meta"]["generation"] = {
+        "new_samples": todo,
+        "new_tokens": gen_tokens,
+        "generate_seconds": round(gen_seconds, 3),
+        "tokens_per_second": round(gen_tokens / gen_seconds, 2) if gen_seconds else None,
+        "wall_seconds": round(time.perf_counter() - t0, 3),
+    }
+    write_summary(summary, out)
+    return summary
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Summaries: pass@1 and mean length per benchmark; the accuracy-vs-budget curve from the same samples.
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def summarize_samples(records: Iterable[dict]) -> dict[str, dict]:
+    """Per benchmark: ``acc`` (pass@1, percent), ``length`` (mean response tokens), and details.
+
+    pass@1 is the mean over problems of the fraction of correct samples (§5.1); lengths average over all samples.
+    Keys: acc, length, length_correct, length_incorrect, truncated (percent finished by length), n_problems,
+    n_samples. Benchmarks keep the order in which they first appear.
+    """
+    from siri_rl.metrics import pass_at_1
+
+    by_bench: dict[str, dict[str, list[dict]]] = {}
+    for r in records:
+        by_bench.setdefault(r["benchmark"], defaultdict(list))[str(r["problem_id"])].append(r)
+    out = {}
+    for bench, by_problem in by_bench.items():
+        allr = [r for rs in by_problem.values() for r in rs]
+        per_problem = [[bool(r["correct"]) for r in rs] for rs in by_problem.values()]
+        lens = [r["response_tokens"] for r in allr]
+        out[bench] = {
+            "acc": round(100.0 * pass_at_1(per_problem), 4),
+            "length": round(_mean(lens), 2),
+            "length_correct": _round(_mean([r["response_tokens"] for r in allr if r["correct"]])),
+            "length_incorrect": _round(_mean([r["response_tokens"] for r in allr if not r["correct"]])),
+            "truncated": round(100.0 * _mean([r.get("finish_reason") == "length" for r in allr]), 4),
+            "n_problems": len(by_problem),
+            "n_samples": len(allr),
+        }
+    return out
+
+
+def _round(x: float | None, nd: int = 2) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+def clip_to_budget(records: Sequence[dict], budget: int, decode: Callable[[list[int]], str]) -> list[dict]:
+    """Records as if generation had stopped at ``budget`` tokens; ``correct`` is None where it must be regraded.
+
+    A response no longer than the budget is unchanged (sampling is autoregressive, so with the same random stream
+    a run with max_tokens=budget would have produced it too). A longer one keeps its first ``budget`` token ids,
+    is decoded, counted as ``budget`` tokens and finish reason "length".
+    """
+    out = []
+    for r in records:
+        if r["response_tokens"] <= budget:
+            out.append(r)
+            continue
+        ids = r["token_ids"][:budget]
+        out.append({**r, "response": decode(ids), "response_tokens": budget, "token_ids": ids,
+                    "finish_reason": "length", "correct": None, "answer": None})
+    return out
+
+
+def budget_curve(
+    records: Sequence[dict],
+    budgets: Sequence[int],
+    tokenizer: Any,
+    *,
+    grade: Callable[[list[dict]], list[dict]],
+) -> dict[str, list[dict]]:
+    """Accuracy (percent) and mean length (tokens) per benchmark if every response were capped at each budget.
+
+    One grading call for all clipped responses of all budgets. Returns {benchmark: [{budget, acc, length}, ...]}.
+    """
+    records = [r if "token_ids" in r else {**r, "token_ids": tokenizer.encode(r["response"], add_special_tokens=False)}
+               for r in records]
+
+    def decode(ids: list[int]) -> str:
+        return tokenizer.decode(ids, skip_special_tokens=True)
+
+    clipped = {b: clip_to_budget(records, b, decode) for b in budgets}
+    to_grade = [r for rs in clipped.values() for r in rs if r["correct"] is None]
+    grade(to_grade)  # fills "correct" in place
+    curve: dict[str, list[dict]] = defaultdict(list)
+    for b in budgets:
+        for bench, s in summarize_samples(clipped[b]).items():
+            curve[bench].append({"budget": b, "acc": s["acc"], "length": s["length"]})
+    return dict(curve)
+
+
+def _git_revision() -> str | None:
+    try:
+        here = Path(__file__).resolve().parent
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if rev.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return rev.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def summarize_run(records: list[dict], cfg: EvalConfig, tokenizer: Any) -> dict:
+    """summary.json content: per-benchmark metrics (with the budget curve) and run metadata."""
+    import siri_rl
+
+    benchmarks = summarize_samples(records)
+    order = {b: i for i, b in enumerate(cfg.benchmarks)}
+    benchmarks = dict(sorted(benchmarks.items(), key=lambda kv: order.get(kv[0], len(order))))
+    curve = budget_curve(records, cfg.budgets, tokenizer, grade=lambda rs: grade_records(rs, cfg))
+    for bench, pts in curve.items():
+        benchmarks[bench]["budgets"] = pts
+    return {
+        "benchmarks": benchmarks,
+        "meta": {
+            "model": cfg.model,
+            "config": {k: v for k, v in asdict(cfg).items() if k not in ("progress",)} | {"out": str(cfg.out)},
+            "siri_rl_version": getattr(siri_rl, "__version__", None),
+            "siri_rl_git_revision": _git_revision(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    }
+
+
+def summary_markdown(summary: dict, name: str | None = None) -> str:
+    """Table-1-style markdown for one results directory: Acc / Length per benchmark plus the average."""
+    b = summary["benchmarks"]
+    meta = summary.get("meta", {})
+    cfg = meta.get("config", {})
+    name = name or meta.get("model", "model")
+    titles = [BENCHMARK_TITLES.get(k, k) for k in b]
+    lines = [f"# Evaluation: {name}", ""]
+    if cfg:
+        lines += [
+            f"n={cfg.get('n')} samples/problem, temperature {cfg.get('temperature')}, top-p {cfg.get('top_p')}, "
+            f"max {cfg.get('max_tokens')} tokens, backend {cfg.get('backend')}, seed {cfg.get('seed')}; "
+            f"siri-rl {meta.get('siri_rl_git_revision') or meta.get('siri_rl_version') or 'unknown'}.",
+            "",
+        ]
+    head = "| Model | " + " | ".join(f"{t} Acc | {t} Len" for t in titles) + " | Avg Acc | Avg Len |"
+    lines += [head, "|" + "---|" * (1 + 2 * len(b) + 2)]
+    accs = [v["acc"] for v in b.values()]
+    lens = [v["length"] for v in b.values()]
+    cells = [f"{v['acc']:.1f} | {v['length']:.0f}" for v in b.values()]
+    lines.append(f"| {name} | " + " | ".join(cells) + f" | {_mean(accs):.1f} | {_mean(lens):.0f} |")
+    lines += ["", "| Benchmark | Acc (%) | Length | Len correct | Len incorrect | Truncated (%) | problems | samples |",
+              "|---|---|---|---|---|---|---|---|"]
+    for k, v in b.items():
+        lc = "–" if v.get("length_correct") is None else f"{v['length_correct']:.0f}"
+        li = "–" if v.get("length_incorrect") is None else f"{v['length_incorrect']:.0f}"
+        lines.append(f"| {BENCHMARK_TITLES.get(k, k)} | {v['acc']:.2f} | {v['length']:.1f} | {lc} | {li} | "
+                     f"{v.get('truncated', 0):.1f} | {v['n_problems']} | {v['n_samples']} |")
+    budgets = sorted({p["budget"] for v in b.values() for p in v.get("budgets", [])})
+    if budgets:
+        lines += ["", "Accuracy (%) / mean length (tokens) if every response were capped at each budget "
+                  "(from the same samples):", "",
+                  "| Budget | " + " | ".join(titles) + " |", "|" + "---|" * (1 + len(b))]
+        for bud in budgets:
+            row = []
+            for v in b.values():
+                p = next((p for p in v.get("budgets", []) if p["budget"] == bud), None)
+                row.append("–" if p is None else f"{p['acc']:.1f} / {p['length']:.0f}")
+            lines.append(f"| {bud} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(summary: dict, out: Path) -> None:
+    """Write summary.json, summary.md and budget_curve.png into ``out``."""
+    out = Path(out)
+    (out / SUMMARY_JSON).write_text(json.dumps(summary, indent=2) + "\n")
+    (out / SUMMARY_MD).write_text(summary_markdown(summary, name=out.name))
+    curve = {k: v["budgets"] for k, v in summary["benchmarks"].items() if v.get("budgets")}
+    if curve:
+        plot_budget_curve(curve, out / BUDGET_PNG, title=f"{out.name}: accuracy vs token budget")
+
+
+def plot_budget_curve(curve: dict[str, list[dict]], path: Path, *, title: str = "") -> Path:
+    """Two panels against the budget (tokens, log2 axis): pass@1 (%) and mean length (tokens), one line per
+    benchmark plus their average."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_acc, ax_len) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=100)
+    budgets = sorted({p["budget"] for pts in curve.values() for p in pts})
+    for bench, pts in curve.items():
+        xs = [p["budget"] for p in pts]
+        ax_acc.plot(xs, [p["acc"] for p in pts], marker="o", ms=3, label=BENCHMARK_TITLES.get(bench, bench))
+        ax_len.plot(xs, [p["length"] for p in pts], marker="o", ms=3, label=BENCHMARK_TITLES.get(bench, bench))
+    if len(curve) > 1:
+        avg_acc = [_mean([p["acc"] for pts in curve.values() for p in pts if p["budget"] == b]) for b in budgets]
+        avg_len = [_mean([p["length"] for pts in curve.values() for p in pts if p["budget"] == b]) for b in budgets]
+        ax_acc.plot(budgets, avg_acc, color="black", lw=2, label="average")
+        ax_len.plot(budgets, avg_len, color="black", lw=2, label="average")
+    for ax, ylabel in ((ax_acc, "pass@1 (%)"), (ax_len, "mean length (tokens)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(budgets)
+        ax.set_xticklabels([f"{b // 1024}K" if b >= 1024 and b % 1024 == 0 else str(b) for b in budgets],
+                           fontsize=8)
+        ax.minorticks_off()
+        ax.set_xlabel("token budget (responses clipped)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    top = max([p["acc"] for pts in curve.values() for p in pts] + [1.0])
+    ax_acc.set_ylim(0, min(100.0, top * 1.1 + 1))
+    ax_len.set_ylim(bottom=0)
+    ax_acc.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def iter_result_samples(result_dir: Path) -> Iterator[dict]:
+    """Samples of a results directory (used by ``siri analyze patterns``)."""
+    yield from read_samples(Path(result_dir) / SAMPLES_FILE)
+
+
+__all__ = [
+    "EvalConfig",
+    "EvalError",
+    "run_eval",
+    "summarize_samples",
+    "clip_to_budget",
+    "budget_curve",
+    "summary_markdown",
+    "write_summary",
+    "plot_budget_curve",
+    "read_samples",
+    "load_tokenizer",
+    "resolve_budgets",
+    "PAPER_BENCHMARKS",
+    "BENCHMARK_TITLES",
+]
