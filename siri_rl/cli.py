@@ -137,8 +137,6 @@ def eval_(
 ) -> None:
     """Sample a model on the math benchmarks, grade, and write samples/summary/budget curve (paper §5.1)."""
     from siri_rl.data import DataError
-    from rich.markdown import Markdown
-
     from siri_rl.evaluate import SUMMARY_MD, EvalConfig, EvalError, run_eval
 
     try:
@@ -153,8 +151,28 @@ def eval_(
     except (EvalError, DataError) as err:
         fail(str(err))
         return
-    console.print(Markdown((out / SUMMARY_MD).read_text()))
+    console.print((out / SUMMARY_MD).read_text(), highlight=False, markup=False, soft_wrap=True)
     console.print(f"wrote {out}/ (samples.jsonl, summary.json, summary.md, budget_curve.png)")
+
+
+@app.command()
+def compare(
+    results: list[Path] = typer.Argument(..., help="siri eval results directories (one row each)"),
+    base: Path = typer.Option(..., help="results directory of the base model (ΔAcc/CR reference)"),
+    out: Path = typer.Option(..., help="report directory: table.md, comparison.json, pareto.png"),
+) -> None:
+    """Table 1 (Acc/Length per benchmark, ΔAcc/CR, best in bold) and the accuracy-vs-length Pareto plot."""
+    from siri_rl.compare import TABLE_MD, run_compare
+    from siri_rl.evaluate import EvalError
+
+    try:
+        run_compare(base, results, out)
+    except EvalError as err:
+        fail(str(err))
+        return
+    # raw markdown (wide tables stay readable and can be pasted as they are)
+    console.print((out / TABLE_MD).read_text(), highlight=False, markup=False, soft_wrap=True)
+    console.print(f"wrote {out}/ (table.md, comparison.json, pareto.png)")
 
 
 def main() -> None:
