@@ -175,6 +175,50 @@ def compare(
     console.print(f"wrote {out}/ (table.md, comparison.json, pareto.png)")
 
 
+analyze_app = typer.Typer(
+    help="Reasoning-pattern frequencies (Figure 6) and training-run dynamics (Figures 4, 9).", no_args_is_help=True
+)
+app.add_typer(analyze_app, name="analyze")
+
+
+@analyze_app.command("patterns")
+def analyze_patterns(
+    results: list[Path] = typer.Argument(..., help="siri eval results directories, e.g. checkpoints at 1280/1600/1920"),
+    out: Path = typer.Option(Path("patterns"), help="directory for patterns.md, patterns.json, patterns.png"),
+    words: str = typer.Option("wait,hold on,alternatively,so,compute", help="comma-separated words/phrases"),
+    names: Optional[str] = typer.Option(None, help="comma-separated labels, one per results directory"),
+) -> None:
+    """Mean occurrences per response of each word, in correct vs incorrect responses, across results."""
+    from siri_rl.analysis import PATTERNS_MD, run_patterns
+    from siri_rl.evaluate import EvalError
+
+    try:
+        run_patterns(results, out, words.split(","), names.split(",") if names else None)
+    except EvalError as err:
+        fail(str(err))
+        return
+    console.print((out / PATTERNS_MD).read_text(), highlight=False, markup=False, soft_wrap=True)
+    console.print(f"wrote {out}/ (patterns.md, patterns.json, patterns.png)")
+
+
+@analyze_app.command("run")
+def analyze_run(
+    run_dir: Path = typer.Argument(..., help="training run directory (holds metrics.jsonl)"),
+    out: Optional[Path] = typer.Option(None, help="output directory (default RUN_DIR/analysis)"),
+) -> None:
+    """Accuracy and length against the scheduled cap, entropy, tokens generated (PNGs + run.md)."""
+    from siri_rl.analysis import run_analysis
+    from siri_rl.evaluate import EvalError
+
+    try:
+        written = run_analysis(run_dir, out)
+    except EvalError as err:
+        fail(str(err))
+        return
+    console.print(written[-1].read_text(), highlight=False, markup=False, soft_wrap=True)
+    console.print("wrote " + ", ".join(str(p) for p in written))
+
+
 def main() -> None:
     app()
 
