@@ -158,7 +158,7 @@ class Completion:
 class TransformersBackend:
     """Batched ``model.generate`` (left padding, KV cache). Rows of a batch are (prompt, sample) pairs."""
 
-    def __init__(self, model: str, tokenizer: Any, cfg: EvalConfig):
+    def __init__(self, model: str, tokenizer: Any, cfg: EvalConfig, **_: Any):
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -264,7 +264,7 @@ def _eos_ids(tokenizer: Any, model: Any = None) -> list[int]:
 class VLLMBackend:
     """vLLM offline inference: one request per unit with ``SamplingParams(n=len(unit), seed=unit.seed)``."""
 
-    def __init__(self, model: str, tokenizer: Any, cfg: EvalConfig):
+    def __init__(self, model: str, tokenizer: Any, cfg: EvalConfig, *, max_prompt_tokens: int = 2048):
         try:
             from vllm import LLM, SamplingParams
         except ImportError as e:  # one line, with the fix
@@ -275,13 +275,13 @@ class VLLMBackend:
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.eos_ids = _eos_ids(tokenizer)
-        longest_prompt = 4096  # generous; vLLM needs max_model_len >= prompt + max_tokens
         self.llm = LLM(
             model=model,
             tensor_parallel_size=cfg.tensor_parallel_size,
             dtype=cfg.dtype,
             seed=cfg.seed,
-            max_model_len=cfg.max_tokens + longest_prompt,
+            # the KV cache only has to hold the longest prompt plus the longest response
+            max_model_len=max_prompt_tokens + cfg.max_tokens,
         )
 
     def generate(self, units: list[Unit], seed: int) -> list[list[Completion]]:
@@ -306,7 +306,8 @@ class VLLMBackend:
             for c in out.outputs:
                 ids, _ = strip_eos(list(c.token_ids), self.eos_ids, None, self.cfg.max_tokens)
                 reason = "length" if c.finish_reason == "length" else "stop"
-                comps.append(Completion(ids, c.text, reason))
+                # decode with our tokenizer, as the transformers backend does, so both give the same text
+                comps.append(Completion(ids, self.tokenizer.decode(ids, skip_special_tokens=True), reason))
             result.append(comps)
         return result
 
@@ -481,7 +482,7 @@ def load_eval_problems(cfg: EvalConfig) -> dict[str, list[dict]]:
     return problems
 
 
-def run_eval(cfg: EvalConfig, *, backend_factory: Callable[..., Any] | None = None) -> dict:
+def run_eval(cfg: EvalConfig) -> dict:
     """Generate, grade and summarise; resumes from ``cfg.out`` if it holds samples of the same arguments.
 
     Returns the summary dict written to ``summary.json``.
@@ -506,8 +507,8 @@ def run_eval(cfg: EvalConfig, *, backend_factory: Callable[..., Any] | None = No
     gen_tokens = 0
     gen_seconds = 0.0
     if calls:
-        factory = backend_factory or (TransformersBackend if cfg.backend == "transformers" else VLLMBackend)
-        backend = factory(cfg.model, tokenizer, cfg)
+        factory = TransformersBackend if cfg.backend == "transformers" else VLLMBackend
+        backend = factory(cfg.model, tokenizer, cfg, max_prompt_tokens=max(len(p) for p in prompt_ids.values()))
         n_done = len(done & wanted)
         with _progress(cfg.progress) as bar, open(samples_path, "a", encoding="utf-8") as f, \
                 concurrent.futures.ThreadPoolExecutor(max_workers=1) as grader:

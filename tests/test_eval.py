@@ -255,6 +255,18 @@ def test_eval_rerun_skips_finished_and_refuses_other_args(tiny_run, tiny_qwen2_d
     assert json.loads((out / ARGS_FILE).read_text())["n"] == 2
 
 
+def test_vllm_backend_without_vllm_is_a_clear_error(tmp_path, tiny_qwen2_dir, benchmarks_dir):
+    pytest.importorskip("torch")
+    try:
+        import vllm  # noqa: F401
+
+        pytest.skip("vLLM is installed here; this checks the message shown without it")
+    except ImportError:
+        pass
+    with pytest.raises(EvalError, match=r"needs vLLM: pip install 'siri-rl\[vllm\]'"):
+        run_eval(_cfg(tiny_qwen2_dir, tmp_path / "v", benchmarks_dir, backend="vllm"))
+
+
 def test_eval_resumes_after_a_real_kill(tmp_path, tiny_qwen2_dir, benchmarks_dir):
     """Kill `siri eval` (SIGKILL) after some samples are written; the rerun loses and duplicates nothing."""
     out = tmp_path / "killed"
