@@ -17,7 +17,7 @@ import select
 import subprocess
 import sys
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -101,7 +101,7 @@ def _count(status: str) -> None:
 
 def grader_stats() -> dict[str, int]:
     """Counts of grader outcomes in this process: ``ok``, ``timeout``, ``error``, ``fast`` (decided without
-    math-verify), ``restarts`` (worker processes killed after a timeout)."""
+    math-verify), ``cached`` (a repeated comparison), ``restarts`` (worker processes killed after a timeout)."""
     with _stats_lock:
         return dict(_stats)
 
@@ -189,6 +189,38 @@ _pool = _WorkerPool()
 atexit.register(_pool.close)
 
 
+def shutdown_grader() -> None:
+    """Stop this process's math-verify worker processes and forget cached comparisons (workers start again on
+    demand)."""
+    _pool.close()
+    with _memo.lock:
+        _memo.data.clear()
+
+
+class _Memo:
+    """A small thread-safe LRU of finished comparisons: sampled answers repeat a lot (64 samples of one problem
+    often give the same few answers), and a comparison's outcome never changes."""
+
+    def __init__(self, size: int = 65536) -> None:
+        self.size, self.lock, self.data = size, threading.Lock(), OrderedDict()
+
+    def get(self, key: str) -> tuple[bool, str] | None:
+        with self.lock:
+            value = self.data.get(key)
+            if value is not None:
+                self.data.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: tuple[bool, str]) -> None:
+        with self.lock:
+            self.data[key] = value
+            if len(self.data) > self.size:
+                self.data.popitem(last=False)
+
+
+_memo = _Memo()
+
+
 def _needs_wrapping(text: str) -> bool:
     return not any(d in text for d in _DELIMITERS)
 
@@ -238,6 +270,11 @@ def verify_equivalence(
         # math-verify's own alarm (whole seconds) fires first in ordinary slow cases; the kill is the backstop.
         "alarm": max(1, int(timeout // 3)),
     }
+    key = json.dumps(payload, sort_keys=True)
+    cached = _memo.get(key)
+    if cached is not None:
+        _count("cached")
+        return cached
     worker = _pool.acquire()
     try:
         reply = worker.request(payload, timeout)
@@ -245,7 +282,10 @@ def verify_equivalence(
         _pool.release(worker)
     status = reply.get("status", "error")
     _count(status)
-    return bool(reply.get("correct")), status
+    result = (bool(reply.get("correct")), status)
+    if status == "ok":  # timeouts and errors may be load-dependent: try those again next time
+        _memo.put(key, result)
+    return result
 
 
 def is_equivalent(pred: str | None, gold: str, *, timeout: float = DEFAULT_TIMEOUT, **options: Any) -> bool:
