@@ -85,12 +85,15 @@ def test_pathological_answers_are_bounded_and_zero():
 
 
 def test_hard_timeout_kills_and_recovers():
-    # A tiny timeout the worker cannot meet on its first (cold) call still returns cleanly; the next call works.
+    assert is_equivalent("\\frac{2}{4}", "0.5")  # a warm worker: its start-up grace is spent
     before = grader_stats().get("restarts", 0)
-    correct, status = verify_equivalence("\\int_0^1 x^{2} dx" + "+x" * 3000, "1", timeout=0.001)
-    assert correct is False
-    assert is_equivalent("\\frac{2}{4}", "0.5")
-    assert status in ("timeout", "ok", "error") and grader_stats().get("restarts", 0) >= before
+    slow = "+".join(f"x^{{{i}}}" for i in range(1500))  # math-verify needs about a second on this
+    start = time.monotonic()
+    correct, status = verify_equivalence(slow, "1", timeout=0.3)
+    assert (correct, status) == (False, "timeout")
+    assert time.monotonic() - start < 0.9  # killed from outside, not waited for
+    assert grader_stats()["restarts"] == before + 1
+    assert is_equivalent("\\frac{3}{6}", "0.5")  # a fresh worker takes over
 
 
 def test_works_off_the_main_thread():
