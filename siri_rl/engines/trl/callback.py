@@ -1,0 +1,252 @@
+"""The SIRI length schedule inside TRL's GRPOTrainer: a TrainerCallback that sets the rollout cap per rollout round.
+
+Why rollout rounds and not optimizer steps (SIRI §4.3, TRL 1.x ``GRPOTrainer._prepare_inputs``): TRL generates
+one *generation batch* every ``steps_per_generation * num_iterations`` micro-steps (``training_step`` calls) and
+serves slices of that buffered batch in between. A cap changed per optimizer step would be ignored whenever
+``steps_per_generation > gradient_accumulation_steps`` or ``num_iterations > 1``. So the callback counts
+micro-steps from the Trainer's own events (``on_step_begin`` before the first micro-step of an optimizer step,
+``on_substep_end``/``on_step_end`` after each one) and, before every micro-step, sets the cap of the round that
+micro-step belongs to: ``round = micro_step // (steps_per_generation * num_iterations)``. The cap goes to the
+generation config used by the transformers path (``trainer.generation_config.max_new_tokens`` and the
+``generation_kwargs`` TRL overlays on the model), and to ``vllm_generation.max_completion_length`` for vLLM
+colocate/server modes. It never goes into ``GRPOConfig.generation_kwargs``.
+
+The same callback finalises one ``metrics.jsonl`` row per round (rollout statistics from the reward function,
+loss-side statistics such as entropy and clip ratios from TRL's logs), exports ``save_pretrained`` checkpoints at
+each cycle's trough and peak (SIRI-low / SIRI-high), and asks the Trainer for resumable checkpoints at round
+boundaries.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from siri_rl.schedule import LengthSchedule
+
+# TRL log keys (GRPOTrainer._metrics) copied into metrics.jsonl, under our names.
+TRL_LOG_KEYS = {
+    "entropy": "entropy",
+    "clip_ratio/low_mean": "clip_ratio_low",
+    "clip_ratio/high_mean": "clip_ratio_high",
+    "clip_ratio/region_mean": "clip_ratio_region",
+    "loss": "loss",
+    "grad_norm": "grad_norm",
+    "learning_rate": "learning_rate",
+    "frac_reward_zero_std": "frac_reward_zero_std",
+}
+
+
+@dataclass
+class RolloutCap:
+    """State shared by the callback (which sets the cap) and the reward (which must score against the same cap)."""
+
+    schedule: LengthSchedule
+    round: int = 0
+    max_len: int = 0
+    # Rollout statistics of rounds whose metrics row is not written yet: {round: {...}}.
+    pending: dict[int, dict[str, Any]] = field(default_factory=dict)
+    tokens_generated: int = 0
+
+    def set_round(self, r: int) -> None:
+        self.round = r
+        self.max_len = self.schedule(r)
+
+
+def _round_stats_from_logs(logs: list[dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, name in TRL_LOG_KEYS.items():
+        values = [float(x[key]) for x in logs if key in x and x[key] is not None]
+        values = [v for v in values if not math.isnan(v)]
+        if values:
+            out[name] = sum(values) / len(values)
+    return out
+
+
+class LengthScheduleCallback(TrainerCallback):
+    """Drives ``GRPOTrainer``'s rollout cap from a SIRI :class:`~siri_rl.schedule.LengthSchedule`, per rollout
+    round, and writes the run directory (``metrics.jsonl``, ``checkpoints/<cycleK-compressed|expanded>``).
+
+    Args:
+        cap: shared state with the schedule (also given to :class:`~siri_rl.engines.trl.reward.LengthCappedReward`).
+        run_dir: the ``siri train --output-dir`` directory.
+        num_rounds: total rollout rounds of the run (trough/peak checkpoints are derived from it).
+        save_every: also ask the Trainer for a resumable checkpoint every this many rounds (None: only at
+            trough/peak rounds, the last round and ``stop_after_rounds``).
+        stop_after_rounds: stop training once this many rounds are complete (a resumable checkpoint is saved).
+        progress: show a rich progress bar with the cap and accuracy per round.
+    """
+
+    def __init__(
+        self,
+        cap: RolloutCap,
+        run_dir: str | Path,
+        *,
+        num_rounds: int,
+        save_every: int | None = None,
+        stop_after_rounds: int | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.cap = cap
+        self.run_dir = Path(run_dir)
+        self.num_rounds = num_rounds
+        self.save_every = save_every
+        self.stop_after_rounds = stop_after_rounds
+        self.checkpoints = dict(cap.schedule.checkpoints(num_rounds))  # {round: name}
+        self.trainer: Any = None
+        self._micro = 0
+        self._logs: list[dict[str, float]] = []
+        self._wall0 = time.time()
+        self._wall_offset = 0.0
+        self._progress = None
+        self._task = None
+        self._show_progress = progress
+
+    # -- wiring ---------------------------------------------------------------------------------------------
+    def bind(self, trainer: Any) -> LengthScheduleCallback:
+        """Attach to ``trainer`` (the callback sets its generation cap, so it needs the instance)."""
+        self.trainer = trainer
+        trainer.add_callback(self)
+        return self
+
+    @property
+    def micro_steps_per_round(self) -> int:
+        args = self.trainer.args
+        return args.steps_per_generation * args.num_iterations
+
+    def round_of(self, micro_step: int) -> int:
+        return micro_step // self.micro_steps_per_round
+
+    def _apply_cap(self, args) -> None:
+        r = self.round_of(self._micro)
+        if r >= self.num_rounds:
+            return
+        self.cap.set_round(r)
+        L = self.cap.max_len
+        t = self.trainer
+        if getattr(t, "generation_config", None) is not None:
+            t.generation_config.max_new_tokens = L
+        if isinstance(getattr(t, "generation_kwargs", None), dict) and "max_new_tokens" in t.generation_kwargs:
+            t.generation_kwargs["max_new_tokens"] = L
+        if getattr(t, "vllm_generation", None) is not None:
+            t.vllm_generation.max_completion_length = L
+
+    # -- Trainer events -------------------------------------------------------------------------------------
+    def on_train_begin(self, args, state, control, **kwargs):
+        # On resume the Trainer has restored global_step; resumable checkpoints are only taken at round
+        # boundaries, so the micro-step count (and TRL's own regeneration, which restarts with an empty buffer)
+        # lines up with a round start.
+        self._micro = state.global_step * args.gradient_accumulation_steps
+        self._wall_offset = self._last_wall()
+        self._wall0 = time.time()
+        self.cap.tokens_generated = self._last_tokens()
+        self._apply_cap(args)
+        if self._show_progress:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]SIRI rounds"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.fields[info]}"),
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("rounds", total=self.num_rounds,
+                                                 completed=self.round_of(self._micro), info="")
+
+    def on_substep_end(self, args, state, control, **kwargs):
+        self._micro += 1
+        self._apply_cap(args)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._micro += 1
+        self._apply_cap(args)
+        if self._micro % self.micro_steps_per_round == 0:
+            done = self._micro // self.micro_steps_per_round  # rounds complete
+            last = done - 1
+            if self.stop_after_rounds is not None and done >= self.stop_after_rounds:
+                control.should_training_stop = True
+                control.should_save = True
+            if (self.save_every and done % self.save_every == 0) or done == self.num_rounds:
+                control.should_save = True
+            if last in self.checkpoints:
+                control.should_save = True  # keep a resumable point next to every exported checkpoint
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "train_runtime" not in logs:
+            self._logs.append(dict(logs))
+        done = self._micro // self.micro_steps_per_round
+        for r in sorted(k for k in self.cap.pending if k < done):
+            self._finish_round(r, state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        done = self._micro // self.micro_steps_per_round
+        for r in sorted(k for k in self.cap.pending if k < done):
+            self._finish_round(r, state)
+        if self._progress is not None:
+            self._progress.stop()
+
+    # -- run directory --------------------------------------------------------------------------------------
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+    def _rows(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+    def _last_wall(self) -> float:
+        rows = self._rows()
+        return float(rows[-1]["wall_s"]) if rows else 0.0
+
+    def _last_tokens(self) -> int:
+        rows = self._rows()
+        return int(rows[-1]["tokens_generated"]) if rows else 0
+
+    def _finish_round(self, r: int, state) -> None:
+        stats = self.cap.pending.pop(r)
+        row = {
+            "step": r,
+            "max_len": stats.pop("max_len"),
+            "phase": self.cap.schedule.phase(r),
+            **stats,
+            **_round_stats_from_logs(self._logs),
+            "optimizer_step": state.global_step,
+            "wall_s": round(self._wall_offset + time.time() - self._wall0, 3),
+        }
+        self._logs = []
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if r in self.checkpoints:
+            self.export_checkpoint(self.checkpoints[r], row)
+        if self._progress is not None:
+            self._progress.update(self._task, completed=r + 1,
+                                  info=f"L={row['max_len']} acc={row['accuracy']:.2f} "
+                                       f"len={row['completion_len_mean']:.0f}")
+
+    def export_checkpoint(self, name: str, row: dict[str, Any]) -> Path:
+        """``save_pretrained`` the current policy (+ tokenizer + model card) as ``checkpoints/<name>``."""
+        path = self.run_dir / "checkpoints" / name
+        path.mkdir(parents=True, exist_ok=True)
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        model.save_pretrained(path)
+        self.trainer.processing_class.save_pretrained(path)
+        (path / "siri_checkpoint.json").write_text(json.dumps(row, indent=2) + "\n")
+        kind = "SIRI-low (end of compression)" if "compressed" in name else "SIRI-high (end of expansion)"
+        metrics = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
+                            for k, v in row.items())
+        (path / "README.md").write_text(
+            f"---\ntags: [siri, grpo, trl]\n---\n# {name}\n\n{kind} checkpoint of a SIRI run "
+            f"(Wen et al. 2025, arXiv 2509.25176), taken after rollout round {row['step']} "
+            f"with rollout cap L = {row['max_len']} tokens ({self.cap.schedule.kind} schedule, "
+            f"L_max {self.cap.schedule.l_max}, L_min {self.cap.schedule.l_min}, "
+            f"cycle {self.cap.schedule.cycle}).\n\n| metric at this round | value |\n|---|---|\n{metrics}\n"
+        )
+        return path

@@ -1,0 +1,55 @@
+"""SIRI's length-capped reward as a TRL reward function (``reward_funcs=[LengthCappedReward(...)]``).
+
+TRL calls a reward function once per generation batch (= once per rollout round) with ``completion_ids`` and the
+dataset's extra columns as keyword lists; the gold answers come from the ``answer`` column. The score is
+:func:`siri_rl.reward.length_capped_reward` against the cap of the current round (the one the callback set
+before generation), so a rollout that did not finish inside L scores 0 (it is not masked:
+``mask_truncated_completions=False``).
+
+The function also records the round's rollout statistics for ``metrics.jsonl`` (accuracy, lengths, the share of
+completions that hit L — computed against L, not against the padded width) and sends them to TRL's
+``report_to`` backends through the ``log_metric`` hook.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from siri_rl.engines.trl.callback import RolloutCap
+from siri_rl.reward import length_capped_reward
+
+
+class LengthCappedReward:
+    """Reward 1.0 iff the answer extractable from the first L tokens equals the gold ``answer`` (SIRI §4.2)."""
+
+    def __init__(self, cap: RolloutCap, tokenizer: Any, *, require_think_end: bool = True) -> None:
+        self.cap = cap
+        self.tokenizer = tokenizer
+        self.require_think_end = require_think_end
+        self.__name__ = "length_capped"  # TRL names reward columns after __name__
+
+    def __call__(self, prompts, completions, completion_ids, answer, log_metric=None, **kwargs) -> list[float]:
+        L = self.cap.max_len
+        rewards = [
+            length_capped_reward(ids, gold, L, self.tokenizer, require_think_end=self.require_think_end)
+            for ids, gold in zip(completion_ids, answer, strict=True)
+        ]
+        lengths = [len(ids) for ids in completion_ids]
+        n = max(1, len(lengths))
+        self.cap.tokens_generated += sum(lengths)
+        stats = {
+            "max_len": L,
+            "accuracy": sum(rewards) / n,
+            "completion_len_mean": sum(lengths) / n,
+            "completion_len_max": max(lengths, default=0),
+            "completion_len_min": min(lengths, default=0),
+            "clipped_frac": sum(1 for x in lengths if x >= L) / n,
+            "num_completions": len(lengths),
+            "tokens_generated": self.cap.tokens_generated,
+        }
+        # Exactly one call per training rollout round; the callback writes the row once the round's updates ran.
+        self.cap.pending[self.cap.round] = stats
+        if log_metric is not None:
+            for key in ("max_len", "accuracy", "clipped_frac", "completion_len_mean", "tokens_generated"):
+                log_metric(f"siri/{key}", float(stats[key]))
+        return rewards

@@ -1,0 +1,154 @@
+"""The TRL adapter on real TRL with a real (tiny, random) Qwen2 and the toy tokenizer.
+
+EOS is suppressed through ``generation_kwargs`` (a sampling setting, not a length), so every completion runs to
+the cap: the completion lengths TRL actually produced then *are* the cap that was applied in that round.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from siri_rl.config import ConfigError, config_from_dict
+
+
+@pytest.fixture(scope="module")
+def tiny_toy_model(tmp_path_factory) -> Path:
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from siri_rl.toy.tokenizer import build_toy_tokenizer
+
+    torch.manual_seed(0)
+    tok = build_toy_tokenizer()
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=16, intermediate_size=32,
+                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                                         max_position_embeddings=256, tie_word_embeddings=True,
+                                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
+    path = tmp_path_factory.mktemp("tiny-toy")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def _cfg(model_dir: Path, *, rounds=6, schedule=None, training=None, trl=None):
+    from siri_rl.toy.tokenizer import build_toy_tokenizer
+
+    eos = build_toy_tokenizer().eos_token_id
+    return config_from_dict({
+        "name": "test",
+        "model": {"name_or_path": str(model_dir), "dtype": "float32"},
+        "data": {"train": "toy", "max_prompt_length": 64},
+        "schedule": schedule or {"kind": "cosine", "l_max": 12, "l_min": 4, "cycle": 4},
+        "training": {"rounds": rounds, "prompts_per_round": 2, "group_size": 4, "learning_rate": 1e-3,
+                     "device": "cpu", "seed": 1, **(training or {})},
+        "toy": {"train_problems": 64},
+        "trl": {"generation_kwargs": {"suppress_tokens": [eos]}, **(trl or {})},
+    })
+
+
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize(
+    "training,trl",
+    [
+        ({}, {}),  # one optimizer step per round
+        ({"updates_per_round": 2}, {}),  # steps_per_generation (2) > gradient_accumulation_steps (1)
+        ({}, {"num_iterations": 2}),  # the buffered batch is reused for a second pass
+    ],
+    ids=["plain", "spg>ga", "num_iterations=2"],
+)
+def test_cap_applied_per_rollout_round(tiny_toy_model, tmp_path, training, trl):
+    from siri_rl.engines.trl import train
+
+    cfg = _cfg(tiny_toy_model, training=training, trl=trl)
+    out = train(cfg, output_dir=tmp_path / "run", progress=False)
+    rows = _rows(tmp_path / "run")
+    assert [r["step"] for r in rows] == list(range(6))
+    expected = [cfg.schedule(s) for s in range(6)]
+    assert len(set(expected)) > 2  # the cap really moves in this schedule
+    assert [r["max_len"] for r in rows] == expected
+    # The real completion lengths equal that round's cap (and never the padded width of another round).
+    assert [r["completion_len_max"] for r in rows] == expected
+    assert [r["completion_len_min"] for r in rows] == expected
+    assert all(r["clipped_frac"] == 1.0 and r["accuracy"] == 0.0 for r in rows)
+    assert rows[-1]["tokens_generated"] == sum(8 * L for L in expected)
+    updates = training.get("updates_per_round", 1) * trl.get("num_iterations", 1)
+    assert [r["optimizer_step"] for r in rows] == [updates * (s + 1) for s in range(6)]
+    assert all("entropy" in r and "phase" in r and "wall_s" in r for r in rows)
+    assert out["rounds"] == 6
+
+
+def test_checkpoints_at_trough_and_peak(tiny_toy_model, tmp_path):
+    from siri_rl.engines.trl import train
+
+    cfg = _cfg(tiny_toy_model, rounds=8)
+    assert cfg.schedule.checkpoints(8) == [(2, "cycle1-compressed"), (4, "cycle1-expanded"),
+                                           (6, "cycle2-compressed"), (7, "cycle2-expanded")]
+    train(cfg, output_dir=tmp_path / "run", progress=False)
+    rows = _rows(tmp_path / "run")
+    for step, name in cfg.schedule.checkpoints(8):
+        path = tmp_path / "run" / "checkpoints" / name
+        assert (path / "config.json").exists() and (path / "tokenizer.json").exists()
+        card = json.loads((path / "siri_checkpoint.json").read_text())
+        assert card["step"] == step and card["max_len"] == cfg.schedule(step) == rows[step]["max_len"]
+        assert f"round {step}" in (path / "README.md").read_text()
+
+
+def test_resume_continues_schedule_and_metrics(tiny_toy_model, tmp_path):
+    from siri_rl.engines.trl import latest_checkpoint, train
+
+    cfg = _cfg(tiny_toy_model, rounds=6, training={"updates_per_round": 2})
+    run = tmp_path / "run"
+    train(cfg, output_dir=run, stop_after_rounds=3, progress=False)
+    first = _rows(run)
+    assert [r["step"] for r in first] == [0, 1, 2]
+    assert latest_checkpoint(run).name == "checkpoint-6"  # 3 rounds x 2 optimizer steps
+    with pytest.raises(ConfigError, match="--resume"):
+        train(cfg, output_dir=run, progress=False)
+    train(cfg, output_dir=run, resume=True, progress=False)
+    rows = _rows(run)
+    assert [r["step"] for r in rows] == list(range(6))  # no gap, no duplicate
+    assert rows[:3] == first
+    assert [r["max_len"] for r in rows] == [cfg.schedule(s) for s in range(6)]
+    assert [r["completion_len_max"] for r in rows] == [cfg.schedule(s) for s in range(6)]
+    assert rows[-1]["tokens_generated"] == sum(8 * cfg.schedule(s) for s in range(6))
+    assert [r["optimizer_step"] for r in rows] == [2, 4, 6, 8, 10, 12]
+
+
+@pytest.mark.parametrize(
+    "trl,match",
+    [
+        ({"max_completion_length": 10}, "set by SIRI"),
+        ({"generation_kwargs": {"max_new_tokens": 5}}, "schedule"),
+        ({"eval_strategy": "steps"}, "fixed length"),
+        ({"not_a_field": 1}, "unknown trl"),
+        ({"num_iteration": 2}, "did you mean num_iterations"),
+        ({"use_vllm": True, "vllm_max_model_length": 40}, "vllm_max_model_length"),
+    ],
+)
+def test_bad_trl_sections_fail_before_loading(tiny_toy_model, tmp_path, trl, match):
+    from siri_rl.engines.trl import train
+
+    with pytest.raises(ConfigError, match=match):
+        train(_cfg(tiny_toy_model, trl=trl), output_dir=tmp_path / "run", dry_run=True)
+    assert not (tmp_path / "run").exists()
+
+
+def test_batch_not_divisible_fails(tiny_toy_model, tmp_path):
+    from siri_rl.engines.trl import train
+
+    with pytest.raises(ConfigError, match="not divisible"):
+        train(_cfg(tiny_toy_model, training={"updates_per_round": 3}), output_dir=tmp_path, dry_run=True)
+
+
+def test_l_max_above_context_fails(tiny_toy_model, tmp_path):
+    from siri_rl.engines.trl import train
+
+    cfg = _cfg(tiny_toy_model, schedule={"kind": "cosine", "l_max": 400, "l_min": 100, "cycle": 4})
+    with pytest.raises(ConfigError, match="context"):
+        train(cfg, output_dir=tmp_path, dry_run=True)
