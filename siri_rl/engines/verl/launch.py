@@ -1,0 +1,283 @@
+"""From an experiment YAML to ``python -m verl.trainer.main_ppo <Hydra overrides>`` (SIRI §5.1 settings).
+
+The generic sections of an experiment config (model, data, schedule, training) map to veRL's Hydra keys below;
+the ``verl:`` section is a mapping of extra Hydra overrides (nested or dotted keys, ``+`` for keys veRL's yaml
+does not have) applied last, so it can change anything here. Composition and validation are veRL's own: the
+same ``ppo_trainer`` config, Hydra overrides and ``verl.utils.config.validate_config`` that ``main_ppo`` runs.
+
+DAPO-style GRPO as in the paper: ``adv_estimator=grpo``, no KL (neither loss nor in-reward), decoupled clip
+0.2/0.28, token-mean loss, temperature 1.0, lr 1e-6, 128 prompts per round; token budgets
+(``ppo_max_token_len_per_gpu``) cover prompt + L_max.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from siri_rl.config import ConfigError, ExperimentConfig
+from siri_rl.engines.verl.reward import __file__ as REWARD_FILE
+from siri_rl.schedule import LengthSchedule
+
+VERL_CONFIG_NAME = "ppo_trainer"
+AGENT_NAME = "siri_single_turn"  # registered by siri_rl.engines.verl.agent_loop (kept here to avoid importing veRL)
+AGENT_LOOP_TARGET = "siri_rl.engines.verl.agent_loop.SiriSingleTurnAgentLoop"
+MANAGER_CLASS = "siri_rl.engines.verl.manager.SiriAgentLoopManager"
+SUPPORTED_ROLLOUTS = ("vllm", "sglang")
+_PLAIN = re.compile(r"^[A-Za-z0-9_\-+./:~@]+$")
+
+
+# --- Hydra override syntax -------------------------------------------------------------------------------------
+
+
+def hydra_value(value: Any) -> str:
+    """Render a Python value in Hydra's override grammar (strings quoted when they would be misread)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
+    text = str(value)
+    if _PLAIN.match(text) and isinstance(yaml.safe_load(text), str):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for key, value in mapping.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            yield from _flatten(value, name)
+        else:
+            yield name, value
+
+
+def _split_prefix(key: str) -> tuple[str, str]:
+    match = re.match(r"^(\+\+|\+|~)?(.*)$", key)
+    assert match is not None
+    return match.group(1) or "", match.group(2)
+
+
+@dataclass
+class Overrides:
+    """An ordered set of Hydra overrides, one per key: a later setting of a key replaces the earlier one (Hydra
+    itself rejects a key given twice)."""
+
+    items: dict[str, tuple[str, Any]] = field(default_factory=dict)
+
+    def set(self, key: str, value: Any) -> None:
+        prefix, name = _split_prefix(key)
+        old_prefix = self.items.get(name, ("", None))[0]
+        self.items[name] = (prefix or old_prefix, value)
+
+    def update(self, mapping: Mapping[str, Any]) -> None:
+        for key, value in _flatten(mapping):
+            self.set(key, value)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.items.get(_split_prefix(key)[1], ("", default))[1]
+
+    def to_list(self) -> list[str]:
+        return [f"{p}{k}" if p == "~" else f"{p}{k}={hydra_value(v)}" for k, (p, v) in self.items.items()]
+
+
+# --- the recipe ------------------------------------------------------------------------------------------------
+
+
+def checkpoint_steps(schedule: LengthSchedule, rounds: int) -> dict[int, str]:
+    """veRL ``global_step`` -> checkpoint name for the SIRI-low/high checkpoints (troughs and peaks, SIRI §4.3).
+
+    The model at rollout round r has been trained on rounds 0..r-1, which veRL saves as ``global_step_r``; a
+    checkpoint at the last round (r = rounds-1, e.g. cosine's final peak) is taken from the final save
+    ``global_step_{rounds}``, the model after all rounds.
+    """
+    out = {}
+    for step, name in schedule.checkpoints(rounds):
+        out[rounds if step >= rounds - 1 else max(step, 1)] = name
+    return out
+
+
+def save_freq_for(schedule: LengthSchedule, rounds: int) -> int:
+    """The largest veRL ``trainer.save_freq`` that saves every trough/peak checkpoint (veRL always saves the last
+    step); ``rounds`` when there are none."""
+    steps = [s for s in checkpoint_steps(schedule, rounds) if s != rounds]
+    return math.gcd(*steps) if steps else rounds
+
+
+def recipe_overrides(
+    cfg: ExperimentConfig,
+    *,
+    train_file: str | Path,
+    val_file: str | Path,
+    agent_loop_yaml: str | Path,
+    checkpoint_dir: str | Path,
+    metrics_path: str | Path | None = None,
+    resume: bool = False,
+) -> Overrides:
+    """The Hydra overrides that run ``cfg`` as SIRI on veRL, before the config's own ``verl:`` section."""
+    if cfg.schedule is None:
+        raise ConfigError("a veRL run needs a schedule section")
+    t, d, s = cfg.training, cfg.data, cfg.schedule
+    if t.prompts_per_round % t.updates_per_round:
+        raise ConfigError(
+            f"training.prompts_per_round ({t.prompts_per_round}) must be divisible by training.updates_per_round "
+            f"({t.updates_per_round}): veRL splits each round into equal mini-batches of prompts"
+        )
+    seq_len = d.max_prompt_length + s.l_max  # tokens one sequence can take
+    o = Overrides()
+    o.update(
+        {
+            # data: the exported parquet files (veRL's RL format)
+            "data.train_files": str(train_file),
+            "data.val_files": str(val_file),
+            "data.prompt_key": "prompt",
+            "data.max_prompt_length": d.max_prompt_length,
+            "data.max_response_length": s.l_max,  # padded width; the per-round cap L <= L_max is per request
+            "data.train_batch_size": t.prompts_per_round,
+            "data.filter_overlong_prompts": True,
+            "data.truncation": "error",
+            "data.seed": t.seed,
+            "data.trust_remote_code": cfg.model.trust_remote_code,
+            # model
+            "actor_rollout_ref.model.path": cfg.model.name_or_path,
+            "actor_rollout_ref.model.trust_remote_code": cfg.model.trust_remote_code,
+            "actor_rollout_ref.model.use_remove_padding": True,
+            "actor_rollout_ref.model.enable_gradient_checkpointing": True,
+            # GRPO with DAPO's changes (SIRI §5.1)
+            "algorithm.adv_estimator": "grpo",
+            "algorithm.use_kl_in_reward": False,
+            "actor_rollout_ref.actor.use_kl_loss": t.kl_coef > 0,
+            "actor_rollout_ref.actor.kl_loss_coef": t.kl_coef,
+            "actor_rollout_ref.actor.clip_ratio_low": t.clip_low,
+            "actor_rollout_ref.actor.clip_ratio_high": t.clip_high,
+            "actor_rollout_ref.actor.loss_agg_mode": "token-mean",
+            "actor_rollout_ref.actor.entropy_coeff": 0,
+            "actor_rollout_ref.actor.optim.lr": t.learning_rate,
+            "actor_rollout_ref.actor.ppo_mini_batch_size": t.prompts_per_round // t.updates_per_round,
+            "actor_rollout_ref.actor.ppo_epochs": 1,
+            # token budgets: one micro-batch must hold at least one full prompt + L_max sequence
+            "actor_rollout_ref.actor.use_dynamic_bsz": True,
+            "actor_rollout_ref.actor.ppo_max_token_len_per_gpu": seq_len,
+            "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu": 2 * seq_len,
+            "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu": 2 * seq_len,
+            # rollout: vLLM by default, n samples per prompt, capped per round by the SIRI agent loop
+            "actor_rollout_ref.rollout.name": "vllm",
+            "actor_rollout_ref.rollout.n": t.group_size,
+            "actor_rollout_ref.rollout.temperature": t.temperature,
+            "actor_rollout_ref.rollout.top_p": t.top_p,
+            "actor_rollout_ref.rollout.seed": t.seed,
+            "actor_rollout_ref.rollout.tensor_model_parallel_size": 1,
+            "actor_rollout_ref.rollout.gpu_memory_utilization": 0.7,
+            "actor_rollout_ref.rollout.max_num_batched_tokens": seq_len,
+            "actor_rollout_ref.rollout.agent.default_agent_loop": AGENT_NAME,
+            "actor_rollout_ref.rollout.agent.agent_loop_config_path": str(agent_loop_yaml),
+            "+actor_rollout_ref.rollout.agent.agent_loop_manager_class": MANAGER_CLASS,
+            # reward: the length-capped reward (the reward.* keys; top-level custom_reward_function.* is ignored)
+            "reward.custom_reward_function.path": str(Path(REWARD_FILE).resolve()),
+            "reward.custom_reward_function.name": "compute_score",
+            "+reward.custom_reward_function.reward_kwargs.require_think_end": d.require_think_end,
+            # trainer: rounds, checkpoints at every trough/peak, the DataProto trainer our manager plugs into
+            "trainer.use_v1": False,
+            "trainer.total_training_steps": t.rounds,
+            "trainer.total_epochs": 1_000_000,  # rounds, not epochs, end the run
+            "trainer.save_freq": save_freq_for(s, t.rounds),
+            "trainer.test_freq": -1,
+            "trainer.val_before_train": False,
+            "trainer.critic_warmup": 0,
+            "trainer.project_name": "siri-rl",
+            "trainer.experiment_name": cfg.name,
+            "trainer.logger": ["console"],
+            "trainer.default_local_dir": str(checkpoint_dir),
+            "trainer.resume_mode": "auto" if resume else "disable",
+            "trainer.nnodes": 1,
+            "trainer.n_gpus_per_node": 8,
+        }
+    )
+    # SIRI's own section, read by the agent-loop manager (veRL ignores top-level keys it does not know).
+    o.update({f"+siri.schedule.{k}": v for k, v in s.to_dict().items()})
+    o.set("+siri.total_rounds", t.rounds)
+    o.set("+siri.metrics_path", str(metrics_path) if metrics_path else None)
+    return o
+
+
+def build_overrides(cfg: ExperimentConfig, **paths: Any) -> list[str]:
+    """:func:`recipe_overrides` plus the config's ``verl:`` section, as Hydra override strings; rejects rollout
+    engines that ignore per-request ``max_tokens``."""
+    o = recipe_overrides(cfg, **paths)
+    o.update(cfg.verl or {})
+    name = o.get("actor_rollout_ref.rollout.name")
+    if name not in SUPPORTED_ROLLOUTS:
+        raise ConfigError(
+            f"verl: actor_rollout_ref.rollout.name={name!r} cannot apply SIRI's per-round length cap: only vLLM and "
+            "SGLang honour a per-request max_tokens (TensorRT-LLM ignores it); use vllm or sglang"
+        )
+    return o.to_list()
+
+
+def write_agent_loop_yaml(path: str | Path) -> Path:
+    """Write the agent-loop config veRL's workers load (``rollout.agent.agent_loop_config_path``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump([{"name": AGENT_NAME, "_target_": AGENT_LOOP_TARGET}], sort_keys=False))
+    return path
+
+
+# --- composition, validation, command --------------------------------------------------------------------------
+
+
+def verl_config_dir() -> Path:
+    """veRL's packaged Hydra config directory (``verl/trainer/config``)."""
+    import verl.trainer
+
+    return Path(verl.trainer.__file__).parent / "config"
+
+
+def compose_config(overrides: list[str], *, validate: bool = True):
+    """Compose veRL's ``ppo_trainer`` config with ``overrides`` exactly as ``main_ppo`` does, and run veRL's
+    ``validate_config`` on it. Returns the (unresolved) OmegaConf ``DictConfig``."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(verl_config_dir()), version_base=None):
+        config = compose(config_name=VERL_CONFIG_NAME, overrides=list(overrides))
+    if validate:
+        validate_verl_config(config)
+    return config
+
+
+def validate_verl_config(config) -> None:
+    """veRL's own checks, as ``verl.trainer.main_ppo.main`` runs them before training."""
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    try:
+        validate_config(
+            config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
+        )
+    except Exception as err:  # veRL raises AssertionError, ValueError or Hydra's InstantiationException
+        message = " ".join(str(err).split())
+        raise ConfigError(f"veRL rejected the composed config: {message}") from err
+
+
+def launch_command(overrides: list[str], python: str | None = None) -> list[str]:
+    """``python -m verl.trainer.main_ppo <overrides>`` as an argument list."""
+    return [python or sys.executable, "-m", "verl.trainer.main_ppo", *overrides]
+
+
+def format_command(command: list[str]) -> str:
+    """The command as one shell line (each override quoted for bash)."""
+    return " \\\n    ".join(shlex.quote(part) for part in command)

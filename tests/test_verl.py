@@ -1,0 +1,235 @@
+"""veRL engine, CPU parts with real veRL objects: the reward through veRL's reward loop, the parquet export through
+veRL's RL dataset, and the launch overrides through veRL's Hydra composition and config validation."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+pytest.importorskip("verl", reason="veRL is not installed: pip install 'siri-rl[verl]'")
+
+from siri_rl.config import ConfigError, config_from_dict  # noqa: E402
+from siri_rl.data import build_messages, load_problems, prompt_token_ids  # noqa: E402
+from siri_rl.engines.verl import launch  # noqa: E402
+from siri_rl.engines.verl.dataset import TRAIN_DATA_SOURCE, write_verl_parquet  # noqa: E402
+from siri_rl.engines.verl.reward import ENDED_KEY, MAX_LEN_KEY, RESPONSE_TOKENS_KEY  # noqa: E402
+
+warnings.filterwarnings("ignore", message=".*engine is not available.*")
+
+
+def experiment(model_path: str, **sections) -> object:
+    data = {
+        "name": "verl-test",
+        "model": {"name_or_path": model_path},
+        "data": {"train": "unused.jsonl", "max_prompt_length": 512},
+        "schedule": {"kind": "cosine", "l_max": 1024, "l_min": 512, "cycle": 8},
+        "training": {"rounds": 16, "prompts_per_round": 4, "group_size": 2},
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value}
+    return config_from_dict(data)
+
+
+def overrides_for(cfg, tmp_path) -> list[str]:
+    return launch.build_overrides(
+        cfg,
+        train_file=tmp_path / "train.parquet",
+        val_file=tmp_path / "val.parquet",
+        agent_loop_yaml=launch.write_agent_loop_yaml(tmp_path / "agent_loop.yaml"),
+        checkpoint_dir=tmp_path / "ckpt",
+        metrics_path=tmp_path / "metrics.jsonl",
+    )
+
+
+@pytest.fixture(scope="module")
+def verl_config(r1_tokenizer_dir, tmp_path_factory):
+    """veRL's composed ppo_trainer config for a SIRI run (model path = the R1 tokenizer directory)."""
+    tmp = tmp_path_factory.mktemp("verl-config")
+    return launch.compose_config(overrides_for(experiment(str(r1_tokenizer_dir)), tmp))
+
+
+# --- reward through veRL's reward loop -------------------------------------------------------------------------
+
+
+def scored(worker, tokenizer, response: str, gold: str, *, max_len: int | None, ended: bool = True, pad_to=None):
+    """Score one response the way veRL's agent-loop worker sends it to a reward-loop worker."""
+    prompt = tokenizer.apply_chat_template(build_messages("What is 2+2?"), tokenize=True, add_generation_prompt=True)
+    if hasattr(prompt, "keys"):
+        prompt = prompt["input_ids"]
+    response_ids = tokenizer.encode(response, add_special_tokens=False) + ([tokenizer.eos_token_id] if ended else [])
+    if pad_to is not None:
+        response_ids = response_ids[:pad_to]
+    prompts = torch.tensor([prompt])
+    responses = torch.tensor([response_ids])
+    from verl.protocol import DataProto
+
+    data = DataProto.from_dict(
+        tensors={
+            "prompts": prompts,
+            "responses": responses,
+            "input_ids": torch.cat([prompts, responses], dim=1),
+            "attention_mask": torch.ones(1, prompts.shape[1] + responses.shape[1], dtype=torch.int64),
+        },
+        non_tensors={
+            "data_source": np.array([TRAIN_DATA_SOURCE], dtype=object),
+            "reward_model": np.array([{"style": "rule", "ground_truth": gold}], dtype=object),
+            "extra_info": np.array([{"index": 0, "split": "train"}], dtype=object),
+            "tool_extra_fields": np.array(
+                [
+                    {
+                        MAX_LEN_KEY: max_len,
+                        RESPONSE_TOKENS_KEY: len(response_ids),
+                        ENDED_KEY: bool(response_ids) and response_ids[-1] == tokenizer.eos_token_id,
+                    }
+                ],
+                dtype=object,
+            ),
+            "__num_turns__": np.array([2]),
+        },
+    )
+    return worker.loop.run_until_complete(worker.compute_score(data))  # the loop veRL bound the worker to
+
+
+def test_reward_scores_r1_responses_through_verl_reward_loop(verl_config, r1_tokenizer, shared_dir):
+    """veRL's RewardLoopWorker loads our compute_score from reward.custom_reward_function.path and grades real
+    R1-style responses: correct/equivalent = 1, wrong or unfinished thinking = 0, cap and clipping reported."""
+    from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
+
+    worker = RewardLoopWorker(verl_config)
+    aime = json.loads((shared_dir / "data/benchmarks/aime24.jsonl").read_text().splitlines()[0])
+    gold = str(aime["answer"])  # 204
+    think = "Okay, so Aya walks 9 km. Let me set up 9/s + t/60 = 4 and 9/(s+2) + t/60 = 2.4. Wait, solve: s = 2.5."
+    correct = f"{think}\n</think>\n\nThe walk takes $\\boxed{{{gold}}}$ minutes."
+
+    out = scored(worker, r1_tokenizer, correct, gold, max_len=600)
+    info = out["reward_extra_info"]
+    assert out["reward_score"] == 1.0 and info["acc"] == 1.0
+    assert info["max_len"] == 600 and info["hit_cap"] == 0.0 and 0 < info["response_tokens"] < 600
+
+    wrong = correct.replace(f"\\boxed{{{gold}}}", "\\boxed{205}")
+    assert scored(worker, r1_tokenizer, wrong, gold, max_len=600)["reward_score"] == 0.0
+
+    # LaTeX gold from MATH500, answered in an equivalent form: math-verify decides.
+    assert scored(worker, r1_tokenizer, f"{think}</think>\n\\boxed{{4\\frac{{2}}{{3}}}}", "\\frac{14}{3}", max_len=600)[
+        "reward_score"
+    ] == 1.0
+
+    # Cut by the cap mid-thought: a box inside the unfinished thinking does not count, and the cut is reported.
+    cut_ids = r1_tokenizer.encode(f"{think} Maybe \\boxed{{{gold}}} but let me double-check", add_special_tokens=False)
+    cap = len(cut_ids)
+    cut = scored(worker, r1_tokenizer, f"{think} Maybe \\boxed{{{gold}}} but let me double-check", gold, max_len=cap, ended=False)
+    assert cut["reward_score"] == 0.0 and cut["reward_extra_info"]["hit_cap"] == 1.0
+
+    # A server that ignored the cap (generated more than L tokens) earns nothing even with the right answer.
+    assert scored(worker, r1_tokenizer, correct, gold, max_len=10)["reward_score"] == 0.0
+
+    # Validation rollouts carry no cap.
+    val = scored(worker, r1_tokenizer, correct, gold, max_len=None)
+    assert val["reward_score"] == 1.0 and val["reward_extra_info"]["max_len"] == -1.0
+
+
+def test_reward_tolerates_malformed_rows():
+    from siri_rl.engines.verl.reward import compute_score
+
+    assert compute_score("x", None, "5")["score"] == 0.0
+    assert compute_score("x", "</think>\\boxed{5}", None)["score"] == 0.0
+    assert compute_score("x", "</think>\\boxed{5}", ["5"], extra_info="junk")["score"] == 1.0
+    assert compute_score("x", "\\boxed{5}", "5", require_think_end=False)["score"] == 1.0
+    assert compute_score("x", "\\boxed{5}", "5")["score"] == 0.0  # R1 models must finish thinking
+
+
+# --- parquet export through veRL's RL dataset ------------------------------------------------------------------
+
+
+def test_parquet_export_loads_with_verl_rl_dataset(verl_config, r1_tokenizer, shared_dir, tmp_path):
+    from torch.utils.data import DataLoader
+    from verl.protocol import DataProto
+    from verl.utils.dataset.rl_dataset import collate_fn, get_dataset_class
+
+    problems = load_problems(shared_dir / "data/train/deepscaler_aime.jsonl")[:12]
+    path = write_verl_parquet(problems, tmp_path / "train.parquet")
+    # veRL's prompt-length filter must count the same prompt tokens as the core does: with a limit at the median
+    # length, exactly the prompts the core measures as fitting survive.
+    lengths = [len(prompt_token_ids(p["problem"], r1_tokenizer)) for p in problems]
+    limit = sorted(lengths)[len(lengths) // 2]
+    fitting = [p for p, n in zip(problems, lengths) if n <= limit]
+    data_config = OmegaConf.create(OmegaConf.to_container(verl_config.data, resolve=True))
+    data_config.max_prompt_length = limit
+    dataset_cls = get_dataset_class(data_config)
+    dataset = dataset_cls(data_files=str(path), tokenizer=r1_tokenizer, config=data_config)
+    assert 0 < len(dataset) == len(fitting) < len(problems)
+
+    row = dataset[1]
+    assert row["raw_prompt"] == build_messages(fitting[1]["problem"])
+    assert row["data_source"] == TRAIN_DATA_SOURCE
+    assert row["reward_model"]["ground_truth"] == fitting[1]["answer"]
+    assert row["extra_info"]["id"] == fitting[1]["id"] and row["index"] == problems.index(fitting[1])
+
+    batch = DataProto.from_single_dict(next(iter(DataLoader(dataset, batch_size=2, collate_fn=collate_fn))))
+    assert len(batch) == 2 and list(batch.non_tensor_batch["data_source"]) == [TRAIN_DATA_SOURCE] * 2
+
+
+def test_parquet_export_rejects_rows_without_answers(tmp_path):
+    from siri_rl.data import DataError
+
+    with pytest.raises(DataError, match="no problem text or answer"):
+        write_verl_parquet([{"id": "a", "problem": "1+1?", "answer": ""}], tmp_path / "x.parquet")
+
+
+# --- launch overrides through veRL's Hydra composition and validation -----------------------------------------
+
+
+def test_launch_overrides_compose_and_validate(verl_config, tmp_path):
+    c = verl_config
+    assert c.algorithm.adv_estimator == "grpo" and not c.algorithm.use_kl_in_reward
+    a = c.actor_rollout_ref.actor
+    assert (a.clip_ratio_low, a.clip_ratio_high, a.loss_agg_mode, a.use_kl_loss) == (0.2, 0.28, "token-mean", False)
+    assert a.optim.lr == 1e-6 and a.ppo_max_token_len_per_gpu >= 512 + 1024
+    r = c.actor_rollout_ref.rollout
+    assert (r.name, r.n, r.response_length, r.prompt_length) == ("vllm", 2, 1024, 512)
+    assert r.agent.default_agent_loop == "siri_single_turn"
+    assert r.agent.agent_loop_manager_class == launch.MANAGER_CLASS
+    assert c.reward.custom_reward_function.path.endswith("siri_rl/engines/verl/reward.py")
+    assert c.trainer.total_training_steps == 16 and c.trainer.save_freq == 4  # troughs/peaks every T/2 = 4
+    assert dict(c.siri.schedule) == {"kind": "cosine", "l_max": 1024, "l_min": 512, "cycle": 8}
+
+    # The verl: section goes last and wins; veRL's validation still runs on the result.
+    cfg = experiment("/m", verl={"actor_rollout_ref": {"rollout": {"name": "sglang"}}, "trainer.n_gpus_per_node": 4})
+    composed = launch.compose_config(overrides_for(cfg, tmp_path))
+    assert composed.actor_rollout_ref.rollout.name == "sglang" and composed.trainer.n_gpus_per_node == 4
+
+    # A setting veRL's own validation rejects fails composition.
+    bad = experiment("/m", verl={"actor_rollout_ref.actor.use_dynamic_bsz": False})
+    with pytest.raises(ConfigError, match="veRL rejected.*ppo_micro_batch_size"):
+        launch.compose_config(overrides_for(bad, tmp_path))
+
+
+def test_tensorrt_llm_rollout_is_rejected(tmp_path):
+    cfg = experiment("/m", verl={"actor_rollout_ref.rollout.name": "trtllm"})
+    with pytest.raises(ConfigError, match="TensorRT-LLM ignores it"):
+        overrides_for(cfg, tmp_path)
+
+
+def test_checkpoint_steps_follow_troughs_and_peaks():
+    from siri_rl.schedule import make_schedule
+
+    s = make_schedule("cosine", l_max=16384, l_min=8192, cycle=640)
+    # The paper's run: 3 cycles of T=640; troughs at rounds 320/960/1600, peaks at 640/1280 and the final round.
+    assert launch.checkpoint_steps(s, 1920) == {
+        320: "cycle1-compressed", 640: "cycle1-expanded", 960: "cycle2-compressed",
+        1280: "cycle2-expanded", 1600: "cycle3-compressed", 1920: "cycle3-expanded",
+    }  # fmt: skip
+    assert launch.save_freq_for(s, 1920) == 320
+    assert launch.save_freq_for(make_schedule("constant", l_max=8192), 100) == 100
+
+
+def test_hydra_values_round_trip():
+    assert launch.hydra_value("a b") == "'a b'"
+    assert launch.hydra_value("true") == "'true'"  # a string that would read as a bool stays a string
+    assert launch.hydra_value([1, "x"]) == "[1,x]"
+    assert launch.hydra_value(None) == "null"
