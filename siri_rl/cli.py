@@ -219,6 +219,89 @@ def analyze_run(
     console.print("wrote " + ", ".join(str(p) for p in written))
 
 
+def _config_path(name: str) -> Path:
+    """A config file path, or the name of a shipped config (``toy``, ``r1-distill-1.5b-siri-cosine640``): the
+    shipped configs are package data in ``siri_rl/configs`` (``configs/`` in a checkout links there)."""
+    path = Path(name)
+    if path.exists():
+        return path
+    from importlib.resources import files
+
+    shipped = files("siri_rl") / "configs" / (name if name.endswith(".yaml") else f"{name}.yaml")
+    if shipped.is_file():
+        return Path(str(shipped))
+    available = sorted(p.name.removesuffix(".yaml") for p in (files("siri_rl") / "configs").iterdir()
+                       if p.name.endswith(".yaml"))
+    fail(f"config {name!r} is neither a file nor a shipped config ({', '.join(available)})")
+    raise AssertionError  # unreachable
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    ctx: typer.Context,
+    config: str = typer.Option("toy", "--config", "-c", help="YAML file or shipped config name (default: the CPU toy)"),
+    engine: Optional[str] = typer.Option(None, help="trl | verl (default: the config's engine)"),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="run directory (default runs/<name>-<time>)"),
+    resume: bool = typer.Option(False, help="continue the run in --output-dir from its last checkpoint"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved config and first caps; load nothing"),
+    stop_after: Optional[int] = typer.Option(None, "--stop-after", help="stop after this many rounds (resumable)"),
+) -> None:
+    """Run SIRI training (TRL GRPOTrainer or veRL). Overrides: key=value or --key value (e.g. schedule.cycle=320).
+
+    With no arguments: the embedded CPU toy (configs/toy.yaml), ending with a summary table and dynamics plot."""
+    import time as _time
+
+    import yaml
+
+    from siri_rl.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(_config_path(config), ctx.args)
+        if engine is not None:
+            cfg.engine = engine
+        run_dir = output_dir or Path("runs") / f"{cfg.name}-{_time.strftime('%Y%m%d-%H%M%S')}"
+        from siri_rl.toy import is_toy_model
+
+        if dry_run:
+            from siri_rl.engines import train as run_engine
+
+            info = run_engine(cfg, output_dir=run_dir, dry_run=True)
+            console.print(yaml.safe_dump(info, sort_keys=False), highlight=False, markup=False, soft_wrap=True)
+            return
+        if is_toy_model(cfg) and cfg.engine == "trl":
+            from siri_rl.toy.run import run_toy
+
+            run_toy(cfg, run_dir, resume=resume, stop_after_rounds=stop_after, console=console)
+        else:
+            from siri_rl.engines import train as run_engine
+
+            extra = {"stop_after_rounds": stop_after} if stop_after is not None else {}
+            out = run_engine(cfg, output_dir=run_dir, resume=resume, **extra)
+            console.print(json.dumps(out, indent=2, default=str))
+    except ConfigError as err:
+        fail(str(err))
+
+
+toy_app = typer.Typer(help="The embedded toy task and its base model.", no_args_is_help=True)
+app.add_typer(toy_app, name="toy")
+
+
+@toy_app.command("build")
+def toy_build(
+    config: str = typer.Option("toy", "--config", "-c", help="toy config whose toy.base spec to build"),
+    force: bool = typer.Option(True, "--force/--no-force", help="rebuild even if cached"),
+) -> None:
+    """Build (or rebuild) the toy base model by supervised training on overthinking traces, into the cache."""
+    from siri_rl.config import ConfigError, load_config
+    from siri_rl.toy import toy_model_path
+
+    try:
+        cfg = load_config(_config_path(config))
+        console.print(f"toy base model: {toy_model_path(cfg, force=force)}")
+    except ConfigError as err:
+        fail(str(err))
+
+
 def main() -> None:
     app()
 

@@ -188,6 +188,12 @@ class LengthScheduleCallback(TrainerCallback):
         done = self._micro // self.micro_steps_per_round
         for r in sorted(k for k in self.cap.pending if k < done):
             self._finish_round(r, state)
+        rows = self._rows()
+        last = rows[-1] if rows else None
+        # The final policy, unless the last round already is a trough/peak checkpoint (constant-cap baselines
+        # have none, and their final model is what gets compared).
+        if last is not None and done >= self.num_rounds and (self.num_rounds - 1) not in self.checkpoints:
+            self.export_checkpoint("final", last)
         if self._progress is not None:
             self._progress.stop()
 
@@ -239,7 +245,8 @@ class LengthScheduleCallback(TrainerCallback):
         model.save_pretrained(path)
         self.trainer.processing_class.save_pretrained(path)
         (path / "siri_checkpoint.json").write_text(json.dumps(row, indent=2) + "\n")
-        kind = "SIRI-low (end of compression)" if "compressed" in name else "SIRI-high (end of expansion)"
+        kind = ("SIRI-low (end of compression)" if "compressed" in name
+                else "SIRI-high (end of expansion)" if "expanded" in name else "Final")
         metrics = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
                             for k, v in row.items())
         (path / "README.md").write_text(

@@ -14,6 +14,7 @@ Per-device defaults (chosen deliberately, override in ``trl:``):
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,10 @@ def validate_trl_section(trl: dict[str, Any]) -> None:
                           "reward scores 0 (SIRI keeps them, reward 0)")
 
 
-def round_layout(cfg: ExperimentConfig, world_size: int = 1) -> RoundLayout:
-    """Batch geometry of a round; raises :class:`ConfigError` when the numbers do not divide."""
+def round_layout(cfg: ExperimentConfig, world_size: int | None = None) -> RoundLayout:
+    """Batch geometry of a round; raises :class:`ConfigError` when the numbers do not divide. ``world_size``
+    defaults to ``$WORLD_SIZE`` (set by accelerate/torchrun), else 1."""
+    world_size = world_size or int(os.environ.get("WORLD_SIZE", "1"))
     t, trl = cfg.training, cfg.trl
     completions = t.prompts_per_round * t.group_size
     num_iterations = int(trl.get("num_iterations", 1))
@@ -130,7 +133,7 @@ def round_layout(cfg: ExperimentConfig, world_size: int = 1) -> RoundLayout:
     return RoundLayout(completions, pdtbs, ga, spg, num_iterations, world_size)
 
 
-def grpo_kwargs(cfg: ExperimentConfig, trainer_dir: str | Path, *, world_size: int = 1) -> dict[str, Any]:
+def grpo_kwargs(cfg: ExperimentConfig, trainer_dir: str | Path, *, world_size: int | None = None) -> dict[str, Any]:
     """The keyword arguments for ``trl.GRPOConfig`` (SIRI/DAPO defaults, then the config's ``trl:`` section)."""
     validate_trl_section(cfg.trl)
     assert cfg.schedule is not None

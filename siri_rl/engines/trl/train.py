@@ -56,6 +56,7 @@ def describe(cfg: ExperimentConfig, output_dir: str | Path, *, first: int = 8) -
         "config": cfg.to_dict(),
         "grpo_config": kw,
         "round": {
+            "processes": layout.world_size,
             "completions": layout.completions_per_round,
             "micro_steps": layout.micro_steps_per_round,
             "optimizer_steps": layout.optimizer_steps_per_round,

@@ -1,0 +1,49 @@
+"""The embedded default: a tiny "overthinking" arithmetic reasoner on which SIRI's effect shows in minutes on a CPU.
+
+``model.name_or_path: toy`` means "the toy base model described by the config's ``toy.base`` section" (built by
+supervised training on first use and cached, see :mod:`siri_rl.toy.model`); ``data.train: toy`` means generated
+sums (:mod:`siri_rl.toy.task`). Everything else about a toy run is an ordinary SIRI run on TRL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+TOY = "toy"
+
+
+def is_toy_model(cfg: Any) -> bool:
+    return cfg.model.name_or_path == TOY
+
+
+def is_toy_data(cfg: Any) -> bool:
+    return cfg.data.train == TOY
+
+
+def toy_spec(cfg: Any):
+    from siri_rl.toy.model import ToyBaseSpec
+
+    try:
+        return ToyBaseSpec.from_dict(cfg.toy.get("base"))
+    except (TypeError, ValueError) as err:
+        from siri_rl.config import ConfigError
+
+        raise ConfigError(f"toy.base: {err}") from None
+
+
+def toy_model_path(cfg: Any, *, force: bool = False) -> Path:
+    """The cached toy base model of ``cfg`` (built now if missing)."""
+    from siri_rl.toy.model import ensure_toy_base
+
+    return ensure_toy_base(toy_spec(cfg), force=force)
+
+
+def toy_train_rows(cfg: Any) -> list[dict]:
+    """Training problems for a toy run: ``toy.train_problems`` sums (seeded by ``training.seed``)."""
+    from siri_rl.toy.task import make_problems
+
+    spec = toy_spec(cfg)
+    n = int(cfg.toy.get("train_problems", 4096))
+    return [p.to_dict() for p in make_problems(n, seed=cfg.training.seed, min_terms=spec.min_terms,
+                                               max_terms=spec.max_terms, prefix="train")]

@@ -1,0 +1,139 @@
+"""The embedded default end to end: build (or reuse) the toy base model, run SIRI on TRL, evaluate the base and
+every trough/peak checkpoint at one fixed cap on held-out problems, and write the summary table and the
+training-dynamics plot.
+
+Run directory additions: ``RUN/summary.json``, ``RUN/summary.md``, ``RUN/dynamics.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from siri_rl.config import ExperimentConfig
+
+
+def eval_settings(cfg: ExperimentConfig) -> dict[str, Any]:
+    """``toy.eval``: held-out problems per difficulty, the fixed cap (default L_max), temperature and seed."""
+    assert cfg.schedule is not None
+    ev = dict(cfg.toy.get("eval") or {})
+    return {
+        "per_difficulty": int(ev.get("per_difficulty", 32)),
+        "max_len": int(ev.get("max_len", cfg.schedule.l_max)),
+        "temperature": float(ev.get("temperature", 0.6)),
+        "seed": int(ev.get("seed", 20_250_925)),
+    }
+
+
+def evaluate_run(cfg: ExperimentConfig, run_dir: Path, base_dir: Path, *, console: Console | None = None) -> list[dict]:
+    """Evaluate the base model and every checkpoint under ``RUN/checkpoints`` (in round order)."""
+    from siri_rl.toy import toy_spec
+    from siri_rl.toy.evaluate import evaluate_toy_model
+    from siri_rl.toy.task import balanced_problems
+
+    ev = eval_settings(cfg)
+    spec = toy_spec(cfg)
+    problems = balanced_problems(ev["per_difficulty"], seed=ev["seed"], min_terms=spec.min_terms,
+                                 max_terms=spec.max_terms)
+    entries: list[tuple[str, int | None, int | None, Path]] = [("base", None, None, base_dir)]
+    ckpts = []
+    for path in (run_dir / "checkpoints").glob("*"):
+        card = json.loads((path / "siri_checkpoint.json").read_text())
+        ckpts.append((card["step"], path.name, card["max_len"], path))
+    for step, name, max_len, path in sorted(ckpts):
+        entries.append((name, step, max_len, path))
+    results = []
+    for name, step, max_len, path in entries:
+        if console is not None:
+            console.print(f"evaluating {name} on {len(problems)} held-out problems at cap {ev['max_len']} ...")
+        r = evaluate_toy_model(path, problems, max_len=ev["max_len"], temperature=ev["temperature"],
+                               seed=ev["seed"])
+        results.append({"name": name, "step": step, "train_cap": max_len, **r})
+    return results
+
+
+def render_summary(results: list[dict], *, title: str) -> tuple[Table, str]:
+    """A rich table and the same table as markdown."""
+    diffs = sorted({int(k) for r in results for k in r["by_difficulty"]})
+    base = results[0]
+    head = ["checkpoint", "round", "L", "acc", "len", "Δlen", "checks", *[f"n={d}" for d in diffs]]
+    table = Table(title=title, caption="acc: accuracy (%), len: mean tokens, Δlen: vs base, checks: verification "
+                                       "segments per response, n=K: accuracy (%) on sums of K numbers")
+    for h in head:
+        table.add_column(h, justify="left" if h == "checkpoint" else "right", no_wrap=True)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        shorter = 1 - r["mean_length"] / base["mean_length"] if base["mean_length"] else 0.0
+        cells = [
+            r["name"], "-" if r["step"] is None else str(r["step"]), "-" if r["train_cap"] is None else str(r["train_cap"]),
+            f"{100 * r['accuracy']:.1f}", f"{r['mean_length']:.1f}",
+            "-" if r is base else f"{-100 * shorter:+.0f}%", f"{r['wait_per_response']:.2f}",
+            *[f"{100 * r['by_difficulty'].get(str(d), r['by_difficulty'].get(d, 0.0)):.0f}" for d in diffs],
+        ]
+        table.add_row(*cells)
+        lines.append("| " + " | ".join(cells) + " |")
+    return table, "\n".join(lines)
+
+
+def run_toy(
+    cfg: ExperimentConfig,
+    output_dir: str | Path,
+    *,
+    resume: bool = False,
+    stop_after_rounds: int | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """``siri train`` on a toy config: base model (cached), SIRI on TRL, fixed-cap evaluation, summary + plot."""
+    from siri_rl.engines.trl import train
+    from siri_rl.plots import plot_training_dynamics
+    from siri_rl.toy import toy_model_path
+
+    console = console or Console()
+    run_dir = Path(output_dir)
+    t0 = time.time()
+    import torch
+
+    if cfg.toy.get("torch_threads"):
+        torch.set_num_threads(int(cfg.toy["torch_threads"]))
+    console.print(f"[bold]toy base model[/] (built once, then cached) ...")
+    base_dir = toy_model_path(cfg)
+    t_base = time.time() - t0
+    console.print(f"base model: {base_dir} ({t_base:.0f} s)")
+    out = train(cfg, output_dir=run_dir, resume=resume, stop_after_rounds=stop_after_rounds, progress=True)
+    t_train = time.time() - t0 - t_base
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    plot = plot_training_dynamics(rows, run_dir / "dynamics.png", title=f"{cfg.name}: SIRI on the toy task")
+    results = evaluate_run(cfg, run_dir, base_dir, console=console)
+    wall = time.time() - t0
+    ev = eval_settings(cfg)
+    table, markdown = render_summary(
+        results, title=f"{cfg.name}: held-out accuracy / mean length at fixed cap {ev['max_len']} "
+                       f"(T={ev['temperature']}, {results[0]['n']} problems)")
+    console.print(table)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    summary = {
+        "config": cfg.name,
+        "rounds": len(rows),
+        "tokens_generated": rows[-1]["tokens_generated"] if rows else 0,
+        "wall_s": round(wall, 1),
+        "base_build_s": round(t_base, 1),
+        "train_s": round(t_train, 1),
+        "eval_s": round(wall - t_base - t_train, 1),
+        "peak_rss_mb": round(peak_mb, 1),
+        "eval": ev,
+        "results": results,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (run_dir / "summary.md").write_text(
+        f"# {cfg.name}\n\n{markdown}\n\nrounds {len(rows)}, tokens generated {summary['tokens_generated']}, "
+        f"wall {wall:.0f} s (base model {t_base:.0f} s, RL {t_train:.0f} s), peak RSS {peak_mb:.0f} MB\n")
+    console.print(f"wall {wall:.0f} s (base {t_base:.0f} s, RL {t_train:.0f} s, eval {summary['eval_s']:.0f} s); "
+                  f"{summary['tokens_generated']} tokens generated; peak RSS {peak_mb:.0f} MB")
+    console.print(f"wrote {run_dir / 'summary.md'}, {plot}")
+    return {**out, **summary}

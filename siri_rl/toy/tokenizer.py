@@ -1,0 +1,54 @@
+"""A tiny word/digit tokenizer for the toy task, wrapped as a transformers fast tokenizer with a chat template.
+
+Digits are single tokens (so the model does arithmetic digit by digit), words and punctuation are single tokens,
+and whitespace is kept as tokens so decoding reproduces the text exactly (``\\boxed{12}`` must survive a
+decode for the reward's answer extraction). The chat template ends the generation prompt with ``<think>\\n`` like
+DeepSeek-R1-Distill's, so completions look like the real models' (reasoning, ``</think>``, ``\\boxed{}``).
+"""
+
+from __future__ import annotations
+
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+PAD, EOS, USER, ASSISTANT = "<|endoftext|>", "<|end|>", "<|user|>", "<|assistant|>"
+THINK, THINK_END = "<think>", "</think>"
+
+# Every word the prompts (siri_rl.data.INSTRUCTION) and the traces use; anything else maps to [UNK].
+WORDS = (
+    "Compute Let's think step by and output the final answer within boxed "
+    "wait let me check alternatively so is hold on compute"
+).split()
+CHARS = list("0123456789+-=.,:?{}\\()*/ \n")
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'user' %}" + USER + "{{ m['content'] }}"
+    "{% elif m['role'] == 'assistant' %}" + ASSISTANT + "{{ m['content'] }}" + EOS + "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}" + ASSISTANT + THINK + "\n{% endif %}"
+)
+
+
+def build_toy_tokenizer() -> PreTrainedTokenizerFast:
+    """The toy tokenizer (~60 tokens), deterministic (no training data needed)."""
+    vocab: dict[str, int] = {}
+    for tok in [PAD, EOS, USER, ASSISTANT, "[UNK]", THINK, THINK_END, *WORDS, *CHARS]:
+        vocab.setdefault(tok, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[A-Za-z']+|\d|\s|[^\sA-Za-z\d]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token=PAD,
+        eos_token=EOS,
+        bos_token=None,
+        additional_special_tokens=[USER, ASSISTANT],
+    )
+    # <think>/</think> are ordinary added tokens (not special), as in R1-distill's tokenizer, so they survive
+    # skip_special_tokens=True decoding.
+    fast.add_tokens([THINK, THINK_END])
+    fast.chat_template = CHAT_TEMPLATE
+    fast.padding_side = "left"
+    return fast
