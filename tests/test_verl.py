@@ -22,6 +22,17 @@ from siri_rl.engines.verl.reward import ENDED_KEY, MAX_LEN_KEY, RESPONSE_TOKENS_
 warnings.filterwarnings("ignore", message=".*engine is not available.*")
 
 
+@pytest.fixture(scope="module")
+def tokenizer(tiny_qwen2_dir):
+    """The R1-distill tokenizer as veRL loads it: ``AutoTokenizer`` on a model directory (config.json says qwen2).
+    (Loaded from the bare tokenizer folder, transformers 5 picks LlamaTokenizer, which drops newlines and spaces.)"""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_qwen2_dir)
+    assert tok.encode("a\nb", add_special_tokens=False) == [64, 198, 65]
+    return tok
+
+
 def experiment(model_path: str, **sections) -> object:
     data = {
         "name": "verl-test",
@@ -47,10 +58,10 @@ def overrides_for(cfg, tmp_path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def verl_config(r1_tokenizer_dir, tmp_path_factory):
-    """veRL's composed ppo_trainer config for a SIRI run (model path = the R1 tokenizer directory)."""
+def verl_config(tiny_qwen2_dir, tmp_path_factory):
+    """veRL's composed ppo_trainer config for a SIRI run on the tiny Qwen2 (saved with the R1 tokenizer)."""
     tmp = tmp_path_factory.mktemp("verl-config")
-    return launch.compose_config(overrides_for(experiment(str(r1_tokenizer_dir)), tmp))
+    return launch.compose_config(overrides_for(experiment(str(tiny_qwen2_dir)), tmp))
 
 
 # --- reward through veRL's reward loop -------------------------------------------------------------------------
@@ -95,7 +106,7 @@ def scored(worker, tokenizer, response: str, gold: str, *, max_len: int | None, 
     return worker.loop.run_until_complete(worker.compute_score(data))  # the loop veRL bound the worker to
 
 
-def test_reward_scores_r1_responses_through_verl_reward_loop(verl_config, r1_tokenizer, shared_dir):
+def test_reward_scores_r1_responses_through_verl_reward_loop(verl_config, tokenizer, shared_dir):
     """veRL's RewardLoopWorker loads our compute_score from reward.custom_reward_function.path and grades real
     R1-style responses: correct/equivalent = 1, wrong or unfinished thinking = 0, cap and clipping reported."""
     from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
@@ -106,30 +117,30 @@ def test_reward_scores_r1_responses_through_verl_reward_loop(verl_config, r1_tok
     think = "Okay, so Aya walks 9 km. Let me set up 9/s + t/60 = 4 and 9/(s+2) + t/60 = 2.4. Wait, solve: s = 2.5."
     correct = f"{think}\n</think>\n\nThe walk takes $\\boxed{{{gold}}}$ minutes."
 
-    out = scored(worker, r1_tokenizer, correct, gold, max_len=600)
+    out = scored(worker, tokenizer, correct, gold, max_len=600)
     info = out["reward_extra_info"]
     assert out["reward_score"] == 1.0 and info["acc"] == 1.0
     assert info["max_len"] == 600 and info["hit_cap"] == 0.0 and 0 < info["response_tokens"] < 600
 
     wrong = correct.replace(f"\\boxed{{{gold}}}", "\\boxed{205}")
-    assert scored(worker, r1_tokenizer, wrong, gold, max_len=600)["reward_score"] == 0.0
+    assert scored(worker, tokenizer, wrong, gold, max_len=600)["reward_score"] == 0.0
 
     # LaTeX gold from MATH500, answered in an equivalent form: math-verify decides.
-    assert scored(worker, r1_tokenizer, f"{think}</think>\n\\boxed{{4\\frac{{2}}{{3}}}}", "\\frac{14}{3}", max_len=600)[
+    assert scored(worker, tokenizer, f"{think}</think>\n\\boxed{{4\\frac{{2}}{{3}}}}", "\\frac{14}{3}", max_len=600)[
         "reward_score"
     ] == 1.0
 
     # Cut by the cap mid-thought: a box inside the unfinished thinking does not count, and the cut is reported.
-    cut_ids = r1_tokenizer.encode(f"{think} Maybe \\boxed{{{gold}}} but let me double-check", add_special_tokens=False)
+    cut_ids = tokenizer.encode(f"{think} Maybe \\boxed{{{gold}}} but let me double-check", add_special_tokens=False)
     cap = len(cut_ids)
-    cut = scored(worker, r1_tokenizer, f"{think} Maybe \\boxed{{{gold}}} but let me double-check", gold, max_len=cap, ended=False)
+    cut = scored(worker, tokenizer, f"{think} Maybe \\boxed{{{gold}}} but let me double-check", gold, max_len=cap, ended=False)
     assert cut["reward_score"] == 0.0 and cut["reward_extra_info"]["hit_cap"] == 1.0
 
     # A server that ignored the cap (generated more than L tokens) earns nothing even with the right answer.
-    assert scored(worker, r1_tokenizer, correct, gold, max_len=10)["reward_score"] == 0.0
+    assert scored(worker, tokenizer, correct, gold, max_len=10)["reward_score"] == 0.0
 
     # Validation rollouts carry no cap.
-    val = scored(worker, r1_tokenizer, correct, gold, max_len=None)
+    val = scored(worker, tokenizer, correct, gold, max_len=None)
     assert val["reward_score"] == 1.0 and val["reward_extra_info"]["max_len"] == -1.0
 
 
@@ -146,7 +157,7 @@ def test_reward_tolerates_malformed_rows():
 # --- parquet export through veRL's RL dataset ------------------------------------------------------------------
 
 
-def test_parquet_export_loads_with_verl_rl_dataset(verl_config, r1_tokenizer, shared_dir, tmp_path):
+def test_parquet_export_loads_with_verl_rl_dataset(verl_config, tokenizer, shared_dir, tmp_path):
     from torch.utils.data import DataLoader
     from verl.protocol import DataProto
     from verl.utils.dataset.rl_dataset import collate_fn, get_dataset_class
@@ -155,13 +166,13 @@ def test_parquet_export_loads_with_verl_rl_dataset(verl_config, r1_tokenizer, sh
     path = write_verl_parquet(problems, tmp_path / "train.parquet")
     # veRL's prompt-length filter must count the same prompt tokens as the core does: with a limit at the median
     # length, exactly the prompts the core measures as fitting survive.
-    lengths = [len(prompt_token_ids(p["problem"], r1_tokenizer)) for p in problems]
+    lengths = [len(prompt_token_ids(p["problem"], tokenizer)) for p in problems]
     limit = sorted(lengths)[len(lengths) // 2]
     fitting = [p for p, n in zip(problems, lengths) if n <= limit]
     data_config = OmegaConf.create(OmegaConf.to_container(verl_config.data, resolve=True))
     data_config.max_prompt_length = limit
     dataset_cls = get_dataset_class(data_config)
-    dataset = dataset_cls(data_files=str(path), tokenizer=r1_tokenizer, config=data_config)
+    dataset = dataset_cls(data_files=str(path), tokenizer=tokenizer, config=data_config)
     assert 0 < len(dataset) == len(fitting) < len(problems)
 
     row = dataset[1]

@@ -1,0 +1,228 @@
+"""veRL rollout path on CPU with real veRL objects and a fake in-process LLM server (the pattern of veRL's own
+``*_on_cpu`` agent-loop tests): the ``siri_single_turn`` agent loop sends the scheduled ``max_tokens`` and its
+response is capped; the SIRI agent-loop manager, inside a real local Ray, attaches L for training rounds only."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+pytest.importorskip("verl", reason="veRL is not installed: pip install 'siri-rl[verl]'")
+
+from siri_rl.config import config_from_dict  # noqa: E402
+from siri_rl.data import build_messages, load_problems, prompt_token_ids  # noqa: E402
+from siri_rl.engines.verl import launch  # noqa: E402
+from siri_rl.engines.verl.dataset import write_verl_parquet  # noqa: E402
+from siri_rl.schedule import make_schedule  # noqa: E402
+
+warnings.filterwarnings("ignore", message=".*engine is not available.*")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_qwen2_dir):
+    """The R1-distill tokenizer as veRL loads it: ``AutoTokenizer`` on a model directory (config.json says qwen2).
+    (Loaded from the bare tokenizer folder, transformers 5 picks LlamaTokenizer, which drops newlines and spaces.)"""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_qwen2_dir)
+    assert tok.encode("a\nb", add_special_tokens=False) == [64, 198, 65]
+    return tok
+
+L_MAX, L_MIN, CYCLE = 64, 16, 8  # a small cosine schedule: L(0)=64, L(T/4)=40, L(T/2)=16, L(3T/4)=40
+NATURAL_LEN = 100  # tokens the fake model would write if nothing stopped it
+
+
+class FakeServer:
+    """Stands in for veRL's LLMServerClient: generates a fixed R1-style response and, like veRL's vLLM/SGLang
+    servers, stops at ``sampling_params["max_tokens"]`` (default: the rollout's ``response_length``)."""
+
+    def __init__(self, response_ids: list[int], response_length: int) -> None:
+        self.response_ids = list(response_ids)
+        self.response_length = response_length
+        self.requests: list[dict[str, Any]] = []
+
+    async def generate(self, request_id, *, prompt_ids, sampling_params, **kwargs):
+        from verl.workers.rollout.replica import TokenOutput
+
+        self.requests.append({"prompt_ids": list(prompt_ids), "sampling_params": dict(sampling_params)})
+        limit = min(sampling_params.get("max_tokens", self.response_length), self.response_length)
+        return TokenOutput(token_ids=self.response_ids[:limit], log_probs=[-0.5] * min(limit, len(self.response_ids)))
+
+
+def natural_response(tokenizer, length: int) -> list[int]:
+    text = "Okay, let me think. " * 200 + "</think>\n\nSo the answer is \\boxed{204}."
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    return ids[-(length - 1) :] + [tokenizer.eos_token_id]
+
+
+def siri_config(model_path, tmp_path, **verl):
+    cfg = config_from_dict(
+        {
+            "name": "verl-rollout-test",
+            "model": {"name_or_path": str(model_path)},
+            "data": {"train": "unused.jsonl", "max_prompt_length": 512},
+            "schedule": {"kind": "cosine", "l_max": L_MAX, "l_min": L_MIN, "cycle": CYCLE},
+            "training": {"rounds": 2 * CYCLE, "prompts_per_round": 2, "group_size": 2},
+            "verl": {"actor_rollout_ref.rollout.agent.num_workers": 1, **verl},
+        }
+    )
+    overrides = launch.build_overrides(
+        cfg,
+        train_file=tmp_path / "train.parquet",
+        val_file=tmp_path / "train.parquet",
+        agent_loop_yaml=launch.write_agent_loop_yaml(tmp_path / "agent_loop.yaml"),
+        checkpoint_dir=tmp_path / "ckpt",
+        metrics_path=tmp_path / "metrics.jsonl",
+    )
+    return launch.compose_config(overrides)
+
+
+# --- the agent loop, in process ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def agent_setup(tiny_qwen2_dir, tokenizer, tmp_path_factory):
+    config = siri_config(tiny_qwen2_dir, tmp_path_factory.mktemp("agent-loop"))
+    OmegaConf.resolve(config)
+    return config, FakeServer(natural_response(tokenizer, NATURAL_LEN), response_length=L_MAX)
+
+
+def make_loop(config, server, tokenizer):
+    from verl.experimental.agent_loop.agent_loop import DictConfigWrap
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    from siri_rl.engines.verl.agent_loop import SiriSingleTurnAgentLoop
+
+    return SiriSingleTurnAgentLoop(
+        trainer_config=DictConfigWrap(config),
+        server_manager=server,
+        tokenizer=tokenizer,
+        processor=None,
+        dataset_cls=RLHFDataset,
+        data_config=DictConfigWrap(config.data),
+        hf_model_type="qwen2",
+    )
+
+
+def run_loop(loop, **kwargs):
+    params = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "repetition_penalty": 1.0, "logprobs": True}
+    # veRL's loops bind to the event loop they were created on (run_in_executor for tokenization).
+    return loop.loop.run_until_complete(loop.run(params, **kwargs))
+
+
+def test_agent_loop_sends_scheduled_max_tokens_and_caps_response(agent_setup, tokenizer):
+    config, server = agent_setup
+    loop = make_loop(config, server, tokenizer)
+    problem = "Find the number of minutes the walk takes her."
+    messages = np.array(build_messages(problem), dtype=object)
+
+    out = run_loop(loop, raw_prompt=messages, siri_max_len=np.int64(40))
+    assert server.requests[-1]["sampling_params"]["max_tokens"] == 40
+    assert server.requests[-1]["sampling_params"]["temperature"] == 1.0  # the rest of veRL's params pass through
+    assert len(out.response_ids) == 40 and out.response_ids == server.response_ids[:40]
+    assert out.extra_fields["siri_max_len"] == 40 and out.extra_fields["siri_ended"] is False
+    assert out.extra_fields["siri_response_tokens"] == 40
+    # veRL built the same prompt tokens as the core (chat template, one BOS).
+    assert out.prompt_ids == prompt_token_ids(problem, tokenizer)
+
+    # L above the padded width is clipped to rollout.response_length.
+    out = run_loop(loop, raw_prompt=messages, siri_max_len=10_000)
+    assert server.requests[-1]["sampling_params"]["max_tokens"] == L_MAX and len(out.response_ids) == L_MAX
+
+    # No L (validation): veRL's sampling params are sent unchanged, and the server's default applies.
+    out = run_loop(loop, raw_prompt=messages)
+    assert "max_tokens" not in server.requests[-1]["sampling_params"]
+    assert out.extra_fields["siri_max_len"] is None and len(out.response_ids) == L_MAX
+
+
+def test_agent_loop_marks_responses_that_end_before_the_cap(agent_setup, tokenizer):
+    config, _ = agent_setup
+    short = FakeServer(natural_response(tokenizer, 20), response_length=L_MAX)
+    out = run_loop(make_loop(config, short, tokenizer), raw_prompt=build_messages("1+1?"), siri_max_len=40)
+    assert len(out.response_ids) == 20 and out.extra_fields["siri_ended"] is True
+
+
+def test_agent_loop_rejects_tensorrt_llm(agent_setup, tokenizer):
+    from siri_rl.engines.verl.agent_loop import UnsupportedRolloutError
+
+    config, server = agent_setup
+    trt = config.copy()
+    trt.actor_rollout_ref.rollout.name = "trtllm"
+    with pytest.raises(UnsupportedRolloutError, match="TensorRT-LLM ignores it"):
+        make_loop(trt, server, tokenizer)
+
+
+# --- the manager, inside a real local Ray ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024**2, log_to_driver=False)
+    # The fake server lives in this test module, which Ray's worker processes cannot import: ship it by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def test_manager_attaches_scheduled_cap_per_training_round_in_ray(
+    local_ray, tiny_qwen2_dir, tokenizer, shared_dir, tmp_path
+):
+    """Rounds 0, T/4, T/2, 3T/4 and T (veRL global_steps 1, 3, 5, 7, 9) get L = schedule(round); validation
+    batches get no cap. veRL's own AgentLoopWorker runs in a Ray actor and loads the agent loop from the yaml."""
+    from torch.utils.data import DataLoader
+    from verl.protocol import DataProto
+    from verl.utils.dataset.rl_dataset import collate_fn, get_dataset_class
+
+    from siri_rl.engines.verl.manager import SiriAgentLoopManager
+
+    config = siri_config(tiny_qwen2_dir, tmp_path)
+    problems = load_problems(shared_dir / "data/train/deepscaler_aime.jsonl")[:2]
+    write_verl_parquet(problems, tmp_path / "train.parquet")
+    dataset = get_dataset_class(config.data)(
+        data_files=str(tmp_path / "train.parquet"), tokenizer=tokenizer, config=config.data
+    )
+    batch_dict = next(iter(DataLoader(dataset, batch_size=2, collate_fn=collate_fn)))
+
+    server = FakeServer(natural_response(tokenizer, NATURAL_LEN), response_length=L_MAX)
+    manager = SiriAgentLoopManager.create(config=config, llm_client=server, reward_loop_worker_handles=None)
+    schedule = make_schedule("cosine", l_max=L_MAX, l_min=L_MIN, cycle=CYCLE)
+
+    seen = {}
+    for global_steps in (1, 1 + CYCLE // 4, 1 + CYCLE // 2, 1 + 3 * CYCLE // 4, 1 + CYCLE):
+        batch = DataProto.from_single_dict(dict(batch_dict))
+        batch.meta_info["global_steps"] = global_steps
+        out = manager.generate_sequences(batch)
+        lengths = out.batch["response_mask"].sum(-1).tolist()
+        caps = set(out.non_tensor_batch["siri_max_len"].tolist())
+        seen[global_steps] = (caps, set(lengths))
+        assert out.meta_info["timing"]["siri/max_len"] == schedule(global_steps - 1)
+    assert seen == {
+        1: ({64}, {64}),  # round 0: L_max
+        3: ({40}, {40}),  # round T/4: midway
+        5: ({16}, {16}),  # round T/2: the trough, L_min
+        7: ({40}, {40}),
+        9: ({64}, {64}),  # round T: back at L_max
+    }
+
+    val = DataProto.from_single_dict(dict(batch_dict))
+    val.meta_info.update({"validate": True, "global_steps": 5})
+    out = manager.generate_sequences(val)
+    assert set(out.non_tensor_batch["siri_max_len"].tolist()) == {None}
+    assert set(out.batch["response_mask"].sum(-1).tolist()) == {L_MAX}  # uncapped: the full response_length
+    assert "siri/max_len" not in out.meta_info["timing"]
+
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["global_step"], r["max_len"]) for r in rows] == [(0, 1, 64), (2, 3, 40), (4, 5, 16), (6, 7, 40), (8, 9, 64)]
+    assert all(r["clipped_frac"] == 1.0 and r["completion_len_max"] == r["max_len"] for r in rows)
+    assert [r["phase"] for r in rows] == ["compressing", "compressing", "expanding", "expanding", "compressing"]
