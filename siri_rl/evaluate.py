@@ -338,32 +338,60 @@ def sample_key(rec: dict) -> tuple[str, str, int]:
     return (rec["benchmark"], str(rec["problem_id"]), int(rec["sample_index"]))
 
 
-def read_samples(path: Path, *, repair: bool = False) -> list[dict]:
-    """Read samples.jsonl; a half-written last line (a kill mid-write) is dropped, and cut off if ``repair``.
+def iter_samples(path: Path, *, repair: bool = False) -> Iterator[dict]:
+    """Records of samples.jsonl, one line at a time (a full paper-scale file holds gigabytes of token ids).
 
-    Duplicate (benchmark, problem, sample) keys keep the first record.
+    A half-written last line (a kill mid-write) is skipped, and cut off the file if ``repair``. Duplicate
+    (benchmark, problem, sample) keys keep the first record. A bad line elsewhere is an error.
     """
     path = Path(path)
     if not path.exists():
-        return []
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1  # everything after the last newline is an unfinished write
-    if end < len(data) and repair:
-        with open(path, "r+b") as f:
-            f.truncate(end)
-    records, seen = [], set()
-    for lineno, line in enumerate(data[:end].splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise EvalError(f"{path}:{lineno} is not valid JSON ({e.msg}); fix or delete that line") from None
-        key = sample_key(rec)
-        if key not in seen:
-            seen.add(key)
-            records.append(rec)
-    return records
+        return
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        # everything after the last newline is an unfinished write
+        f.seek(max(0, size - 1))
+        if size and f.read(1) != b"\n":
+            end = _last_newline_end(f, size)
+            if repair:
+                with open(path, "r+b") as w:
+                    w.truncate(end)
+            size = end
+        f.seek(0)
+        seen: set[tuple[str, str, int]] = set()
+        lineno = 0
+        while f.tell() < size:
+            line = f.readline()
+            lineno += 1
+            if f.tell() > size:  # the half-written line
+                break
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise EvalError(f"{path}:{lineno} is not valid JSON ({e.msg}); fix or delete that line") from None
+            key = sample_key(rec)
+            if key not in seen:
+                seen.add(key)
+                yield rec
+
+
+def _last_newline_end(f: Any, size: int, chunk: int = 1 << 20) -> int:
+    pos = size
+    while pos > 0:
+        start = max(0, pos - chunk)
+        f.seek(start)
+        i = f.read(pos - start).rfind(b"\n")
+        if i >= 0:
+            return start + i + 1
+        pos = start
+    return 0
+
+
+def read_samples(path: Path, *, repair: bool = False) -> list[dict]:
+    """All records of samples.jsonl (see :func:`iter_samples`)."""
+    return list(iter_samples(path, repair=repair))
 
 
 def _check_args(out: Path, cfg: EvalConfig) -> None:
@@ -492,8 +520,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     out = Path(cfg.out)
     _check_args(out, cfg)
     samples_path = out / SAMPLES_FILE
-    done_records = read_samples(samples_path, repair=True)
-    done = {sample_key(r) for r in done_records}
+    done = {sample_key(r) for r in iter_samples(samples_path, repair=True)}
 
     problems = load_eval_problems(cfg)
     tokenizer = load_tokenizer(cfg.model)
@@ -551,10 +578,10 @@ def run_eval(cfg: EvalConfig) -> dict:
                 flush(wait_all=False)
             flush(wait_all=True)
 
-    records = [r for r in read_samples(samples_path) if sample_key(r) in wanted]
-    missing = len(wanted) - len(records)
-    if missing:
-        raise EvalError(f"{missing} samples missing from {samples_path} after generation; rerun to resume")
+    have = {sample_key(r) for r in iter_samples(samples_path)} & wanted
+    if len(have) < len(wanted):
+        raise EvalError(f"{len(wanted) - len(have)} samples missing from {samples_path}; rerun to resume")
+    records = (r for r in iter_samples(samples_path) if sample_key(r) in wanted)
     summary = summarize_run(records, cfg, tokenizer)
     summary["meta"]["generation"] = {
         "new_samples": todo,
@@ -626,31 +653,67 @@ def clip_to_budget(records: Sequence[dict], budget: int, decode: Callable[[list[
     return out
 
 
-def budget_curve(
-    records: Sequence[dict],
+SLIM_KEYS = ("benchmark", "problem_id", "sample_index", "correct", "response_tokens", "finish_reason")
+
+
+def budget_pass(
+    records: Iterable[dict],
     budgets: Sequence[int],
     tokenizer: Any,
     *,
     grade: Callable[[list[dict]], list[dict]],
-) -> dict[str, list[dict]]:
-    """Accuracy (percent) and mean length (tokens) per benchmark if every response were capped at each budget.
+    require_think_end: bool = True,
+) -> tuple[list[dict], dict[str, list[dict]]]:
+    """One pass over the samples: slim records (no text, no token ids) and the accuracy-vs-budget curve.
 
-    One grading call for all clipped responses of all budgets. Returns {benchmark: [{budget, acc, length}, ...]}.
+    For each budget B shorter than a response, the first B token ids are decoded (same rule as
+    :func:`clip_to_budget`); clipped texts without an extractable answer are wrong without grading, the others are
+    graded in one ``grade`` call. Returns ``(slim_records, {benchmark: [{budget, acc, length}, ...]})``.
     """
-    records = [r if "token_ids" in r else {**r, "token_ids": tokenizer.encode(r["response"], add_special_tokens=False)}
-               for r in records]
+    from siri_rl.reward import extract_answer
 
-    def decode(ids: list[int]) -> str:
-        return tokenizer.decode(ids, skip_special_tokens=True)
-
-    clipped = {b: clip_to_budget(records, b, decode) for b in budgets}
-    to_grade = [r for rs in clipped.values() for r in rs if r["correct"] is None]
-    grade(to_grade)  # fills "correct" in place
+    slim: list[dict] = []
+    to_grade: list[dict] = []
+    clipped: dict[int, dict[int, bool]] = {b: {} for b in budgets}  # budget -> record index -> correct
+    for r in records:
+        i = len(slim)
+        slim.append({k: r[k] for k in SLIM_KEYS if k in r})
+        n = r["response_tokens"]
+        ids = None
+        for b in budgets:
+            if n <= b:
+                continue
+            if ids is None:
+                ids = r.get("token_ids") or tokenizer.encode(r["response"], add_special_tokens=False)
+            text = tokenizer.decode(ids[:b], skip_special_tokens=True)
+            if extract_answer(text, require_think_end=require_think_end) is None:
+                clipped[b][i] = False
+            else:
+                to_grade.append({"response": text, "gold": r["gold"], "budget": b, "index": i})
+    grade(to_grade)  # fills "correct"
+    for g in to_grade:
+        clipped[g["budget"]][g["index"]] = bool(g["correct"])
     curve: dict[str, list[dict]] = defaultdict(list)
     for b in budgets:
-        for bench, s in summarize_samples(clipped[b]).items():
-            curve[bench].append({"budget": b, "acc": s["acc"], "length": s["length"]})
-    return dict(curve)
+        view = [x if i not in clipped[b] else
+                {**x, "correct": clipped[b][i], "response_tokens": b, "finish_reason": "length"}
+                for i, x in enumerate(slim)]
+        for bench, summ in summarize_samples(view).items():
+            curve[bench].append({"budget": b, "acc": summ["acc"], "length": summ["length"]})
+    return slim, dict(curve)
+
+
+def budget_curve(
+    records: Iterable[dict],
+    budgets: Sequence[int],
+    tokenizer: Any,
+    *,
+    grade: Callable[[list[dict]], list[dict]],
+    require_think_end: bool = True,
+) -> dict[str, list[dict]]:
+    """Accuracy (percent) and mean length (tokens) per benchmark if every response were capped at each budget
+    (tokens). Returns {benchmark: [{budget, acc, length}, ...]}; see :func:`budget_pass`."""
+    return budget_pass(records, budgets, tokenizer, grade=grade, require_think_end=require_think_end)[1]
 
 
 def _git_revision() -> str | None:
@@ -666,14 +729,15 @@ def _git_revision() -> str | None:
         return None
 
 
-def summarize_run(records: list[dict], cfg: EvalConfig, tokenizer: Any) -> dict:
+def summarize_run(records: Iterable[dict], cfg: EvalConfig, tokenizer: Any) -> dict:
     """summary.json content: per-benchmark metrics (with the budget curve) and run metadata."""
     import siri_rl
 
-    benchmarks = summarize_samples(records)
+    slim, curve = budget_pass(records, cfg.budgets, tokenizer, grade=lambda rs: grade_records(rs, cfg),
+                              require_think_end=cfg.require_think_end)
+    benchmarks = summarize_samples(slim)
     order = {b: i for i, b in enumerate(cfg.benchmarks)}
     benchmarks = dict(sorted(benchmarks.items(), key=lambda kv: order.get(kv[0], len(order))))
-    curve = budget_curve(records, cfg.budgets, tokenizer, grade=lambda rs: grade_records(rs, cfg))
     for bench, pts in curve.items():
         benchmarks[bench]["budgets"] = pts
     return {
@@ -796,6 +860,8 @@ __all__ = [
     "write_summary",
     "plot_budget_curve",
     "read_samples",
+    "iter_samples",
+    "budget_pass",
     "load_tokenizer",
     "resolve_budgets",
     "PAPER_BENCHMARKS",

@@ -141,6 +141,9 @@ def test_budget_curve_on_real_correct_answers(hand_records, tok):
         mine = [r["response_tokens"] for r in hand_records if r["benchmark"] == bench]
         for p in pts:
             assert p["length"] == pytest.approx(sum(min(n, p["budget"]) for n in mine) / len(mine), abs=0.01)
+    # samples without stored token ids (e.g. from another tool) are re-tokenized: same curve
+    no_ids = [{k: v for k, v in r.items() if k != "token_ids"} for r in hand_records]
+    assert budget_curve(iter(no_ids), budgets, tok, grade=_graded) == curve
 
 
 def test_budget_grading_agrees_with_the_length_capped_reward(hand_records, tok):
