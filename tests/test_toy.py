@@ -1,0 +1,108 @@
+"""The toy task, tokenizer and base-model builder (fast), and the toy pipeline end to end (slow)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from siri_rl.reward import length_capped_reward
+from siri_rl.toy.task import (CHECK_PHRASES, ToyProblem, balanced_problems, make_problems, make_trace,
+                              shortest_trace)
+from siri_rl.toy.tokenizer import build_toy_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_toy_tokenizer()
+
+
+def test_problems_mix_difficulties_and_are_deterministic():
+    a, b = make_problems(400, seed=3), make_problems(400, seed=3)
+    assert a == b and a != make_problems(400, seed=4)
+    assert {p.difficulty for p in a} == set(range(3, 11))
+    assert all(int(p.answer) == sum(p.terms) for p in a)
+    held_out = balanced_problems(5, seed=9)
+    assert [p.difficulty for p in held_out] == [k for k in range(3, 11) for _ in range(5)]
+
+
+def test_traces_round_trip_and_score_one(tok):
+    rng = random.Random(0)
+    n_checks = []
+    for p in make_problems(200, seed=1):
+        text = make_trace(p, rng)
+        ids = tok(text, add_special_tokens=False).input_ids
+        assert tok.decode(ids) == text  # exact decode: the reward must see the text the model wrote
+        assert length_capped_reward(ids, p.answer, len(ids), tok) == 1.0
+        assert length_capped_reward(ids, p.answer, len(ids) - 2, tok) == 0.0  # cut inside \boxed{} -> 0
+        n_checks.append(sum(text.count(c) for c in CHECK_PHRASES))
+    assert 1.2 < sum(n_checks) / len(n_checks) < 1.9  # ~1.5 redundant checks per response, 0-3
+    assert set(n_checks) == {0, 1, 2, 3}
+
+
+def test_slips_are_corrected_by_a_later_check(tok):
+    rng = random.Random(5)
+    p = ToyProblem("x", (7, 8, 9, 6, 5))
+    texts = [make_trace(p, rng, slip_prob=1.0) for _ in range(20)]
+    for text in texts:
+        assert text.endswith(f"\\boxed{{{p.answer}}}") and any(c in text for c in CHECK_PHRASES)
+    assert any(t.split("\n")[3].split("=")[1] != p.answer for t in texts)
+
+
+def test_hard_problems_do_not_fit_l_min(tok):
+    # The point of the mixed task: with toy.yaml's caps the hardest sums' shortest correct trace exceeds L_min.
+    from importlib.resources import files
+
+    from siri_rl.config import load_config
+
+    cfg = load_config(files("siri_rl") / "configs" / "toy.yaml")
+    # all-9 sums have two-digit running sums from the second step on: the longest shortest-trace per difficulty
+    shortest = {k: len(tok(shortest_trace(ToyProblem("x", (9,) * k))).input_ids) for k in range(3, 11)}
+    assert shortest[10] > cfg.schedule.l_min and shortest[3] < cfg.schedule.l_min / 2
+    assert shortest[10] + 60 < cfg.schedule.l_max  # one pass + a check fits L_max for most hard sums
+
+
+def test_chat_template_matches_r1_format(tok):
+    from siri_rl.data import build_prompt
+
+    prompt = build_prompt("Compute 1+2+3.", tok)
+    assert prompt.endswith("<|assistant|><think>\n") and "\\boxed{}" in prompt
+    assert tok.unk_token_id not in tok(prompt, add_special_tokens=False).input_ids
+
+
+def test_base_model_build_is_cached_and_deterministic(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from siri_rl.toy.model import ToyBaseSpec, build_toy_base, ensure_toy_base
+
+    monkeypatch.setenv("SIRI_TOY_CACHE", str(tmp_path / "cache"))
+    spec = ToyBaseSpec(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, sft_steps=3,
+                       sft_batch_size=4, max_terms=4)
+    path = ensure_toy_base(spec, progress=False)
+    stamp = (path / "model.safetensors").stat().st_mtime_ns
+    assert ensure_toy_base(spec, progress=False) == path
+    assert (path / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
+    other = build_toy_base(spec, tmp_path / "again", progress=False)
+    a, b = load_file(path / "model.safetensors"), load_file(other / "model.safetensors")
+    assert all((a[k] == b[k]).all() for k in a)
+    assert json.loads((path / "toy_spec.json").read_text())["sft_steps"] == 3
+
+
+@pytest.mark.slow
+def test_toy_quick_end_to_end(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from siri_rl.cli import app
+
+    monkeypatch.setenv("SIRI_TOY_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "-c", "toy-quick", "-o", str(run)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(6))
+    assert all(r["completion_len_max"] <= r["max_len"] for r in rows)
+    summary = json.loads((run / "summary.json").read_text())
+    names = [r["name"] for r in summary["results"]]
+    assert names == ["base", "cycle1-compressed", "cycle1-expanded", "final"]
+    assert (run / "dynamics.png").stat().st_size > 10_000 and (run / "summary.md").exists()
