@@ -499,6 +499,23 @@ def _progress(enabled: bool):
     )
 
 
+_last_log = [0.0]
+
+
+def log_progress(bar: Any, task: Any, every: float = 30.0) -> None:
+    """Where the bars cannot redraw (output to a file, e.g. a cluster job log), print a line every ``every`` s."""
+    if bar.disable or bar.console.is_terminal:
+        return
+    t = bar.tasks[task]
+    now = time.monotonic()
+    if now - _last_log[0] < every and not t.finished:
+        return
+    _last_log[0] = now
+    eta = t.time_remaining
+    eta_text = "?" if eta is None else time.strftime("%H:%M:%S", time.gmtime(eta))
+    bar.console.print(f"generated {int(t.completed)}/{int(t.total)} samples, eta {eta_text}", highlight=False)
+
+
 def load_eval_problems(cfg: EvalConfig) -> dict[str, list[dict]]:
     """Benchmark name -> problems (``id``, ``problem``, ``answer``), first ``cfg.limit`` of each."""
     from siri_rl.data import load_benchmark
@@ -518,12 +535,17 @@ def run_eval(cfg: EvalConfig) -> dict:
     from siri_rl.data import prompt_token_ids
 
     out = Path(cfg.out)
+    # bad benchmarks or model paths fail before the results directory is created
+    problems = load_eval_problems(cfg)
+    try:
+        tokenizer = load_tokenizer(cfg.model)
+    except (OSError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EvalError(f"cannot load the tokenizer of --model {cfg.model!r}: {reason}") from None
     _check_args(out, cfg)
     samples_path = out / SAMPLES_FILE
     done = {sample_key(r) for r in iter_samples(samples_path, repair=True)}
 
-    problems = load_eval_problems(cfg)
-    tokenizer = load_tokenizer(cfg.model)
     prompt_ids = {(b, str(p["id"])): prompt_token_ids(p["problem"], tokenizer) for b, rows in problems.items()
                   for p in rows}
     wanted = {(b, str(p["id"]), i) for b, rows in problems.items() for p in rows for i in range(cfg.n)}
@@ -576,6 +598,7 @@ def run_eval(cfg: EvalConfig) -> dict:
                 bar.advance(gen_task, len(recs))
                 pending.append(grader.submit(grade_records, recs, cfg))
                 flush(wait_all=False)
+                log_progress(bar, gen_task)
             flush(wait_all=True)
 
     have = {sample_key(r) for r in iter_samples(samples_path)} & wanted

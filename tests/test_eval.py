@@ -258,6 +258,21 @@ def test_eval_rerun_skips_finished_and_refuses_other_args(tiny_run, tiny_qwen2_d
     assert json.loads((out / ARGS_FILE).read_text())["n"] == 2
 
 
+def test_resume_regenerates_the_same_batches(tiny_run, tiny_qwen2_dir, benchmarks_dir, tmp_path):
+    """Batches are planned over the whole run and seeded per batch: losing the last batch and resuming gives
+    back the very same samples."""
+    import shutil
+
+    out, _ = tiny_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    full = (copy / SAMPLES_FILE).read_text().splitlines(keepends=True)
+    (copy / SAMPLES_FILE).write_text("".join(full[:4]))  # batch 2 of 2 (4 rows each) lost
+    summary = run_eval(_cfg(tiny_qwen2_dir, copy, benchmarks_dir))
+    assert summary["meta"]["generation"]["new_samples"] == 4
+    assert read_samples(copy / SAMPLES_FILE) == read_samples(out / SAMPLES_FILE)
+
+
 def test_vllm_backend_without_vllm_is_a_clear_error(tmp_path, tiny_qwen2_dir, benchmarks_dir):
     pytest.importorskip("torch")
     try:
