@@ -302,6 +302,27 @@ def toy_build(
         fail(str(err))
 
 
+@app.command("export")
+def export(
+    run_dir: Path = typer.Argument(..., help="run directory of `siri train --engine verl`"),
+    name: Optional[list[str]] = typer.Option(None, "--name", help="only this checkpoint (repeatable), e.g. cycle1-compressed"),
+    backend: str = typer.Option("fsdp", help="veRL checkpoint backend: fsdp | megatron"),
+    overwrite: bool = typer.Option(False, help="merge again over existing exports"),
+) -> None:
+    """Merge a veRL run's trough/peak checkpoints into Hugging Face models under RUN/checkpoints/<name>/."""
+    try:
+        from siri_rl.engines.verl.merge import export_checkpoints
+
+        merged = export_checkpoints(run_dir, names=name or None, backend=backend, overwrite=overwrite)
+    except (FileNotFoundError, ValueError, ImportError) as err:
+        fail(str(err))
+        return
+    if not merged:
+        fail(f"no veRL checkpoints of trough/peak rounds found under {run_dir} yet")
+    for ckpt, path in merged.items():
+        console.print(f"{ckpt}: {path}", highlight=False)
+
+
 def main() -> None:
     app()
 

@@ -244,3 +244,75 @@ def test_hydra_values_round_trip():
     assert launch.hydra_value("true") == "'true'"  # a string that would read as a bool stays a string
     assert launch.hydra_value([1, "x"]) == "[1,x]"
     assert launch.hydra_value(None) == "null"
+
+
+# --- train: dry run through veRL's own `main_ppo --cfg job` ----------------------------------------------------
+
+
+@pytest.mark.slow
+def test_dry_run_prints_command_and_config_composed_by_main_ppo(tmp_path):
+    """`siri train --engine verl --dry-run` on the paper's 1.5B config: veRL's `main_ppo --cfg job` composes it,
+    veRL's validation passes, and nothing is written."""
+    from pathlib import Path
+
+    from siri_rl.config import load_config
+    from siri_rl.engines import train
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = load_config(repo / "configs" / "r1-distill-1.5b-siri-cosine640.yaml", ["engine=verl"])
+    info = train(cfg, output_dir=tmp_path / "run", dry_run=True)
+    assert info["command"].split()[1:3] == ["-m", "verl.trainer.main_ppo"]
+    assert "actor_rollout_ref.rollout.agent.default_agent_loop=siri_single_turn" in info["command"]
+    v = info["verl_config"]
+    assert v["actor_rollout_ref"]["model"]["path"] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+    assert v["actor_rollout_ref"]["rollout"]["response_length"] is not None
+    assert v["data"]["max_response_length"] == 16384 and v["data"]["train_batch_size"] == 128
+    assert v["siri"]["schedule"] == {"kind": "cosine", "l_max": 16384, "l_min": 8192, "cycle": 640}
+    assert info["checkpoints"]["global_step_320"] == "cycle1-compressed"
+    assert not (tmp_path / "run").exists()
+
+
+# --- export: veRL checkpoints -> Hugging Face models with veRL's model merger ----------------------------------
+
+
+def fake_verl_actor_checkpoint(model_dir, actor_dir):
+    """An actor checkpoint in veRL's FSDP layout (world size 1: one rank file holding the full state dict, the
+    fsdp_config.json veRL writes, and the huggingface/ folder with config and tokenizer)."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    with torch.no_grad():
+        model.model.norm.weight.add_(0.5)  # a trained model differs from the base
+    actor_dir.mkdir(parents=True)
+    torch.save(model.state_dict(), actor_dir / "model_world_size_1_rank_0.pt")
+    (actor_dir / "fsdp_config.json").write_text(json.dumps({"FSDP_version": 2, "world_size": 1}))
+    shutil.copytree(model_dir, actor_dir / "huggingface", ignore=shutil.ignore_patterns("*.safetensors"))
+    return model
+
+
+def test_export_merges_trough_and_peak_checkpoints(tiny_qwen2_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+    from typer.testing import CliRunner
+
+    from siri_rl.cli import app
+    from siri_rl.engines.verl.merge import PLAN_FILE, actor_checkpoint_dir
+
+    run = tmp_path / "run"
+    ckpts = run / "verl" / "checkpoints"
+    (run / "verl").mkdir(parents=True)
+    plan = {"checkpoint_dir": str(ckpts), "checkpoints": {"4": "cycle1-compressed", "8": "cycle1-expanded"}}
+    (run / PLAN_FILE).write_text(json.dumps(plan))
+    trained = fake_verl_actor_checkpoint(tiny_qwen2_dir, actor_checkpoint_dir(ckpts, 4))
+
+    result = CliRunner().invoke(app, ["export", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "cycle1-compressed" in result.output and "cycle1-expanded" not in result.output  # step 8 not saved yet
+    merged = AutoModelForCausalLM.from_pretrained(run / "checkpoints" / "cycle1-compressed")
+    for name, tensor in trained.state_dict().items():
+        torch.testing.assert_close(merged.state_dict()[name].float(), tensor.float(), atol=1e-2, rtol=1e-2)
+    assert json.loads((run / "checkpoints/cycle1-compressed/siri_checkpoint.json").read_text())["global_step"] == 4
+
+    bad = CliRunner().invoke(app, ["export", str(tmp_path / "nowhere")])
+    assert bad.exit_code == 2 and "not a run directory" in " ".join(bad.output.split())

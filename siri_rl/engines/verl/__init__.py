@@ -18,11 +18,19 @@ from pathlib import Path
 from typing import Any
 
 
-def train(config: Any, *, output_dir: str | Path, resume: bool = False, dry_run: bool = False) -> Path:
-    """Run SIRI on veRL for an experiment config (``siri train --engine verl``); see :func:`launch.train`."""
+def train(
+    config: Any,
+    *,
+    output_dir: str | Path,
+    resume: bool = False,
+    dry_run: bool = False,
+    stop_after_rounds: int | None = None,
+) -> dict[str, Any]:
+    """Run SIRI on veRL for an :class:`~siri_rl.config.ExperimentConfig` (``siri train --engine verl``); see
+    :func:`siri_rl.engines.verl.launch.train`."""
     from siri_rl.engines.verl.launch import train as _train
 
-    return _train(config, output_dir=output_dir, resume=resume, dry_run=dry_run)
+    return _train(config, output_dir=output_dir, resume=resume, dry_run=dry_run, stop_after_rounds=stop_after_rounds)
 
 
 __all__ = ["train"]

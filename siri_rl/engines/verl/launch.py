@@ -213,10 +213,15 @@ def recipe_overrides(
     return o
 
 
-def build_overrides(cfg: ExperimentConfig, **paths: Any) -> list[str]:
+def build_overrides(cfg: ExperimentConfig, *, stop_after_rounds: int | None = None, **paths: Any) -> list[str]:
     """:func:`recipe_overrides` plus the config's ``verl:`` section, as Hydra override strings; rejects rollout
-    engines that ignore per-request ``max_tokens``."""
+    engines that ignore per-request ``max_tokens``. ``stop_after_rounds`` ends veRL early (resumable: the schedule
+    still spans ``training.rounds``)."""
     o = recipe_overrides(cfg, **paths)
+    if stop_after_rounds is not None:
+        if stop_after_rounds < 1:
+            raise ConfigError(f"--stop-after must be >= 1 round, got {stop_after_rounds}")
+        o.set("trainer.total_training_steps", min(stop_after_rounds, cfg.training.rounds))
     o.update(cfg.verl or {})
     name = o.get("actor_rollout_ref.rollout.name")
     if name not in SUPPORTED_ROLLOUTS:
@@ -281,3 +286,134 @@ def launch_command(overrides: list[str], python: str | None = None) -> list[str]
 def format_command(command: list[str]) -> str:
     """The command as one shell line (each override quoted for bash)."""
     return " \\\n    ".join(shlex.quote(part) for part in command)
+
+
+def compose_with_main_ppo(overrides: list[str]) -> str:
+    """veRL's own composition: ``python -m verl.trainer.main_ppo <overrides> --cfg job`` (prints the job config
+    and exits). Returns the YAML text; raises :class:`ConfigError` with veRL's message when composition fails."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, HYDRA_FULL_ERROR="0")
+    proc = subprocess.run(
+        [*launch_command(overrides), "--cfg", "job"], capture_output=True, text=True, env=env, timeout=600
+    )
+    if proc.returncode != 0:
+        lines = [line for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
+        raise ConfigError(f"veRL could not compose the config: {lines[-1] if lines else 'exit ' + str(proc.returncode)}")
+    # Hydra prints the config after any import-time chatter; it starts at the first top-level key.
+    text = proc.stdout
+    start = min((text.find(k) for k in ("actor_rollout_ref:", "data:", "algorithm:") if k in text), default=0)
+    return text[start:]
+
+
+# --- the run ---------------------------------------------------------------------------------------------------
+
+
+def run_paths(output_dir: str | Path) -> dict[str, Path]:
+    """Where a veRL run keeps its files, under the run directory."""
+    run = Path(output_dir)
+    return {
+        "train_file": run / "verl" / "train.parquet",
+        "val_file": run / "verl" / "val.parquet",
+        "agent_loop_yaml": run / "verl" / "agent_loop.yaml",
+        "checkpoint_dir": run / "verl" / "checkpoints",
+        "metrics_path": run / "metrics.jsonl",
+    }
+
+
+def _load_data(cfg: ExperimentConfig) -> tuple[list[dict], list[dict]]:
+    from siri_rl.data import load_benchmark, load_problems
+
+    d = cfg.data
+    problems = load_problems(
+        d.train, split=d.split, problem_field=d.problem_field, answer_field=d.answer_field, skip_invalid=d.skip_invalid
+    )
+    if d.max_problems:
+        problems = problems[: d.max_problems]
+    benchmarks = (cfg.eval or {}).get("benchmarks") or []
+    if benchmarks:
+        val = [row for name in benchmarks for row in load_benchmark(name, (cfg.eval or {}).get("data_dir"))]
+    else:
+        val = problems[:64]  # veRL needs a validation file; without eval benchmarks validation stays off
+    return problems, val
+
+
+def train(
+    cfg: ExperimentConfig,
+    *,
+    output_dir: str | Path,
+    resume: bool = False,
+    dry_run: bool = False,
+    stop_after_rounds: int | None = None,
+) -> dict[str, Any]:
+    """Run SIRI on veRL (``siri train --engine verl``).
+
+    Dry run: compose the launch with veRL's own ``main_ppo --cfg job``, validate it with veRL's checks, and return
+    the command and the composed config; nothing is loaded or written. Real run: export the data to veRL parquet,
+    write the agent-loop yaml, launch ``python -m verl.trainer.main_ppo`` (a Ray cluster started with
+    ``ray start`` is joined automatically), then merge the trough/peak checkpoints into ``RUN/checkpoints/``.
+    Returns a summary dict (dry run: ``command``, ``overrides``, ``checkpoints``, ``verl_config``).
+    """
+    import json
+    import subprocess
+
+    from omegaconf import OmegaConf
+
+    paths = run_paths(output_dir)
+    overrides = build_overrides(cfg, resume=resume, stop_after_rounds=stop_after_rounds, **paths)
+    command = launch_command(overrides)
+    checkpoints = checkpoint_steps(cfg.schedule, cfg.training.rounds) if cfg.schedule else {}
+    if dry_run:
+        text = compose_with_main_ppo(overrides)
+        validate_verl_config(OmegaConf.create(text))
+        return {
+            "engine": "verl",
+            "run_dir": str(output_dir),
+            "command": shlex.join(command),
+            "overrides": overrides,
+            "checkpoints": {f"global_step_{s}": n for s, n in checkpoints.items()},
+            "verl_config": yaml.safe_load(text),
+        }
+
+    composed = compose_config(overrides)  # fail fast, before any data is downloaded
+    rollout = composed.actor_rollout_ref.rollout.name
+    import importlib.util
+
+    if importlib.util.find_spec(rollout) is None:
+        raise ConfigError(
+            f"the veRL rollout engine {rollout!r} is not installed: install the GPU stack, e.g. "
+            f"pip install 'siri-rl[verl]' '{rollout}' (see docs/scaling-out.md)"
+        )
+    run = Path(output_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    from siri_rl.engines.verl.dataset import write_verl_parquet
+
+    if not (resume and paths["train_file"].exists()):
+        problems, val = _load_data(cfg)
+        write_verl_parquet(problems, paths["train_file"], split="train")
+        write_verl_parquet(val, paths["val_file"], split="test")
+    write_agent_loop_yaml(paths["agent_loop_yaml"])
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    plan = {
+        "checkpoint_dir": str(paths["checkpoint_dir"]),
+        "checkpoints": {str(s): n for s, n in checkpoints.items()},
+        "trust_remote_code": cfg.model.trust_remote_code,
+        "command": command,
+    }
+    (run / "verl" / "plan.json").write_text(json.dumps(plan, indent=2))
+    (run / "verl" / "launch.sh").write_text("#!/usr/bin/env bash\nset -e\n" + format_command(command) + "\n")
+    proc = subprocess.run(command)
+    if proc.returncode != 0:
+        raise RuntimeError(f"veRL exited with status {proc.returncode}; its log is above (rerun with --resume)")
+
+    from siri_rl.engines.verl.merge import export_checkpoints
+
+    merged = export_checkpoints(run)
+    metrics = paths["metrics_path"]
+    if metrics.exists():
+        from siri_rl.plots import plot_training_dynamics
+
+        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        plot_training_dynamics(rows, run / "dynamics.png")
+    return {"run_dir": str(run), "metrics": str(metrics), "checkpoints": {n: str(p) for n, p in merged.items()}}

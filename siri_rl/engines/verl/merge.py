@@ -1,0 +1,91 @@
+"""veRL checkpoints of the trough/peak rounds -> Hugging Face models, with veRL's own model merger (SIRI §4.3).
+
+veRL saves sharded actor checkpoints under ``trainer.default_local_dir/global_step_<N>/actor`` (FSDP:
+``model_world_size_<W>_rank_<r>.pt`` + ``fsdp_config.json`` + ``huggingface/``). ``siri train --engine verl``
+saves every trough (SIRI-low, ``cycleK-compressed``) and peak (SIRI-high, ``cycleK-expanded``) round; this module
+merges them into ``RUN/checkpoints/<name>/`` (``save_pretrained`` layout), where ``siri eval`` reads them. The same
+as running ``python -m verl.model_merger merge --backend fsdp --local_dir .../global_step_<N>/actor
+--target_dir RUN/checkpoints/<name>`` by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PLAN_FILE = "verl/plan.json"  # written by siri_rl.engines.verl.launch.train
+
+
+def actor_checkpoint_dir(checkpoint_root: str | Path, global_step: int) -> Path:
+    """Where veRL keeps the actor of ``global_step`` under ``trainer.default_local_dir``."""
+    return Path(checkpoint_root) / f"global_step_{int(global_step)}" / "actor"
+
+
+def merge_checkpoint(
+    actor_dir: str | Path, target_dir: str | Path, *, backend: str = "fsdp", trust_remote_code: bool = False
+) -> Path:
+    """Merge one veRL actor checkpoint (``.../global_step_<N>/actor``) into a Hugging Face model directory."""
+    from verl.model_merger.base_model_merger import ModelMergerConfig
+
+    actor_dir, target_dir = Path(actor_dir), Path(target_dir)
+    if not actor_dir.is_dir():
+        raise FileNotFoundError(f"no veRL actor checkpoint at {actor_dir} (expected .../global_step_<N>/actor)")
+    hf_config = actor_dir / ("model/huggingface" if backend == "megatron" else "huggingface")
+    target_dir.mkdir(parents=True, exist_ok=True)
+    config = ModelMergerConfig(
+        operation="merge",
+        backend=backend,
+        local_dir=str(actor_dir),
+        target_dir=str(target_dir),
+        hf_model_config_path=str(hf_config),
+        trust_remote_code=trust_remote_code,
+    )
+    if backend == "fsdp":
+        from verl.model_merger.fsdp_model_merger import FSDPModelMerger as Merger
+    elif backend == "megatron":
+        from verl.model_merger.megatron_model_merger import MegatronModelMerger as Merger
+    else:
+        raise ValueError(f"unknown veRL checkpoint backend {backend!r}; use fsdp or megatron")
+    merger = Merger(config)
+    merger.merge_and_save()
+    merger.cleanup()
+    return target_dir
+
+
+def export_checkpoints(
+    run_dir: str | Path, *, names: list[str] | None = None, backend: str = "fsdp", overwrite: bool = False
+) -> dict[str, Path]:
+    """Merge the trough/peak checkpoints of a veRL run into ``RUN/checkpoints/<name>/``.
+
+    Args:
+        run_dir: the run directory of ``siri train --engine verl`` (it holds ``verl/plan.json``).
+        names: only these checkpoints (e.g. ``["cycle1-compressed"]``); default: all that veRL saved.
+        overwrite: merge again into directories that already hold a model.
+    Returns:
+        ``{name: merged directory}`` for every checkpoint merged or already present.
+    """
+    run_dir = Path(run_dir)
+    plan_path = run_dir / PLAN_FILE
+    if not plan_path.exists():
+        raise FileNotFoundError(f"{plan_path} not found: {run_dir} is not a run directory of `siri train --engine verl`")
+    plan = json.loads(plan_path.read_text())
+    wanted = {int(step): name for step, name in plan["checkpoints"].items()}
+    if names:
+        unknown = sorted(set(names) - set(wanted.values()))
+        if unknown:
+            raise ValueError(f"unknown checkpoint name(s) {unknown}; this run has {sorted(wanted.values())}")
+        wanted = {s: n for s, n in wanted.items() if n in names}
+    out = {}
+    for step, name in sorted(wanted.items()):
+        actor = actor_checkpoint_dir(plan["checkpoint_dir"], step)
+        target = run_dir / "checkpoints" / name
+        if (target / "config.json").exists() and not overwrite:
+            out[name] = target
+            continue
+        if not actor.is_dir():
+            continue  # not reached yet (or removed by max_actor_ckpt_to_keep)
+        out[name] = merge_checkpoint(actor, target, backend=backend, trust_remote_code=plan.get("trust_remote_code", False))
+        (target / "siri_checkpoint.json").write_text(
+            json.dumps({"name": name, "global_step": step, "source": str(actor)}, indent=2)
+        )
+    return out
