@@ -72,7 +72,7 @@ class EvalConfig:
     limit: int | None = None  # first K problems per benchmark (smoke runs)
     require_think_end: bool = True  # grade only a \boxed{} after </think>, as the reward does (§4.1)
     budgets: Sequence[int] | None = None  # default: powers of two from 2048 up to max_tokens
-    batch_size: int = 64  # transformers: rows per generate call; vllm: samples handed to the engine at once / n
+    batch_size: int = 64  # transformers: rows per generate call; vllm: problems per engine call (x n samples)
     tensor_parallel_size: int = 1
     dtype: str = "auto"  # auto: bf16 on GPU, fp32 on CPU
     device: str | None = None  # transformers only; default cuda if available
