@@ -574,32 +574,35 @@ def run_eval(cfg: EvalConfig) -> dict:
                     f.flush()
                     bar.advance(grade_task, len(recs))
 
-            for seed, call in calls:
-                tg = time.perf_counter()
-                completions = backend.generate(call, seed)
-                gen_seconds += time.perf_counter() - tg
-                recs = []
-                for u, comps in zip(call, completions, strict=True):
-                    for i, c in zip(u.sample_indices, comps, strict=True):
-                        gen_tokens += len(c.token_ids)
-                        recs.append({
-                            "benchmark": u.benchmark,
-                            "problem_id": u.problem_id,
-                            "sample_index": i,
-                            "gold": u.gold,
-                            "response": c.text,
-                            "response_tokens": len(c.token_ids),
-                            "finish_reason": c.finish_reason,
-                            "answer": None,  # filled by the grader
-                            "correct": None,
-                            "grade_status": None,
-                            "token_ids": c.token_ids,
-                        })
-                bar.advance(gen_task, len(recs))
-                pending.append(grader.submit(grade_records, recs, cfg))
-                flush(wait_all=False)
-                log_progress(bar, gen_task)
-            flush(wait_all=True)
+            try:
+                for seed, call in calls:
+                    tg = time.perf_counter()
+                    completions = backend.generate(call, seed)
+                    gen_seconds += time.perf_counter() - tg
+                    recs = []
+                    for u, comps in zip(call, completions, strict=True):
+                        for i, c in zip(u.sample_indices, comps, strict=True):
+                            gen_tokens += len(c.token_ids)
+                            recs.append({
+                                "benchmark": u.benchmark,
+                                "problem_id": u.problem_id,
+                                "sample_index": i,
+                                "gold": u.gold,
+                                "response": c.text,
+                                "response_tokens": len(c.token_ids),
+                                "finish_reason": c.finish_reason,
+                                "answer": None,  # filled by the grader
+                                "correct": None,
+                                "grade_status": None,
+                                "token_ids": c.token_ids,
+                            })
+                    bar.advance(gen_task, len(recs))
+                    pending.append(grader.submit(grade_records, recs, cfg))
+                    flush(wait_all=False)
+                    log_progress(bar, gen_task)
+            finally:
+                # also on Ctrl-C: keep what has been generated and graded
+                flush(wait_all=True)
 
     have = {sample_key(r) for r in iter_samples(samples_path)} & wanted
     if len(have) < len(wanted):
