@@ -67,12 +67,18 @@ def verl_config(tiny_qwen2_dir, tmp_path_factory):
 # --- reward through veRL's reward loop -------------------------------------------------------------------------
 
 
-def scored(worker, tokenizer, response: str, gold: str, *, max_len: int | None, ended: bool = True, pad_to=None):
+def scored(
+    worker, tokenizer, response: str, gold: str, *, max_len: int | None, ended: bool = True, pad_to=None
+):
     """Score one response the way veRL's agent-loop worker sends it to a reward-loop worker."""
-    prompt = tokenizer.apply_chat_template(build_messages("What is 2+2?"), tokenize=True, add_generation_prompt=True)
+    prompt = tokenizer.apply_chat_template(
+        build_messages("What is 2+2?"), tokenize=True, add_generation_prompt=True
+    )
     if hasattr(prompt, "keys"):
         prompt = prompt["input_ids"]
-    response_ids = tokenizer.encode(response, add_special_tokens=False) + ([tokenizer.eos_token_id] if ended else [])
+    response_ids = tokenizer.encode(response, add_special_tokens=False) + (
+        [tokenizer.eos_token_id] if ended else []
+    )
     if pad_to is not None:
         response_ids = response_ids[:pad_to]
     prompts = torch.tensor([prompt])
@@ -126,14 +132,26 @@ def test_reward_scores_r1_responses_through_verl_reward_loop(verl_config, tokeni
     assert scored(worker, tokenizer, wrong, gold, max_len=600)["reward_score"] == 0.0
 
     # LaTeX gold from MATH500, answered in an equivalent form: math-verify decides.
-    assert scored(worker, tokenizer, f"{think}</think>\n\\boxed{{4\\frac{{2}}{{3}}}}", "\\frac{14}{3}", max_len=600)[
-        "reward_score"
-    ] == 1.0
+    assert (
+        scored(
+            worker, tokenizer, f"{think}</think>\n\\boxed{{4\\frac{{2}}{{3}}}}", "\\frac{14}{3}", max_len=600
+        )["reward_score"]
+        == 1.0
+    )
 
     # Cut by the cap mid-thought: a box inside the unfinished thinking does not count, and the cut is reported.
-    cut_ids = tokenizer.encode(f"{think} Maybe \\boxed{{{gold}}} but let me double-check", add_special_tokens=False)
+    cut_ids = tokenizer.encode(
+        f"{think} Maybe \\boxed{{{gold}}} but let me double-check", add_special_tokens=False
+    )
     cap = len(cut_ids)
-    cut = scored(worker, tokenizer, f"{think} Maybe \\boxed{{{gold}}} but let me double-check", gold, max_len=cap, ended=False)
+    cut = scored(
+        worker,
+        tokenizer,
+        f"{think} Maybe \\boxed{{{gold}}} but let me double-check",
+        gold,
+        max_len=cap,
+        ended=False,
+    )
     assert cut["reward_score"] == 0.0 and cut["reward_extra_info"]["hit_cap"] == 1.0
 
     # A server that ignored the cap (generated more than L tokens) earns nothing even with the right answer.
@@ -168,7 +186,7 @@ def test_parquet_export_loads_with_verl_rl_dataset(verl_config, tokenizer, share
     # length, exactly the prompts the core measures as fitting survive.
     lengths = [len(prompt_token_ids(p["problem"], tokenizer)) for p in problems]
     limit = sorted(lengths)[len(lengths) // 2]
-    fitting = [p for p, n in zip(problems, lengths) if n <= limit]
+    fitting = [p for p, n in zip(problems, lengths, strict=True) if n <= limit]
     data_config = OmegaConf.create(OmegaConf.to_container(verl_config.data, resolve=True))
     data_config.max_prompt_length = limit
     dataset_cls = get_dataset_class(data_config)
@@ -199,7 +217,12 @@ def test_launch_overrides_compose_and_validate(verl_config, tmp_path):
     c = verl_config
     assert c.algorithm.adv_estimator == "grpo" and not c.algorithm.use_kl_in_reward
     a = c.actor_rollout_ref.actor
-    assert (a.clip_ratio_low, a.clip_ratio_high, a.loss_agg_mode, a.use_kl_loss) == (0.2, 0.28, "token-mean", False)
+    assert (a.clip_ratio_low, a.clip_ratio_high, a.loss_agg_mode, a.use_kl_loss) == (
+        0.2,
+        0.28,
+        "token-mean",
+        False,
+    )
     assert a.optim.lr == 1e-6 and a.ppo_max_token_len_per_gpu >= 512 + 1024
     r = c.actor_rollout_ref.rollout
     assert (r.name, r.n, r.response_length, r.prompt_length) == ("vllm", 2, 1024, 512)
@@ -210,7 +233,9 @@ def test_launch_overrides_compose_and_validate(verl_config, tmp_path):
     assert dict(c.siri.schedule) == {"kind": "cosine", "l_max": 1024, "l_min": 512, "cycle": 8}
 
     # The verl: section goes last and wins; veRL's validation still runs on the result.
-    cfg = experiment("/m", verl={"actor_rollout_ref": {"rollout": {"name": "sglang"}}, "trainer.n_gpus_per_node": 4})
+    cfg = experiment(
+        "/m", verl={"actor_rollout_ref": {"rollout": {"name": "sglang"}}, "trainer.n_gpus_per_node": 4}
+    )
     composed = launch.compose_config(overrides_for(cfg, tmp_path))
     assert composed.actor_rollout_ref.rollout.name == "sglang" and composed.trainer.n_gpus_per_node == 4
 
@@ -308,11 +333,16 @@ def test_export_merges_trough_and_peak_checkpoints(tiny_qwen2_dir, tmp_path):
 
     result = CliRunner().invoke(app, ["export", str(run)])
     assert result.exit_code == 0, result.output
-    assert "cycle1-compressed" in result.output and "cycle1-expanded" not in result.output  # step 8 not saved yet
+    assert (
+        "cycle1-compressed" in result.output and "cycle1-expanded" not in result.output
+    )  # step 8 not saved yet
     merged = AutoModelForCausalLM.from_pretrained(run / "checkpoints" / "cycle1-compressed")
     for name, tensor in trained.state_dict().items():
         torch.testing.assert_close(merged.state_dict()[name].float(), tensor.float(), atol=1e-2, rtol=1e-2)
-    assert json.loads((run / "checkpoints/cycle1-compressed/siri_checkpoint.json").read_text())["global_step"] == 4
+    assert (
+        json.loads((run / "checkpoints/cycle1-compressed/siri_checkpoint.json").read_text())["global_step"]
+        == 4
+    )
 
     bad = CliRunner().invoke(app, ["export", str(tmp_path / "nowhere")])
     assert bad.exit_code == 2 and "not a run directory" in " ".join(bad.output.split())

@@ -34,6 +34,7 @@ def tokenizer(tiny_qwen2_dir):
     assert tok.encode("a\nb", add_special_tokens=False) == [64, 198, 65]
     return tok
 
+
 L_MAX, L_MIN, CYCLE = 64, 16, 8  # a small cosine schedule: L(0)=64, L(T/4)=40, L(T/2)=16, L(3T/4)=40
 NATURAL_LEN = 100  # tokens the fake model would write if nothing stopped it
 
@@ -52,7 +53,9 @@ class FakeServer:
 
         self.requests.append({"prompt_ids": list(prompt_ids), "sampling_params": dict(sampling_params)})
         limit = min(sampling_params.get("max_tokens", self.response_length), self.response_length)
-        return TokenOutput(token_ids=self.response_ids[:limit], log_probs=[-0.5] * min(limit, len(self.response_ids)))
+        return TokenOutput(
+            token_ids=self.response_ids[:limit], log_probs=[-0.5] * min(limit, len(self.response_ids))
+        )
 
 
 def natural_response(tokenizer, length: int) -> list[int]:
@@ -124,7 +127,9 @@ def test_agent_loop_sends_scheduled_max_tokens_and_caps_response(agent_setup, to
 
     out = run_loop(loop, raw_prompt=messages, siri_max_len=np.int64(40))
     assert server.requests[-1]["sampling_params"]["max_tokens"] == 40
-    assert server.requests[-1]["sampling_params"]["temperature"] == 1.0  # the rest of veRL's params pass through
+    assert (
+        server.requests[-1]["sampling_params"]["temperature"] == 1.0
+    )  # the rest of veRL's params pass through
     assert len(out.response_ids) == 40 and out.response_ids == server.response_ids[:40]
     assert out.extra_fields["siri_max_len"] == 40 and out.extra_fields["siri_ended"] is False
     assert out.extra_fields["siri_response_tokens"] == 40
@@ -223,6 +228,18 @@ def test_manager_attaches_scheduled_cap_per_training_round_in_ray(
     assert "siri/max_len" not in out.meta_info["timing"]
 
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["step"], r["global_step"], r["max_len"]) for r in rows] == [(0, 1, 64), (2, 3, 40), (4, 5, 16), (6, 7, 40), (8, 9, 64)]
+    assert [(r["step"], r["global_step"], r["max_len"]) for r in rows] == [
+        (0, 1, 64),
+        (2, 3, 40),
+        (4, 5, 16),
+        (6, 7, 40),
+        (8, 9, 64),
+    ]
     assert all(r["clipped_frac"] == 1.0 and r["completion_len_max"] == r["max_len"] for r in rows)
-    assert [r["phase"] for r in rows] == ["compressing", "compressing", "expanding", "expanding", "compressing"]
+    assert [r["phase"] for r in rows] == [
+        "compressing",
+        "compressing",
+        "expanding",
+        "expanding",
+        "compressing",
+    ]

@@ -30,7 +30,9 @@ def train(
     :func:`siri_rl.engines.verl.launch.train`."""
     from siri_rl.engines.verl.launch import train as _train
 
-    return _train(config, output_dir=output_dir, resume=resume, dry_run=dry_run, stop_after_rounds=stop_after_rounds)
+    return _train(
+        config, output_dir=output_dir, resume=resume, dry_run=dry_run, stop_after_rounds=stop_after_rounds
+    )
 
 
 __all__ = ["train"]

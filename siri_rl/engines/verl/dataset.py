@@ -37,7 +37,9 @@ def to_verl_rows(
     for index, item in enumerate(problems):
         problem, answer = item.get("problem"), item.get("answer")
         if not problem or answer is None or not str(answer).strip():
-            raise DataError(f"problem {index} (id {item.get('id')!r}) has no problem text or answer; fix or drop it")
+            raise DataError(
+                f"problem {index} (id {item.get('id')!r}) has no problem text or answer; fix or drop it"
+            )
         rows.append(
             {
                 "data_source": str(item.get("benchmark") or data_source),

@@ -28,7 +28,9 @@ from siri_rl.engines.verl.reward import __file__ as REWARD_FILE
 from siri_rl.schedule import LengthSchedule
 
 VERL_CONFIG_NAME = "ppo_trainer"
-AGENT_NAME = "siri_single_turn"  # registered by siri_rl.engines.verl.agent_loop (kept here to avoid importing veRL)
+AGENT_NAME = (
+    "siri_single_turn"  # registered by siri_rl.engines.verl.agent_loop (kept here to avoid importing veRL)
+)
 AGENT_LOOP_TARGET = "siri_rl.engines.verl.agent_loop.SiriSingleTurnAgentLoop"
 MANAGER_CLASS = "siri_rl.engines.verl.manager.SiriAgentLoopManager"
 SUPPORTED_ROLLOUTS = ("vllm", "sglang")
@@ -213,7 +215,9 @@ def recipe_overrides(
     return o
 
 
-def build_overrides(cfg: ExperimentConfig, *, stop_after_rounds: int | None = None, **paths: Any) -> list[str]:
+def build_overrides(
+    cfg: ExperimentConfig, *, stop_after_rounds: int | None = None, **paths: Any
+) -> list[str]:
     """:func:`recipe_overrides` plus the config's ``verl:`` section, as Hydra override strings; rejects rollout
     engines that ignore per-request ``max_tokens``. ``stop_after_rounds`` ends veRL early (resumable: the schedule
     still spans ``training.rounds``)."""
@@ -300,7 +304,9 @@ def compose_with_main_ppo(overrides: list[str]) -> str:
     )
     if proc.returncode != 0:
         lines = [line for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
-        raise ConfigError(f"veRL could not compose the config: {lines[-1] if lines else 'exit ' + str(proc.returncode)}")
+        raise ConfigError(
+            f"veRL could not compose the config: {lines[-1] if lines else 'exit ' + str(proc.returncode)}"
+        )
     # Hydra prints the config after any import-time chatter; it starts at the first top-level key.
     text = proc.stdout
     start = min((text.find(k) for k in ("actor_rollout_ref:", "data:", "algorithm:") if k in text), default=0)
@@ -327,7 +333,11 @@ def _load_data(cfg: ExperimentConfig) -> tuple[list[dict], list[dict]]:
 
     d = cfg.data
     problems = load_problems(
-        d.train, split=d.split, problem_field=d.problem_field, answer_field=d.answer_field, skip_invalid=d.skip_invalid
+        d.train,
+        split=d.split,
+        problem_field=d.problem_field,
+        answer_field=d.answer_field,
+        skip_invalid=d.skip_invalid,
     )
     if d.max_problems:
         problems = problems[: d.max_problems]
@@ -382,8 +392,8 @@ def train(
 
     if importlib.util.find_spec(rollout) is None:
         raise ConfigError(
-            f"the veRL rollout engine {rollout!r} is not installed: install the GPU stack, e.g. "
-            f"pip install 'siri-rl[verl]' '{rollout}' (see docs/scaling-out.md)"
+            f"the veRL rollout engine {rollout!r} is not installed on this machine: install the GPU stack "
+            f"(pip install {rollout}, next to the verl extra of siri-rl; see docs/scaling-out.md)"
         )
     run = Path(output_dir)
     run.mkdir(parents=True, exist_ok=True)
@@ -405,7 +415,9 @@ def train(
     (run / "verl" / "launch.sh").write_text("#!/usr/bin/env bash\nset -e\n" + format_command(command) + "\n")
     proc = subprocess.run(command)
     if proc.returncode != 0:
-        raise RuntimeError(f"veRL exited with status {proc.returncode}; its log is above (rerun with --resume)")
+        raise RuntimeError(
+            f"veRL exited with status {proc.returncode}; its log is above (rerun with --resume)"
+        )
 
     from siri_rl.engines.verl.merge import export_checkpoints
 
@@ -416,4 +428,8 @@ def train(
 
         rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
         plot_training_dynamics(rows, run / "dynamics.png")
-    return {"run_dir": str(run), "metrics": str(metrics), "checkpoints": {n: str(p) for n, p in merged.items()}}
+    return {
+        "run_dir": str(run),
+        "metrics": str(metrics),
+        "checkpoints": {n: str(p) for n, p in merged.items()},
+    }

@@ -60,7 +60,9 @@ def attach_max_len(batch: DataProto, schedule: LengthSchedule) -> int | None:
         return None
     global_steps = batch.meta_info.get("global_steps")
     if global_steps is None:
-        raise ValueError("a training batch reached the SIRI agent-loop manager without meta_info['global_steps']")
+        raise ValueError(
+            "a training batch reached the SIRI agent-loop manager without meta_info['global_steps']"
+        )
     max_len = schedule(round_of_global_step(global_steps))
     batch.non_tensor_batch[MAX_LEN_KEY] = np.full(len(batch), max_len, dtype=object)
     return max_len
@@ -109,7 +111,9 @@ class SiriAgentLoopManager(AgentLoopManager):
         row.update(round_metrics(output, max_len))
         row["wall_s"] = round(time.time() - start, 3)
         timing = output.meta_info.setdefault("timing", {})
-        timing.update({"siri/max_len": row["max_len"], "siri/clipped_frac": row["clipped_frac"], "siri/round": step})
+        timing.update(
+            {"siri/max_len": row["max_len"], "siri/clipped_frac": row["clipped_frac"], "siri/round": step}
+        )
         if self.metrics_path is not None:
             self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
             with self.metrics_path.open("a", encoding="utf-8") as f:

@@ -29,7 +29,9 @@ def merge_checkpoint(
 
     actor_dir, target_dir = Path(actor_dir), Path(target_dir)
     if not actor_dir.is_dir():
-        raise FileNotFoundError(f"no veRL actor checkpoint at {actor_dir} (expected .../global_step_<N>/actor)")
+        raise FileNotFoundError(
+            f"no veRL actor checkpoint at {actor_dir} (expected .../global_step_<N>/actor)"
+        )
     hf_config = actor_dir / ("model/huggingface" if backend == "megatron" else "huggingface")
     target_dir.mkdir(parents=True, exist_ok=True)
     config = ModelMergerConfig(
@@ -67,7 +69,9 @@ def export_checkpoints(
     run_dir = Path(run_dir)
     plan_path = run_dir / PLAN_FILE
     if not plan_path.exists():
-        raise FileNotFoundError(f"{plan_path} not found: {run_dir} is not a run directory of `siri train --engine verl`")
+        raise FileNotFoundError(
+            f"{plan_path} not found: {run_dir} is not a run directory of `siri train --engine verl`"
+        )
     plan = json.loads(plan_path.read_text())
     wanted = {int(step): name for step, name in plan["checkpoints"].items()}
     if names:
@@ -84,7 +88,9 @@ def export_checkpoints(
             continue
         if not actor.is_dir():
             continue  # not reached yet (or removed by max_actor_ckpt_to_keep)
-        out[name] = merge_checkpoint(actor, target, backend=backend, trust_remote_code=plan.get("trust_remote_code", False))
+        out[name] = merge_checkpoint(
+            actor, target, backend=backend, trust_remote_code=plan.get("trust_remote_code", False)
+        )
         (target / "siri_checkpoint.json").write_text(
             json.dumps({"name": name, "global_step": step, "source": str(actor)}, indent=2)
         )
