@@ -253,7 +253,26 @@ def load_problems(
     )
 
 
-# --- prompts ---------------------------------------------------------------------------------------------------
+# --- tokenizer and prompts -------------------------------------------------------------------------------------
+
+
+def load_tokenizer(name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
+    """``AutoTokenizer.from_pretrained``, reloaded as a plain ``PreTrainedTokenizerFast`` if it does not round-trip
+    text.
+
+    transformers 5.x loads byte-level BPE tokenizers whose tokenizer_config names ``LlamaTokenizerFast`` — the
+    DeepSeek-R1-Distill-Qwen tokenizer, when no qwen2 ``config.json`` sits beside it — as ``LlamaTokenizer`` with a
+    Metaspace pre-tokenizer: spaces and newlines vanish and token ids are wrong (huggingface/transformers#45488).
+    ``tokenizer.json`` itself is right, so the fallback loads it as is.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    probe = "We need 2 + 2.\nThat is 4."
+    if tokenizer.decode(tokenizer.encode(probe, add_special_tokens=False)) != probe:
+        kwargs.pop("trust_remote_code", None)
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(name_or_path, **kwargs)
+    return tokenizer
 
 
 def build_messages(problem: str, instruction: str = INSTRUCTION) -> list[dict[str, str]]:

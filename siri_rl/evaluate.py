@@ -312,24 +312,6 @@ class VLLMBackend:
         return result
 
 
-def load_tokenizer(path: str) -> Any:
-    """``AutoTokenizer.from_pretrained(path)``, reloaded as a plain ``PreTrainedTokenizerFast`` if it does not
-    round-trip text.
-
-    transformers 5.x loads byte-level BPE tokenizers whose tokenizer_config says ``LlamaTokenizerFast`` (the
-    R1-distill tokenizer without a qwen2 ``config.json`` beside it) as ``LlamaTokenizer`` with a Metaspace
-    pre-tokenizer: spaces and newlines vanish, token ids are wrong (huggingface/transformers#45488). Model
-    directories with a qwen2 config are unaffected.
-    """
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    tok = AutoTokenizer.from_pretrained(path)
-    probe = "a b\nc"
-    if tok.decode(tok.encode(probe, add_special_tokens=False)) != probe:
-        tok = PreTrainedTokenizerFast.from_pretrained(path)
-    return tok
-
-
 # --------------------------------------------------------------------------------------------------------------
 # samples.jsonl: append-only, resumable.
 
@@ -532,7 +514,7 @@ def run_eval(cfg: EvalConfig) -> dict:
 
     Returns the summary dict written to ``summary.json``.
     """
-    from siri_rl.data import prompt_token_ids
+    from siri_rl.data import load_tokenizer, prompt_token_ids
 
     out = Path(cfg.out)
     # bad benchmarks or model paths fail before the results directory is created
@@ -888,7 +870,6 @@ __all__ = [
     "read_samples",
     "iter_samples",
     "budget_pass",
-    "load_tokenizer",
     "resolve_budgets",
     "PAPER_BENCHMARKS",
     "BENCHMARK_TITLES",

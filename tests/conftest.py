@@ -38,9 +38,9 @@ def r1_tokenizer_dir(shared_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def r1_tokenizer(r1_tokenizer_dir: Path):
-    from transformers import AutoTokenizer
+    from siri_rl.data import load_tokenizer
 
-    return AutoTokenizer.from_pretrained(r1_tokenizer_dir)
+    return load_tokenizer(r1_tokenizer_dir)
 
 
 @pytest.fixture(scope="session")

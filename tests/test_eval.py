@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from siri_rl.data import load_tokenizer
 from siri_rl.evaluate import (
     ARGS_FILE,
     BUDGET_PNG,
@@ -24,7 +25,6 @@ from siri_rl.evaluate import (
     budget_curve,
     clip_to_budget,
     grade_records,
-    load_tokenizer,
     read_samples,
     resolve_budgets,
     run_eval,
