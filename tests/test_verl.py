@@ -261,6 +261,7 @@ def test_checkpoint_steps_follow_troughs_and_peaks():
         1280: "cycle2-expanded", 1600: "cycle3-compressed", 1920: "cycle3-expanded",
     }  # fmt: skip
     assert launch.save_freq_for(s, 1920) == 320
+    assert launch.save_freq_for(s, 1920, save_every=160) == 160  # resumable saves in between
     assert launch.save_freq_for(make_schedule("constant", l_max=8192), 100) == 100
 
 

@@ -184,14 +184,16 @@ def test_manager_attaches_scheduled_cap_per_training_round_in_ray(
     local_ray, tiny_qwen2_dir, tokenizer, shared_dir, tmp_path
 ):
     """Rounds 0, T/4, T/2, 3T/4 and T (veRL global_steps 1, 3, 5, 7, 9) get L = schedule(round); validation
-    batches get no cap. veRL's own AgentLoopWorker runs in a Ray actor and loads the agent loop from the yaml."""
+    batches get no cap. veRL's own AgentLoopWorker runs in a Ray actor and loads the agent loop from the yaml;
+    veRL's RewardLoopWorker actor scores every response with our compute_score, which sees the round's L."""
     from torch.utils.data import DataLoader
+    from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
     from verl.protocol import DataProto
     from verl.utils.dataset.rl_dataset import collate_fn, get_dataset_class
 
     from siri_rl.engines.verl.manager import SiriAgentLoopManager
 
-    config = siri_config(tiny_qwen2_dir, tmp_path)
+    config = siri_config(tiny_qwen2_dir, tmp_path, **{"data.filter_overlong_prompts": False})
     problems = load_problems(shared_dir / "data/train/deepscaler_aime.jsonl")[:2]
     write_verl_parquet(problems, tmp_path / "train.parquet")
     dataset = get_dataset_class(config.data)(
@@ -200,7 +202,10 @@ def test_manager_attaches_scheduled_cap_per_training_round_in_ray(
     batch_dict = next(iter(DataLoader(dataset, batch_size=2, collate_fn=collate_fn)))
 
     server = FakeServer(natural_response(tokenizer, NATURAL_LEN), response_length=L_MAX)
-    manager = SiriAgentLoopManager.create(config=config, llm_client=server, reward_loop_worker_handles=None)
+    reward_worker = local_ray.remote(RewardLoopWorker).options(num_cpus=0).remote(config)
+    manager = SiriAgentLoopManager.create(
+        config=config, llm_client=server, reward_loop_worker_handles=[reward_worker]
+    )
     schedule = make_schedule("cosine", l_max=L_MAX, l_min=L_MIN, cycle=CYCLE)
 
     seen = {}
@@ -212,6 +217,10 @@ def test_manager_attaches_scheduled_cap_per_training_round_in_ray(
         caps = set(out.non_tensor_batch["siri_max_len"].tolist())
         seen[global_steps] = (caps, set(lengths))
         assert out.meta_info["timing"]["siri/max_len"] == schedule(global_steps - 1)
+        # The reward loop saw the same L, found every response cut by it (the answer comes after the cap), scored 0.
+        assert set(out.non_tensor_batch["max_len"].tolist()) == caps
+        assert set(out.non_tensor_batch["hit_cap"].tolist()) == {1.0}
+        assert out.batch["rm_scores"].sum().item() == 0.0
     assert seen == {
         1: ({64}, {64}),  # round 0: L_max
         3: ({40}, {40}),  # round T/4: midway
@@ -224,6 +233,7 @@ def test_manager_attaches_scheduled_cap_per_training_round_in_ray(
     val.meta_info.update({"validate": True, "global_steps": 5})
     out = manager.generate_sequences(val)
     assert set(out.non_tensor_batch["siri_max_len"].tolist()) == {None}
+    assert set(out.non_tensor_batch["max_len"].tolist()) == {-1.0}  # the reward saw no cap either
     assert set(out.batch["response_mask"].sum(-1).tolist()) == {L_MAX}  # uncapped: the full response_length
     assert "siri/max_len" not in out.meta_info["timing"]
 
@@ -236,6 +246,7 @@ def test_manager_attaches_scheduled_cap_per_training_round_in_ray(
         (8, 9, 64),
     ]
     assert all(r["clipped_frac"] == 1.0 and r["completion_len_max"] == r["max_len"] for r in rows)
+    assert all(r["accuracy"] == 0.0 for r in rows)
     assert [r["phase"] for r in rows] == [
         "compressing",
         "compressing",

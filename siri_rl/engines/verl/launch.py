@@ -112,10 +112,12 @@ def checkpoint_steps(schedule: LengthSchedule, rounds: int) -> dict[int, str]:
     return out
 
 
-def save_freq_for(schedule: LengthSchedule, rounds: int) -> int:
-    """The largest veRL ``trainer.save_freq`` that saves every trough/peak checkpoint (veRL always saves the last
-    step); ``rounds`` when there are none."""
+def save_freq_for(schedule: LengthSchedule, rounds: int, save_every: int | None = None) -> int:
+    """The largest veRL ``trainer.save_freq`` that saves every trough/peak checkpoint and, if given, every
+    ``save_every`` rounds (resumable checkpoints); veRL always saves the last step. ``rounds`` when neither."""
     steps = [s for s in checkpoint_steps(schedule, rounds) if s != rounds]
+    if save_every:
+        steps.append(int(save_every))
     return math.gcd(*steps) if steps else rounds
 
 
@@ -195,7 +197,7 @@ def recipe_overrides(
             "trainer.use_v1": False,
             "trainer.total_training_steps": t.rounds,
             "trainer.total_epochs": 1_000_000,  # rounds, not epochs, end the run
-            "trainer.save_freq": save_freq_for(s, t.rounds),
+            "trainer.save_freq": save_freq_for(s, t.rounds, t.save_every),
             "trainer.test_freq": -1,
             "trainer.val_before_train": False,
             "trainer.critic_warmup": 0,
