@@ -245,6 +245,23 @@ def test_launch_overrides_compose_and_validate(verl_config, tmp_path):
         launch.compose_config(overrides_for(bad, tmp_path))
 
 
+def test_training_and_validation_data_for_a_run(shared_dir, monkeypatch):
+    """Training problems come from data.train (capped by data.max_problems); validation from eval.benchmarks,
+    each row tagged with its benchmark as veRL's data_source (so veRL reports validation per benchmark)."""
+    from siri_rl.engines.verl.dataset import to_verl_rows
+
+    monkeypatch.setenv("SIRI_DATA_DIR", str(shared_dir / "data" / "benchmarks"))
+    cfg = experiment(
+        "/m",
+        data={"train": str(shared_dir / "data/train/deepscaler_aime.jsonl"), "max_problems": 5},
+        eval={"benchmarks": ["aime24", "amc"]},
+    )
+    train, val = launch._load_data(cfg)
+    assert len(train) == 5
+    sources = [row["data_source"] for row in to_verl_rows(val, split="test")]
+    assert sources.count("aime24") == 30 and sources.count("amc") == 83
+
+
 def test_tensorrt_llm_rollout_is_rejected(tmp_path):
     cfg = experiment("/m", verl={"actor_rollout_ref.rollout.name": "trtllm"})
     with pytest.raises(ConfigError, match="TensorRT-LLM ignores it"):

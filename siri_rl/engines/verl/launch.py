@@ -428,8 +428,10 @@ def train(
     if metrics.exists():
         from siri_rl.plots import plot_training_dynamics
 
-        rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-        plot_training_dynamics(rows, run / "dynamics.png")
+        # A resumed run repeats the rounds after its last checkpoint: keep the latest row of each round.
+        rows = {r["step"]: r for r in (json.loads(line) for line in metrics.read_text().splitlines() if line.strip())}
+        if rows:
+            plot_training_dynamics([rows[k] for k in sorted(rows)], run / "dynamics.png")
     return {
         "run_dir": str(run),
         "metrics": str(metrics),
