@@ -429,7 +429,10 @@ def train(
         from siri_rl.plots import plot_training_dynamics
 
         # A resumed run repeats the rounds after its last checkpoint: keep the latest row of each round.
-        rows = {r["step"]: r for r in (json.loads(line) for line in metrics.read_text().splitlines() if line.strip())}
+        rows = {
+            r["step"]: r
+            for r in (json.loads(line) for line in metrics.read_text().splitlines() if line.strip())
+        }
         if rows:
             plot_training_dynamics([rows[k] for k in sorted(rows)], run / "dynamics.png")
     return {
