@@ -247,6 +247,10 @@ def test_manager_attaches_scheduled_cap_per_training_round_in_ray(
     ]
     assert all(r["clipped_frac"] == 1.0 and r["completion_len_max"] == r["max_len"] for r in rows)
     assert all(r["accuracy"] == 0.0 for r in rows)
+    # running totals, as the TRL engine writes them: tokens_generated is the cumulative sum of each round's tokens
+    totals = [sum(r["tokens_round"] for r in rows[: i + 1]) for i in range(len(rows))]
+    assert [r["tokens_generated"] for r in rows] == totals and totals[-1] > totals[0] > 0
+    assert all(a["wall_s"] <= b["wall_s"] for a, b in zip(rows, rows[1:]))
     assert [r["phase"] for r in rows] == [
         "compressing",
         "compressing",

@@ -81,11 +81,26 @@ def round_metrics(output: DataProto, max_len: int) -> dict[str, float]:
         "completion_len_mean": float(lengths.mean()) if len(lengths) else 0.0,
         "completion_len_max": int(lengths.max()) if len(lengths) else 0,
         "clipped_frac": float(clipped.mean()) if len(lengths) else 0.0,
-        "tokens_generated": int(lengths.sum()),
+        "tokens_round": int(lengths.sum()),
     }
     if "rm_scores" in output.batch.keys():
         row["accuracy"] = float(output.batch["rm_scores"].sum(-1).float().mean().item())
     return row
+
+
+def _running_totals(metrics_path: Path | None) -> tuple[int, float]:
+    """``(tokens_generated, wall_s)`` of the last row of an existing metrics.jsonl (a resumed run), else zeros."""
+    if metrics_path is None or not metrics_path.exists():
+        return 0, 0.0
+    last = None
+    for line in metrics_path.read_text(encoding="utf-8").splitlines():
+        try:
+            last = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a half-written last line from a killed run
+    if not last:
+        return 0, 0.0
+    return int(last.get("tokens_generated", 0)), float(last.get("wall_s", 0.0))
 
 
 class SiriAgentLoopManager(AgentLoopManager):
@@ -96,6 +111,9 @@ class SiriAgentLoopManager(AgentLoopManager):
         self.schedule = schedule_from_verl_config(config)
         path = config.siri.get("metrics_path")
         self.metrics_path = Path(path) if path else None
+        # tokens_generated and wall_s are running totals of the run, continued from metrics.jsonl on resume.
+        self.tokens_total, self.wall_offset = _running_totals(self.metrics_path)
+        self.started = time.time()
 
     @auto_await
     async def generate_sequences(self, prompts: DataProto) -> DataProto:
@@ -109,7 +127,10 @@ class SiriAgentLoopManager(AgentLoopManager):
         step = round_of_global_step(global_steps)
         row = {"step": step, "global_step": int(global_steps), "phase": self.schedule.phase(step)}
         row.update(round_metrics(output, max_len))
-        row["wall_s"] = round(time.time() - start, 3)
+        self.tokens_total += row["tokens_round"]
+        row["tokens_generated"] = self.tokens_total
+        row["rollout_s"] = round(time.time() - start, 3)
+        row["wall_s"] = round(self.wall_offset + time.time() - self.started, 3)
         timing = output.meta_info.setdefault("timing", {})
         timing.update(
             {"siri/max_len": row["max_len"], "siri/clipped_frac": row["clipped_frac"], "siri/round": step}
