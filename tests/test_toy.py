@@ -22,7 +22,8 @@ def test_problems_mix_difficulties_and_are_deterministic():
     a, b = make_problems(400, seed=3), make_problems(400, seed=3)
     assert a == b and a != make_problems(400, seed=4)
     assert {p.difficulty for p in a} == set(range(3, 11))
-    assert all(int(p.answer) == sum(p.terms) for p in a)
+    assert all(int(p.answer) == p.start + p.step * p.count for p in a)
+    assert a[0].problem == f"Compute {a[0].start}+{a[0].step}*{a[0].count}."
     held_out = balanced_problems(5, seed=9)
     assert [p.difficulty for p in held_out] == [k for k in range(3, 11) for _ in range(5)]
 
@@ -43,11 +44,12 @@ def test_traces_round_trip_and_score_one(tok):
 
 def test_slips_are_corrected_by_a_later_check(tok):
     rng = random.Random(5)
-    p = ToyProblem("x", (7, 8, 9, 6, 5))
+    p = ToyProblem("x", 7, 8, 5)
     texts = [make_trace(p, rng, slip_prob=1.0) for _ in range(20)]
     for text in texts:
         assert text.endswith(f"\\boxed{{{p.answer}}}") and any(c in text for c in CHECK_PHRASES)
-    assert any(t.split("\n")[3].split("=")[1] != p.answer for t in texts)
+        first_pass_result = text.split("\n")[4].split(":")[1]
+        assert first_pass_result != p.answer  # the slip propagates to the end of the first pass
 
 
 def test_hard_problems_do_not_fit_l_min(tok):
@@ -57,10 +59,12 @@ def test_hard_problems_do_not_fit_l_min(tok):
     from siri_rl.config import load_config
 
     cfg = load_config(files("siri_rl") / "configs" / "toy.yaml")
-    # all-9 sums have two-digit running sums from the second step on: the longest shortest-trace per difficulty
-    shortest = {k: len(tok(shortest_trace(ToyProblem("x", (9,) * k))).input_ids) for k in range(3, 11)}
-    assert shortest[10] > cfg.schedule.l_min and shortest[3] < cfg.schedule.l_min / 2
-    assert shortest[10] + 60 < cfg.schedule.l_max  # one pass + a check fits L_max for most hard sums
+    def shortest(start, step, k):
+        return len(tok(shortest_trace(ToyProblem("x", start, step, k))).input_ids)
+
+    assert min(shortest(1, 1, k) for k in (8, 9, 10)) > cfg.schedule.l_min  # never fits, whatever the digits
+    assert max(shortest(9, 9, k) for k in (3, 4, 5)) < cfg.schedule.l_min  # always fits
+    assert 2 * shortest(9, 9, 10) < cfg.schedule.l_max  # a pass and one check fit L_max
 
 
 def test_chat_template_matches_r1_format(tok):

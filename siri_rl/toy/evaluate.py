@@ -29,11 +29,12 @@ def evaluate_toy_model(
     (verification segments per response), ``by_difficulty`` ({terms: accuracy}) and ``truncated_frac``.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from siri_rl.data import build_prompt
+    from siri_rl.toy.tokenizer import load_tokenizer
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok = load_tokenizer(model_dir)
     tok.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model.eval()

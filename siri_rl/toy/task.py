@@ -1,23 +1,30 @@
-"""The toy task: sums of 3-10 one-digit numbers, with "overthinking" reasoning traces for supervised warm-up.
+"""The toy task: "Compute 7+3*6." (a start, an increment, a count of 3-10 additions), answered by running sums, with
+"overthinking" reasoning traces for supervised warm-up.
 
-Mixed difficulty is the point of the toy: the shortest correct trace of a 10-number sum needs ~80 tokens, an easy
-3-number sum ~25, so a constant short cap (L_min) can only be met on the easy half while the long cap (L_max) leaves
-room for verbose verification everywhere. SIRI's interleaving is the only setting that both trims the redundant
-checks and keeps the hard problems solvable (paper §4, "why expand again").
+Mixed difficulty is the point of the toy: the shortest correct trace grows with the count (~20-23 tokens for 3
+additions, ~51-59 for 10), so a constant short cap (L_min) can only be met on the easy half while the long cap
+(L_max) leaves room for verbose verification everywhere. SIRI's interleaving is the only setting that can both trim
+the redundant checks and keep the hard problems solvable (paper §4).
 
-Trace format (the same ``<think>…</think>\\boxed{}`` format the real R1-distill models use)::
+Line ``i:v`` is the running value after ``i`` additions. Every step reads only nearby or uniquely anchored tokens
+(the previous line, the increment after the prompt's "+", the count after its "*"), so a ~0.3M-parameter model learns it in minutes on a CPU. (A first
+version summed 3-10 distinct one-digit numbers; fetching "the next addend" from the prompt was not learned in 600
+SFT steps, 3% accuracy.)
 
-    3+7=10
-    10+2=12
+Trace format (the same ``<think>…</think>\\boxed{}`` format the real R1-distill models use), for "Compute 7+3*3."::
+
+    1:10
+    2:13
+    3:16
     wait, let me check:
-    3+7=10
-    10+2=12
+    1:10
+    ...
     </think>
-    \\boxed{12}
+    \\boxed{16}
 
-A first pass adds the numbers left to right; then 0-3 redundant verification segments ("wait, let me check:"
-repeats the pass, "alternatively:" adds right to left). With probability ``slip_prob`` the first pass contains an
-arithmetic slip that a later check corrects, so verification is sometimes useful and usually redundant.
+A first pass, then 0-3 redundant verification segments ("wait, let me check:" / "alternatively:", each a full
+recomputation). With probability ``slip_prob`` the first pass contains an arithmetic slip that a later check
+corrects, so verification is sometimes useful and usually redundant.
 """
 
 from __future__ import annotations
@@ -25,31 +32,37 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-MIN_TERMS, MAX_TERMS = 3, 10
+MIN_TERMS, MAX_TERMS = 3, 10  # number of additions (= difficulty)
 CHECK_PHRASES = ("wait, let me check:", "alternatively:")
 
 
 @dataclass(frozen=True)
 class ToyProblem:
-    """One sum: ``terms`` are the one-digit addends, ``difficulty`` = number of terms."""
+    """``start + step * count``, computed as ``count`` additions; ``difficulty`` = ``count``."""
 
     id: str
-    terms: tuple[int, ...]
+    start: int
+    step: int
+    count: int
 
     @property
     def problem(self) -> str:
-        return "Compute " + "+".join(map(str, self.terms)) + "."
+        return f"Compute {self.start}+{self.step}*{self.count}."
 
     @property
     def answer(self) -> str:
-        return str(sum(self.terms))
+        return str(self.start + self.step * self.count)
 
     @property
     def difficulty(self) -> int:
-        return len(self.terms)
+        return self.count
 
     def to_dict(self) -> dict:
         return {"id": self.id, "problem": self.problem, "answer": self.answer, "difficulty": self.difficulty}
+
+
+def _draw(rng: random.Random, pid: str, count: int) -> ToyProblem:
+    return ToyProblem(pid, rng.randint(1, 9), rng.randint(1, 9), count)
 
 
 def make_problems(
@@ -60,54 +73,44 @@ def make_problems(
     Training and evaluation use different seeds (and ``prefix``) so evaluation problems are held out.
     """
     rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        k = rng.randint(min_terms, max_terms)
-        out.append(ToyProblem(f"{prefix}-{seed}-{i}", tuple(rng.randint(1, 9) for _ in range(k))))
-    return out
+    return [_draw(rng, f"{prefix}-{seed}-{i}", rng.randint(min_terms, max_terms)) for i in range(n)]
 
 
 def balanced_problems(per_difficulty: int, *, seed: int, min_terms: int = MIN_TERMS,
                       max_terms: int = MAX_TERMS) -> list[ToyProblem]:
-    """``per_difficulty`` held-out problems for each number of terms (for per-difficulty accuracy)."""
+    """``per_difficulty`` held-out problems for each count (for per-difficulty accuracy)."""
     rng = random.Random(seed)
-    return [
-        ToyProblem(f"eval-{seed}-{k}-{i}", tuple(rng.randint(1, 9) for _ in range(k)))
-        for k in range(min_terms, max_terms + 1)
-        for i in range(per_difficulty)
-    ]
+    return [_draw(rng, f"eval-{seed}-{k}-{i}", k) for k in range(min_terms, max_terms + 1)
+            for i in range(per_difficulty)]
 
 
-def _pass(terms: tuple[int, ...], slip_at: int | None = None, rng: random.Random | None = None) -> tuple[str, int]:
-    """One left-to-right pass of running sums; ``slip_at`` makes that step's result wrong (and propagates)."""
-    lines, total = [], terms[0]
-    for j, t in enumerate(terms[1:], start=1):
-        new = total + t
-        if slip_at == j:
+def _pass(p: ToyProblem, slip_at: int | None = None, rng: random.Random | None = None) -> tuple[str, int]:
+    """One pass of numbered running sums; ``slip_at`` makes that line's result wrong (the error propagates)."""
+    lines, total = [], p.start
+    for i in range(1, p.count + 1):
+        new = total + p.step
+        if slip_at == i:
             assert rng is not None
             new += rng.choice((-2, -1, 1, 2))
-        lines.append(f"{total}+{t}={new}")
+        lines.append(f"{i}:{new}\n")
         total = new
-    return "\n".join(lines) + "\n", total
+    return "".join(lines), total
 
 
 def make_trace(problem: ToyProblem, rng: random.Random, *, max_checks: int = 3, slip_prob: float = 0.15) -> str:
     """An "overthinking" response (the text after the ``<think>\\n`` generation prompt), always ending correct."""
-    terms = problem.terms
     slip = rng.random() < slip_prob
     n_checks = rng.randint(1 if slip else 0, max_checks)
-    first, total = _pass(terms, slip_at=rng.randint(1, len(terms) - 1) if slip else None, rng=rng)
+    first, total = _pass(problem, slip_at=rng.randint(1, problem.count) if slip else None, rng=rng)
     parts = [first]
     for _ in range(n_checks):
-        phrase = rng.choice(CHECK_PHRASES)
-        order = terms if phrase.startswith("wait") else tuple(reversed(terms))
-        text, total = _pass(order)
-        parts.append(phrase + "\n" + text)
+        text, total = _pass(problem)
+        parts.append(rng.choice(CHECK_PHRASES) + "\n" + text)
     # The final answer is the last computation's result, so a slip is only corrected by a later check.
     return "".join(parts) + f"</think>\n\\boxed{{{total}}}"
 
 
 def shortest_trace(problem: ToyProblem) -> str:
     """The shortest correct response: one clean pass, no checks (what L_min must be compared against)."""
-    text, total = _pass(problem.terms)
+    text, total = _pass(problem)
     return text + f"</think>\n\\boxed{{{total}}}"

@@ -8,6 +8,9 @@ DeepSeek-R1-Distill's, so completions look like the real models' (reasoning, ``<
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
@@ -19,7 +22,7 @@ WORDS = (
     "Compute Let's think step by and output the final answer within boxed "
     "wait let me check alternatively so is hold on compute"
 ).split()
-CHARS = list("0123456789+-=.,:?{}\\()*/ \n")
+CHARS = list("0123456789+-=.,:?{}\\()*/ \n") + list("abcdefghij")
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}"
@@ -36,7 +39,9 @@ def build_toy_tokenizer() -> PreTrainedTokenizerFast:
     for tok in [PAD, EOS, USER, ASSISTANT, "[UNK]", THINK, THINK_END, *WORDS, *CHARS]:
         vocab.setdefault(tok, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[A-Za-z']+|\d|\s|[^\sA-Za-z\d]"), behavior="isolated")
+    # Words, or a single label letter directly before a digit ("c7" -> "c", "7"), single digits, single others.
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[a-j](?=\d)|[A-Za-z']+|\d|\s|[^\sA-Za-z\d]"),
+                                             behavior="isolated")
     tok.decoder = decoders.Fuse()
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -44,6 +49,7 @@ def build_toy_tokenizer() -> PreTrainedTokenizerFast:
         pad_token=PAD,
         eos_token=EOS,
         bos_token=None,
+        padding_side="left",
         additional_special_tokens=[USER, ASSISTANT],
     )
     # <think>/</think> are ordinary added tokens (not special), as in R1-distill's tokenizer, so they survive
@@ -52,3 +58,27 @@ def build_toy_tokenizer() -> PreTrainedTokenizerFast:
     fast.chat_template = CHAT_TEMPLATE
     fast.padding_side = "left"
     return fast
+
+
+def is_toy_tokenizer(path: str | Path) -> bool:
+    """Whether ``path`` holds a toy (word-level) tokenizer."""
+    file = Path(path) / "tokenizer.json"
+    try:
+        return json.loads(file.read_text())["model"]["type"] == "WordLevel"
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def load_tokenizer(path: str | Path, **kwargs):
+    """``AutoTokenizer.from_pretrained``, except for toy tokenizers.
+
+    transformers 5 loads the tokenizer class registered for the model type (``Qwen2Tokenizer`` for Qwen2 models)
+    and rebuilds it, which drops the toy tokenizer's whitespace tokens; the toy's own files are loaded as they are.
+    """
+    from transformers import AutoTokenizer
+
+    if is_toy_tokenizer(path):
+        tok = PreTrainedTokenizerFast.from_pretrained(path)
+        tok.padding_side = "left"
+        return tok
+    return AutoTokenizer.from_pretrained(path, **kwargs)

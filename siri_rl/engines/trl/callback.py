@@ -192,7 +192,7 @@ class LengthScheduleCallback(TrainerCallback):
         last = rows[-1] if rows else None
         # The final policy, unless the last round already is a trough/peak checkpoint (constant-cap baselines
         # have none, and their final model is what gets compared).
-        if last is not None and done >= self.num_rounds and (self.num_rounds - 1) not in self.checkpoints:
+        if state.is_world_process_zero and last is not None and done >= self.num_rounds and (self.num_rounds - 1) not in self.checkpoints:
             self.export_checkpoint("final", last)
         if self._progress is not None:
             self._progress.stop()
@@ -227,6 +227,8 @@ class LengthScheduleCallback(TrainerCallback):
             "wall_s": round(self._wall_offset + time.time() - self._wall0, 3),
         }
         self._logs = []
+        if not state.is_world_process_zero:
+            return  # one writer; the statistics are rank 0's share of the rollouts on multi-process runs
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(row) + "\n")

@@ -69,12 +69,13 @@ def describe(cfg: ExperimentConfig, output_dir: str | Path, *, first: int = 8) -
 
 def _load_model_and_tokenizer(cfg: ExperimentConfig):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from siri_rl.toy import is_toy_model, toy_model_path
+    from siri_rl.toy.tokenizer import load_tokenizer
 
     path = toy_model_path(cfg) if is_toy_model(cfg) else cfg.model.name_or_path
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
+    tok = load_tokenizer(path, trust_remote_code=cfg.model.trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16,
