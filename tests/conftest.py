@@ -69,3 +69,14 @@ def tiny_qwen2_dir(tmp_path_factory: pytest.TempPathFactory, r1_tokenizer) -> Pa
     model.save_pretrained(path)
     r1_tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny_qwen2_dir: Path):
+    """The R1-distill tokenizer as the engines load it: ``AutoTokenizer`` on a model directory whose config.json says
+    qwen2 (loaded from the bare tokenizer folder, transformers 5 picks a LlamaTokenizer that drops whitespace)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_qwen2_dir)
+    assert tok.encode("a\nb", add_special_tokens=False) == [64, 198, 65]
+    return tok

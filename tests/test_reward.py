@@ -1,7 +1,6 @@
 """Answer extraction, math-verify equivalence with bounded time, the length-capped reward, the grader cases."""
 
 import json
-import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor

@@ -22,17 +22,6 @@ from siri_rl.engines.verl.reward import ENDED_KEY, MAX_LEN_KEY, RESPONSE_TOKENS_
 warnings.filterwarnings("ignore", message=".*engine is not available.*")
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tiny_qwen2_dir):
-    """The R1-distill tokenizer as veRL loads it: ``AutoTokenizer`` on a model directory (config.json says qwen2).
-    (Loaded from the bare tokenizer folder, transformers 5 picks LlamaTokenizer, which drops newlines and spaces.)"""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tiny_qwen2_dir)
-    assert tok.encode("a\nb", add_special_tokens=False) == [64, 198, 65]
-    return tok
-
-
 def experiment(model_path: str, **sections) -> object:
     data = {
         "name": "verl-test",

@@ -24,17 +24,6 @@ from siri_rl.schedule import make_schedule  # noqa: E402
 warnings.filterwarnings("ignore", message=".*engine is not available.*")
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tiny_qwen2_dir):
-    """The R1-distill tokenizer as veRL loads it: ``AutoTokenizer`` on a model directory (config.json says qwen2).
-    (Loaded from the bare tokenizer folder, transformers 5 picks LlamaTokenizer, which drops newlines and spaces.)"""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tiny_qwen2_dir)
-    assert tok.encode("a\nb", add_special_tokens=False) == [64, 198, 65]
-    return tok
-
-
 L_MAX, L_MIN, CYCLE = 64, 16, 8  # a small cosine schedule: L(0)=64, L(T/4)=40, L(T/2)=16, L(3T/4)=40
 NATURAL_LEN = 100  # tokens the fake model would write if nothing stopped it
 
