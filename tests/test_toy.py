@@ -23,7 +23,7 @@ def test_problems_mix_difficulties_and_are_deterministic():
     assert a == b and a != make_problems(400, seed=4)
     assert {p.difficulty for p in a} == set(range(3, 11))
     assert all(int(p.answer) == p.start + p.step * p.count for p in a)
-    assert a[0].problem == f"Compute {a[0].start}+{a[0].step}*{a[0].count}."
+    assert a[0].problem == f"Compute {a[0].start}+{a[0].count}." and a[0].step == 1
     held_out = balanced_problems(5, seed=9)
     assert [p.difficulty for p in held_out] == [k for k in range(3, 11) for _ in range(5)]
 
@@ -44,7 +44,7 @@ def test_traces_round_trip_and_score_one(tok):
 
 def test_slips_are_corrected_by_a_later_check(tok):
     rng = random.Random(5)
-    p = ToyProblem("x", 7, 8, 5)
+    p = ToyProblem("x", 7, 1, 5)
     texts = [make_trace(p, rng, slip_prob=1.0) for _ in range(20)]
     for text in texts:
         assert text.endswith(f"\\boxed{{{p.answer}}}") and any(c in text for c in CHECK_PHRASES)
@@ -62,9 +62,9 @@ def test_hard_problems_do_not_fit_l_min(tok):
     def shortest(start, step, k):
         return len(tok(shortest_trace(ToyProblem("x", start, step, k))).input_ids)
 
-    assert min(shortest(1, 1, k) for k in (8, 9, 10)) > cfg.schedule.l_min  # never fits, whatever the digits
-    assert max(shortest(9, 9, k) for k in (3, 4, 5)) < cfg.schedule.l_min  # always fits
-    assert 2 * shortest(9, 9, 10) < cfg.schedule.l_max  # a pass and one check fit L_max
+    assert min(shortest(1, 1, k) for k in (8, 9, 10)) > cfg.schedule.l_min  # never fits, whatever the start
+    assert max(shortest(9, 1, k) for k in (3, 4, 5)) < cfg.schedule.l_min  # always fits
+    assert 2 * shortest(9, 1, 10) < cfg.schedule.l_max  # a pass and one check fit L_max
 
 
 def test_chat_template_matches_r1_format(tok):

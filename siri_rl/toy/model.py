@@ -22,7 +22,7 @@ from pathlib import Path
 from siri_rl.toy.task import make_problems, make_trace
 from siri_rl.toy.tokenizer import build_toy_tokenizer
 
-SPEC_VERSION = 2  # bump when the task or trace format changes (invalidates cached base models)
+SPEC_VERSION = 3  # bump when the task or trace format changes (invalidates cached base models)
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def render_summary(results: list[dict], *, title: str) -> tuple[Table, str]:
     base = results[0]
     head = ["checkpoint", "round", "L", "acc", "len", "Δlen", "checks", *[f"n={d}" for d in diffs]]
     table = Table(title=title, caption="acc: accuracy (%), len: mean tokens, Δlen: vs base, checks: verification "
-                                       "segments per response, n=K: accuracy (%) on sums of K numbers")
+                                       "segments per response, n=K: accuracy (%) on problems of K steps")
     for h in head:
         table.add_column(h, justify="left" if h == "checkpoint" else "right", no_wrap=True)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -115,7 +115,11 @@ def run_toy(
     table, markdown = render_summary(
         results, title=f"{cfg.name}: held-out accuracy / mean length at fixed cap {ev['max_len']} "
                        f"(T={ev['temperature']}, {results[0]['n']} problems)")
-    console.print(table)
+    # A narrow or non-terminal console would truncate the wide table: print the markdown version there.
+    if console.is_terminal and console.width >= 120:
+        console.print(table)
+    else:
+        console.print(markdown, highlight=False, markup=False, soft_wrap=True)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     summary = {
         "config": cfg.name,

@@ -1,26 +1,27 @@
-"""The toy task: "Compute 7+3*6." (a start, an increment, a count of 3-10 additions), answered by running sums, with
-"overthinking" reasoning traces for supervised warm-up.
+"""The toy task: "Compute 7+6." answered by counting up one at a time (6 numbered steps: 8, 9, ..., 13), with
+"overthinking" reasoning traces for supervised warm-up. The second operand (3-10) is the difficulty.
 
 Mixed difficulty is the point of the toy: the shortest correct trace grows with the count (~20-23 tokens for 3
 additions, ~51-59 for 10), so a constant short cap (L_min) can only be met on the easy half while the long cap
 (L_max) leaves room for verbose verification everywhere. SIRI's interleaving is the only setting that can both trim
 the redundant checks and keep the hard problems solvable (paper §4).
 
-Line ``i:v`` is the running value after ``i`` additions. Every step reads only nearby or uniquely anchored tokens
-(the previous line, the increment after the prompt's "+", the count after its "*"), so a ~0.3M-parameter model learns it in minutes on a CPU. (A first
-version summed 3-10 distinct one-digit numbers; fetching "the next addend" from the prompt was not learned in 600
-SFT steps, 3% accuracy.)
+Line ``i:v`` is the value after ``i`` steps. Every step reads only the previous line and one uniquely anchored
+prompt token (the count after "+"), so a ~0.3M-parameter model learns it in minutes on a CPU. (Measured while
+building this: summing 3-10 distinct one-digit numbers reached 3% accuracy after 600 SFT steps because fetching
+"the next addend" was not learned; adding a one-digit increment per line reached 3% after 400 steps because the
+carries were not learned; counting by one is learned.)
 
-Trace format (the same ``<think>…</think>\\boxed{}`` format the real R1-distill models use), for "Compute 7+3*3."::
+Trace format (the same ``<think>…</think>\\boxed{}`` format the real R1-distill models use), for "Compute 7+3."::
 
-    1:10
-    2:13
-    3:16
+    1:8
+    2:9
+    3:10
     wait, let me check:
-    1:10
+    1:8
     ...
     </think>
-    \\boxed{16}
+    \\boxed{10}
 
 A first pass, then 0-3 redundant verification segments ("wait, let me check:" / "alternatively:", each a full
 recomputation). With probability ``slip_prob`` the first pass contains an arithmetic slip that a later check
@@ -38,7 +39,8 @@ CHECK_PHRASES = ("wait, let me check:", "alternatively:")
 
 @dataclass(frozen=True)
 class ToyProblem:
-    """``start + step * count``, computed as ``count`` additions; ``difficulty`` = ``count``."""
+    """``start + step * count``, computed as ``count`` numbered additions of ``step`` (the shipped task draws
+    ``step = 1``: counting up); ``difficulty`` = ``count``."""
 
     id: str
     start: int
@@ -47,6 +49,8 @@ class ToyProblem:
 
     @property
     def problem(self) -> str:
+        if self.step == 1:
+            return f"Compute {self.start}+{self.count}."
         return f"Compute {self.start}+{self.step}*{self.count}."
 
     @property
@@ -62,7 +66,7 @@ class ToyProblem:
 
 
 def _draw(rng: random.Random, pid: str, count: int) -> ToyProblem:
-    return ToyProblem(pid, rng.randint(1, 9), rng.randint(1, 9), count)
+    return ToyProblem(pid, rng.randint(1, 9), 1, count)
 
 
 def make_problems(
