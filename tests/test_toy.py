@@ -110,3 +110,13 @@ def test_toy_quick_end_to_end(tmp_path, monkeypatch):
     names = [r["name"] for r in summary["results"]]
     assert names == ["base", "cycle1-compressed", "cycle1-expanded", "final"]
     assert (run / "dynamics.png").stat().st_size > 10_000 and (run / "summary.md").exists()
+
+
+def test_guess_traces_are_premature_answers(tok):
+    rng = random.Random(2)
+    p = ToyProblem("x", 4, 1, 9)
+    texts = [make_trace(p, rng, guess_prob=1.0) for _ in range(50)]
+    assert all(t.startswith("</think>\n\\boxed{") for t in texts)
+    answers = {int(t.split("{")[1].rstrip("}")) for t in texts}
+    assert answers <= set(range(11, 16)) and 13 in answers and len(answers) > 1
+    assert not any(make_trace(p, rng).startswith("</think>") for _ in range(50))  # off by default

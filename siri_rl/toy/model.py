@@ -38,6 +38,7 @@ class ToyBaseSpec:
     sft_lr: float = 3e-3
     max_checks: int = 3
     slip_prob: float = 0.15
+    guess_prob: float = 0.0
     min_terms: int = 3
     max_terms: int = 10
     seed: int = 0
@@ -126,7 +127,8 @@ def build_toy_base(spec: ToyBaseSpec, out_dir: str | Path, *, progress: bool = T
             prompt = tok.apply_chat_template(toy_prompt_messages(p.problem), add_generation_prompt=True,
                                              tokenize=False)
             p_ids = tok(prompt, add_special_tokens=False).input_ids
-            r_ids = tok(make_trace(p, rng, max_checks=spec.max_checks, slip_prob=spec.slip_prob),
+            r_ids = tok(make_trace(p, rng, max_checks=spec.max_checks, slip_prob=spec.slip_prob,
+                                    guess_prob=spec.guess_prob),
                         add_special_tokens=False).input_ids + [tok.eos_token_id]
             seqs.append(p_ids + r_ids)
             masks.append([0] * len(p_ids) + [1] * len(r_ids))

@@ -101,8 +101,13 @@ def _pass(p: ToyProblem, slip_at: int | None = None, rng: random.Random | None =
     return "".join(lines), total
 
 
-def make_trace(problem: ToyProblem, rng: random.Random, *, max_checks: int = 3, slip_prob: float = 0.15) -> str:
-    """An "overthinking" response (the text after the ``<think>\\n`` generation prompt), always ending correct."""
+def make_trace(problem: ToyProblem, rng: random.Random, *, max_checks: int = 3, slip_prob: float = 0.15,
+               guess_prob: float = 0.0) -> str:
+    """An "overthinking" response (the text after the ``<think>\\n`` generation prompt), ending correct, except
+    that with probability ``guess_prob`` it is a premature answer: no counting, a guess within +-2 of the truth
+    (right 1 time in 5). That is the habit a short cap rewards on problems it leaves no room to solve (SIRI §1)."""
+    if rng.random() < guess_prob:
+        return f"</think>\n\\boxed{{{int(problem.answer) + rng.randint(-2, 2)}}}"
     slip = rng.random() < slip_prob
     n_checks = rng.randint(1 if slip else 0, max_checks)
     first, total = _pass(problem, slip_at=rng.randint(1, problem.count) if slip else None, rng=rng)
