@@ -8,8 +8,14 @@ import random
 import pytest
 
 from siri_rl.reward import length_capped_reward
-from siri_rl.toy.task import (CHECK_PHRASES, ToyProblem, balanced_problems, make_problems, make_trace,
-                              shortest_trace)
+from siri_rl.toy.task import (
+    CHECK_PHRASES,
+    ToyProblem,
+    balanced_problems,
+    make_problems,
+    make_trace,
+    shortest_trace,
+)
 from siri_rl.toy.tokenizer import build_toy_tokenizer
 
 

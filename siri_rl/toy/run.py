@@ -101,7 +101,7 @@ def run_toy(
 
     if cfg.toy.get("torch_threads"):
         torch.set_num_threads(int(cfg.toy["torch_threads"]))
-    console.print(f"[bold]toy base model[/] (built once, then cached) ...")
+    console.print("[bold]toy base model[/] (built once, then cached) ...")
     base_dir = toy_model_path(cfg)
     t_base = time.time() - t0
     console.print(f"base model: {base_dir} ({t_base:.0f} s)")
