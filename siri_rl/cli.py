@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -42,14 +41,14 @@ def _parse_stages(text: str) -> list[tuple[int, int]]:
 def schedule(
     kind: str = typer.Option("cosine", help="constant | stair | cosine | stair-cosine | stages | all"),
     l_max: int = typer.Option(16384, "--l-max", help="largest cap (tokens)"),
-    l_min: Optional[int] = typer.Option(8192, "--l-min", help="smallest cap (tokens)"),
-    cycle: Optional[int] = typer.Option(640, help="cycle length T (rollout rounds)"),
+    l_min: int | None = typer.Option(8192, "--l-min", help="smallest cap (tokens)"),
+    cycle: int | None = typer.Option(640, help="cycle length T (rollout rounds)"),
     steps: int = typer.Option(1920, help="number of rollout rounds to show"),
-    stages: Optional[str] = typer.Option(None, help="for kind=stages: '0:8192,320:16384'"),
-    round_to: Optional[int] = typer.Option(None, "--round-to", help="round caps to a multiple of this"),
-    every: Optional[int] = typer.Option(None, help="table: show every N-th round (default: ~40 rows)"),
+    stages: str | None = typer.Option(None, help="for kind=stages: '0:8192,320:16384'"),
+    round_to: int | None = typer.Option(None, "--round-to", help="round caps to a multiple of this"),
+    every: int | None = typer.Option(None, help="table: show every N-th round (default: ~40 rows)"),
     as_json: bool = typer.Option(False, "--json", help="print all rounds as JSON"),
-    plot: Optional[Path] = typer.Option(None, help="write the curve(s) to this PNG"),
+    plot: Path | None = typer.Option(None, help="write the curve(s) to this PNG"),
 ) -> None:
     """Print (and plot) the rollout length cap L per rollout round."""
     from siri_rl.schedule import CYCLIC_KINDS, ScheduleError, make_schedule
@@ -101,7 +100,7 @@ def schedule(
         console.print(table)
 
 
-def _parse_budgets(text: Optional[str], option: str) -> Optional[list[int]]:
+def _parse_budgets(text: str | None, option: str) -> list[int] | None:
     if text is None:
         return None
     try:
@@ -121,17 +120,17 @@ def eval_(
     top_p: float = typer.Option(0.95, "--top-p", help="nucleus sampling (paper: 0.95)"),
     max_tokens: int = typer.Option(16384, "--max-tokens", help="max new tokens per response (paper: 16384)"),
     backend: str = typer.Option("vllm", help="vllm (GPU) | transformers (CPU / small models)"),
-    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="local benchmark files (default $SIRI_DATA_DIR, then hub)"),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="local benchmark files (default $SIRI_DATA_DIR, then hub)"),
     seed: int = typer.Option(0, help="sampling seed"),
-    limit: Optional[int] = typer.Option(None, help="only the first K problems of each benchmark (smoke runs)"),
-    budgets: Optional[str] = typer.Option(None, help="token budgets for the accuracy-vs-budget curve (default 2048,4096,...)"),
+    limit: int | None = typer.Option(None, help="only the first K problems of each benchmark (smoke runs)"),
+    budgets: str | None = typer.Option(None, help="token budgets for the accuracy-vs-budget curve (default 2048,4096,...)"),
     batch_size: int = typer.Option(64, "--batch-size", help="transformers: rows per generate call; vllm: problems per call"),
     tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", "--tp", help="vllm: GPUs per model"),
     dtype: str = typer.Option("auto", help="auto | bfloat16 | float16 | float32"),
     require_think_end: bool = typer.Option(
         True, "--require-think-end/--no-require-think-end", help="grade only a \\boxed{} after </think>"
     ),
-    grade_workers: Optional[int] = typer.Option(None, "--grade-workers", help="math-verify processes (default: CPUs)"),
+    grade_workers: int | None = typer.Option(None, "--grade-workers", help="math-verify processes (default: CPUs)"),
     grade_timeout: float = typer.Option(5.0, "--grade-timeout", help="seconds per answer"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
 ) -> None:
@@ -186,7 +185,7 @@ def analyze_patterns(
     results: list[Path] = typer.Argument(..., help="siri eval results directories, e.g. checkpoints at 1280/1600/1920"),
     out: Path = typer.Option(Path("patterns"), help="directory for patterns.md, patterns.json, patterns.png"),
     words: str = typer.Option("wait,hold on,alternatively,so,compute", help="comma-separated words/phrases"),
-    names: Optional[str] = typer.Option(None, help="comma-separated labels, one per results directory"),
+    names: str | None = typer.Option(None, help="comma-separated labels, one per results directory"),
 ) -> None:
     """Mean occurrences per response of each word, in correct vs incorrect responses, across results."""
     from siri_rl.analysis import PATTERNS_MD, run_patterns
@@ -204,7 +203,7 @@ def analyze_patterns(
 @analyze_app.command("run")
 def analyze_run(
     run_dir: Path = typer.Argument(..., help="training run directory (holds metrics.jsonl)"),
-    out: Optional[Path] = typer.Option(None, help="output directory (default RUN_DIR/analysis)"),
+    out: Path | None = typer.Option(None, help="output directory (default RUN_DIR/analysis)"),
 ) -> None:
     """Accuracy and length against the scheduled cap, entropy, tokens generated (PNGs + run.md)."""
     from siri_rl.analysis import run_analysis
@@ -240,11 +239,11 @@ def _config_path(name: str) -> Path:
 def train(
     ctx: typer.Context,
     config: str = typer.Option("toy", "--config", "-c", help="YAML file or shipped config name (default: the CPU toy)"),
-    engine: Optional[str] = typer.Option(None, help="trl | verl (default: the config's engine)"),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="run directory (default runs/<name>-<time>)"),
+    engine: str | None = typer.Option(None, help="trl | verl (default: the config's engine)"),
+    output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="run directory (default runs/<name>-<time>)"),
     resume: bool = typer.Option(False, help="continue the run in --output-dir from its last checkpoint"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved config and first caps; load nothing"),
-    stop_after: Optional[int] = typer.Option(None, "--stop-after", help="stop after this many rounds (resumable)"),
+    stop_after: int | None = typer.Option(None, "--stop-after", help="stop after this many rounds (resumable)"),
 ) -> None:
     """Run SIRI training (TRL GRPOTrainer or veRL). Overrides: key=value or --key value (e.g. schedule.cycle=320).
 
@@ -258,6 +257,10 @@ def train(
     try:
         cfg = load_config(_config_path(config), ctx.args)
         if engine is not None:
+            from siri_rl.config import ENGINES
+
+            if engine not in ENGINES:
+                raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
             cfg.engine = engine
         run_dir = output_dir or Path("runs") / f"{cfg.name}-{_time.strftime('%Y%m%d-%H%M%S')}"
         from siri_rl.toy import is_toy_model
@@ -305,7 +308,7 @@ def toy_build(
 @app.command("export")
 def export(
     run_dir: Path = typer.Argument(..., help="run directory of `siri train --engine verl`"),
-    name: Optional[list[str]] = typer.Option(None, "--name", help="only this checkpoint (repeatable), e.g. cycle1-compressed"),
+    name: list[str] | None = typer.Option(None, "--name", help="only this checkpoint (repeatable), e.g. cycle1-compressed"),
     backend: str = typer.Option("fsdp", help="veRL checkpoint backend: fsdp | megatron"),
     overwrite: bool = typer.Option(False, help="merge again over existing exports"),
 ) -> None:

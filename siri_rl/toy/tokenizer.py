@@ -70,15 +70,16 @@ def is_toy_tokenizer(path: str | Path) -> bool:
 
 
 def load_tokenizer(path: str | Path, **kwargs):
-    """``AutoTokenizer.from_pretrained``, except for toy tokenizers.
+    """:func:`siri_rl.data.load_tokenizer`, except for toy tokenizers.
 
     transformers 5 loads the tokenizer class registered for the model type (``Qwen2Tokenizer`` for Qwen2 models)
     and rebuilds it, which drops the toy tokenizer's whitespace tokens; the toy's own files are loaded as they are.
+    Every other model (a hub id or a local checkpoint) goes through the core loader.
     """
-    from transformers import AutoTokenizer
+    from siri_rl.data import load_tokenizer as load_model_tokenizer
 
     if is_toy_tokenizer(path):
         tok = PreTrainedTokenizerFast.from_pretrained(path)
         tok.padding_side = "left"
         return tok
-    return AutoTokenizer.from_pretrained(path, **kwargs)
+    return load_model_tokenizer(path, **kwargs)
