@@ -171,10 +171,11 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
             if i == len(lines):
                 break
             raise EvalError(f"{path}:{i} is not valid JSON; fix or delete that line") from None
-    rows = [r for r in rows if "step" in r]
-    if not rows:
+    # A resumed run repeats the rounds after its last checkpoint: the later row of a step is the one that counts.
+    by_step = {r["step"]: r for r in rows if "step" in r}
+    if not by_step:
         raise EvalError(f"{path} has no rows with a 'step'")
-    return sorted(rows, key=lambda r: r["step"])
+    return [by_step[s] for s in sorted(by_step)]
 
 
 def cumulative_tokens(rows: Sequence[dict[str, Any]]) -> list[int] | None:

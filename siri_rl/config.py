@@ -54,7 +54,7 @@ class DataConfig:
     skip_invalid: bool = False
     max_problems: int | None = None
     require_think_end: bool = True  # False for models that do not think in <think> tags
-    max_prompt_length: int = 1024  # tokens; longer prompts are rejected when the data is loaded
+    max_prompt_length: int = 1024  # tokens; longer prompts are dropped (with a warning) when the data is loaded
 
 
 @dataclass
@@ -137,7 +137,13 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: a config must be a YAML mapping, got {type(data).__name__}")
     parent = data.pop("extends", None)
     if parent:
-        data = _merge(_read_yaml(path.parent / parent, seen + (path,)), data)
+        base = _read_yaml(path.parent / parent, seen + (path,))
+        # A schedule of another kind is a new schedule, not a patch: a constant baseline must not inherit the
+        # parent's l_min/cycle.
+        sched, base_sched = data.get("schedule"), base.get("schedule")
+        if isinstance(sched, dict) and isinstance(base_sched, dict) and sched.get("kind", base_sched.get("kind")) != base_sched.get("kind"):
+            base = {k: v for k, v in base.items() if k != "schedule"}
+        data = _merge(base, data)
     return data
 
 

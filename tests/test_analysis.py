@@ -147,6 +147,17 @@ def test_analyze_run_without_entropy_and_bad_input(tmp_path):
         read_metrics(tmp_path / "bad")
 
 
+def test_read_metrics_keeps_the_resumed_rows(tmp_path):
+    # A run resumed from round 4's checkpoint after dying at round 6 logs rounds 5 and 6 again; the later rows count.
+    rows = _metrics_rows(8)
+    rerun = [dict(r, accuracy=0.99) for r in rows[5:7]]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:7] + rerun + rows[7:]))
+    got = read_metrics(tmp_path)
+    assert [r["step"] for r in got] == list(range(8))
+    assert [r["accuracy"] for r in got[5:7]] == [0.99, 0.99]
+    assert cumulative_tokens(got) == [r["tokens_generated"] for r in rows]
+
+
 def test_cli_analyze_run(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _metrics_rows(16, 8)))
     res = CliRunner().invoke(app, ["analyze", "run", str(tmp_path), "--out", str(tmp_path / "o")])

@@ -29,6 +29,14 @@ def test_load_extends_and_overrides(tmp_path):
     assert cfg.to_dict()["schedule"]["cycle"] == 320
 
 
+def test_extends_with_another_schedule_kind_replaces_the_schedule(tmp_path):
+    write(tmp_path / "base.yaml", BASE)
+    write(tmp_path / "const.yaml", {"extends": "base.yaml", "schedule": {"kind": "constant", "l_max": 16384}})
+    cfg = load_config(tmp_path / "const.yaml")
+    assert cfg.schedule.kind == "constant" and cfg.schedule.l_min == 16384 and cfg.schedule.cycle is None
+    assert cfg.training.rounds == 1920  # the other sections are still inherited
+
+
 def test_parse_overrides_forms():
     assert parse_overrides(["a.b=1", "--c.d", "2", "--e=3", "--flag"]) == ["a.b=1", "c.d=2", "e=3", "flag=true"]
     with pytest.raises(ConfigError, match="key=value"):

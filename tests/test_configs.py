@@ -81,3 +81,5 @@ def test_cli_overrides_and_bad_keys(tmp_path):
     assert bad.exit_code == 2 and "not divisible" in " ".join(bad.output.split())
     bad = runner.invoke(app, ["train", "-c", "no-such-config", "--dry-run"])
     assert bad.exit_code == 2 and "shipped config" in " ".join(bad.output.split())
+    bad = runner.invoke(app, ["train", "-c", "toy", "--engine", "deepspeed", "--dry-run"])
+    assert bad.exit_code == 2 and "--engine must be one of trl, verl" in " ".join(bad.output.split())

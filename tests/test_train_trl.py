@@ -97,6 +97,7 @@ def test_checkpoints_at_trough_and_peak(tiny_toy_model, tmp_path):
         card = json.loads((path / "siri_checkpoint.json").read_text())
         assert card["step"] == step and card["max_len"] == cfg.schedule(step) == rows[step]["max_len"]
         assert f"round {step}" in (path / "README.md").read_text()
+    assert (tmp_path / "run" / "dynamics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_resume_continues_schedule_and_metrics(tiny_toy_model, tmp_path):

@@ -126,7 +126,7 @@ def round_layout(cfg: ExperimentConfig, world_size: int | None = None) -> RoundL
             f"trl.per_device_train_batch_size ({pdtbs}) x gradient_accumulation_steps ({ga}) x processes "
             f"({world_size}) = {pdtbs * ga * world_size} completions per optimizer step, but a round of {completions} "
             f"completions with training.updates_per_round={t.updates_per_round} needs {per_update}")
-    if (pdtbs * world_size) % 1 or completions % (pdtbs * world_size):
+    if completions % (pdtbs * world_size):
         raise ConfigError(f"{completions} completions per round not divisible by the global micro-batch "
                           f"{pdtbs * world_size}")
     spg = completions // (pdtbs * world_size)

@@ -35,6 +35,9 @@ class LengthCappedReward:
             for ids, gold in zip(completion_ids, answer, strict=True)
         ]
         lengths = [len(ids) for ids in completion_ids]
+        # Clipped = hit L without ending (TRL keeps the EOS in completion_ids): one that ended exactly at L is not.
+        eos = self.tokenizer.eos_token_id
+        clipped = sum(1 for ids in completion_ids if len(ids) >= L and not (len(ids) and ids[-1] == eos))
         n = max(1, len(lengths))
         self.cap.tokens_generated += sum(lengths)
         stats = {
@@ -43,7 +46,7 @@ class LengthCappedReward:
             "completion_len_mean": sum(lengths) / n,
             "completion_len_max": max(lengths, default=0),
             "completion_len_min": min(lengths, default=0),
-            "clipped_frac": sum(1 for x in lengths if x >= L) / n,
+            "clipped_frac": clipped / n,
             "num_completions": len(lengths),
             "tokens_generated": self.cap.tokens_generated,
         }

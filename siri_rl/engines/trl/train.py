@@ -7,6 +7,7 @@ Data flow: config -> schedule + GRPOConfig -> GRPOTrainer(reward=LengthCappedRew
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from pathlib import Path
@@ -18,6 +19,8 @@ from siri_rl.config import ConfigError, ExperimentConfig
 from siri_rl.engines.trl.callback import LengthScheduleCallback, RolloutCap
 from siri_rl.engines.trl.config import grpo_kwargs, round_layout
 from siri_rl.engines.trl.reward import LengthCappedReward
+
+logger = logging.getLogger(__name__)
 
 TRAINER_SUBDIR = "trainer"
 
@@ -92,10 +95,10 @@ def _load_model_and_tokenizer(cfg: ExperimentConfig):
     return model, tok
 
 
-def _train_dataset(cfg: ExperimentConfig):
+def _train_dataset(cfg: ExperimentConfig, tokenizer: Any = None):
     from datasets import Dataset
 
-    from siri_rl.data import build_messages, load_problems
+    from siri_rl.data import build_messages, load_problems, prompt_token_ids
     from siri_rl.toy import is_toy_data, toy_train_rows
 
     if is_toy_data(cfg):
@@ -107,6 +110,18 @@ def _train_dataset(cfg: ExperimentConfig):
         rows = rows[: cfg.data.max_problems]
     if not rows:
         raise ConfigError(f"data.train {cfg.data.train!r} has no problems")
+    if tokenizer is not None:
+        # Like veRL's filter_overlong_prompts: a prompt over data.max_prompt_length would not fit the context budget
+        # (L_max + max_prompt_length) that was validated above.
+        limit = cfg.data.max_prompt_length
+        kept = [r for r in rows if len(prompt_token_ids(r["problem"], tokenizer)) <= limit]
+        if not kept:
+            raise ConfigError(f"every prompt of data.train {cfg.data.train!r} is longer than data.max_prompt_length="
+                              f"{limit} tokens")
+        if len(kept) < len(rows):
+            logger.warning("dropped %d of %d training problems whose prompt is longer than data.max_prompt_length=%d "
+                           "tokens", len(rows) - len(kept), len(rows), limit)
+        rows = kept
     # Conversational prompts: TRL applies the model's chat template (R1-distill: ends with "<think>\n").
     return Dataset.from_list([{"prompt": build_messages(r["problem"]), "answer": str(r["answer"])} for r in rows])
 
@@ -157,7 +172,7 @@ def train(
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     args = GRPOConfig(**kw)
     model, tok = _load_model_and_tokenizer(cfg)
-    dataset = _train_dataset(cfg)
+    dataset = _train_dataset(cfg, tok)
     cap = RolloutCap(cfg.schedule)
     reward = LengthCappedReward(cap, tok, require_think_end=cfg.data.require_think_end)
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
@@ -177,8 +192,14 @@ def train(
     t0 = time.time()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     rows = cb._rows()
+    plot = None
+    if rows and trainer.is_world_process_zero():
+        from siri_rl.plots import plot_training_dynamics
+
+        plot = str(plot_training_dynamics(rows, run_dir / "dynamics.png", title=f"{cfg.name}: SIRI on TRL"))
     return {
         "run_dir": str(run_dir),
+        "dynamics_png": plot,
         "rounds": len(rows),
         "wall_s": time.time() - t0,
         "tokens_generated": rows[-1]["tokens_generated"] if rows else 0,
