@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -262,6 +263,9 @@ def train(
             if engine not in ENGINES:
                 raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
             cfg.engine = engine
+        if output_dir is None and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dry_run:
+            raise ConfigError("pass --output-dir on multi-process runs (each process would pick its own timestamped "
+                              "default directory)")
         run_dir = output_dir or Path("runs") / f"{cfg.name}-{_time.strftime('%Y%m%d-%H%M%S')}"
         from siri_rl.toy import is_toy_model
 

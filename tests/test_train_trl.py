@@ -153,3 +153,39 @@ def test_l_max_above_context_fails(tiny_toy_model, tmp_path):
     cfg = _cfg(tiny_toy_model, schedule={"kind": "cosine", "l_max": 400, "l_min": 100, "cycle": 4})
     with pytest.raises(ConfigError, match="context"):
         train(cfg, output_dir=tmp_path, dry_run=True)
+
+
+@pytest.mark.slow
+def test_two_processes_sum_statistics_and_export(tiny_toy_model, tmp_path):
+    """`torchrun` with 2 CPU processes (gloo; Accelerate picks up the launcher's environment): each process generates half of every round; metrics.jsonl
+    must count the whole round and the trough/peak exports must be complete models."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    cfg = _cfg(tiny_toy_model, rounds=4).to_dict()
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "siri_rl.cli", "train",
+         "-c", str(tmp_path / "cfg.yaml"), "-o", str(run)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    schedule = _cfg(tiny_toy_model, rounds=4).schedule
+    rows = _rows(run)
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]  # one writer, no duplicate rows
+    assert all(r["num_completions"] == 8 for r in rows)  # 2 prompts x 4 rollouts, over both processes
+    assert [r["completion_len_mean"] for r in rows] == [float(schedule(s)) for s in range(4)]
+    assert all(r["clipped_frac"] == 1.0 for r in rows)
+    assert rows[-1]["tokens_generated"] == sum(8 * schedule(s) for s in range(4))
+    from transformers import AutoModelForCausalLM
+
+    for _, name in schedule.checkpoints(4):
+        model = AutoModelForCausalLM.from_pretrained(run / "checkpoints" / name)
+        assert sum(p.numel() for p in model.parameters()) > 0
+        assert (run / "checkpoints" / name / "siri_checkpoint.json").exists()

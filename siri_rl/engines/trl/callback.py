@@ -102,6 +102,7 @@ class LengthScheduleCallback(TrainerCallback):
         self.trainer: Any = None
         self._micro = 0
         self._logs: list[dict[str, float]] = []
+        self._last_row: dict[str, Any] | None = None
         self._wall0 = time.time()
         self._wall_offset = 0.0
         self._progress = None
@@ -189,10 +190,10 @@ class LengthScheduleCallback(TrainerCallback):
         for r in sorted(k for k in self.cap.pending if k < done):
             self._finish_round(r, state)
         rows = self._rows()
-        last = rows[-1] if rows else None
+        last = self._last_row or (rows[-1] if rows else None)
         # The final policy, unless the last round already is a trough/peak checkpoint (constant-cap baselines
-        # have none, and their final model is what gets compared).
-        if state.is_world_process_zero and last is not None and done >= self.num_rounds and (self.num_rounds - 1) not in self.checkpoints:
+        # have none, and their final model is what gets compared). Every process takes part in the export.
+        if last is not None and done >= self.num_rounds and (self.num_rounds - 1) not in self.checkpoints:
             self.export_checkpoint("final", last)
         if self._progress is not None:
             self._progress.stop()
@@ -227,25 +228,30 @@ class LengthScheduleCallback(TrainerCallback):
             "wall_s": round(self._wall_offset + time.time() - self._wall0, 3),
         }
         self._logs = []
-        if not state.is_world_process_zero:
-            return  # one writer; the statistics are rank 0's share of the rollouts on multi-process runs
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with self.metrics_path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        self._last_row = row
+        if state.is_world_process_zero:  # one writer; the rollout statistics are already summed over processes
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with self.metrics_path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
         if r in self.checkpoints:
-            self.export_checkpoint(self.checkpoints[r], row)
-        if self._progress is not None:
+            self.export_checkpoint(self.checkpoints[r], row)  # every process: sharded weights are gathered
+        if state.is_world_process_zero and self._progress is not None:
             self._progress.update(self._task, completed=r + 1,
                                   info=f"L={row['max_len']} acc={row['accuracy']:.2f} "
                                        f"len={row['completion_len_mean']:.0f}")
 
     def export_checkpoint(self, name: str, row: dict[str, Any]) -> Path:
-        """``save_pretrained`` the current policy (+ tokenizer + model card) as ``checkpoints/<name>``."""
+        """Save the current policy as a Hugging Face model (+ tokenizer + model card) in ``checkpoints/<name>``.
+
+        Called on every process: ``Trainer.save_model`` gathers DeepSpeed ZeRO-3 / FSDP (full state dict) weights
+        and writes from the main process only. ``_internal_call=True`` keeps a ``push_to_hub`` run from pushing
+        every trough/peak checkpoint.
+        """
         path = self.run_dir / "checkpoints" / name
+        self.trainer.save_model(str(path), _internal_call=True)
+        if not self.trainer.is_world_process_zero():
+            return path
         path.mkdir(parents=True, exist_ok=True)
-        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
-        model.save_pretrained(path)
-        self.trainer.processing_class.save_pretrained(path)
         (path / "siri_checkpoint.json").write_text(json.dumps(row, indent=2) + "\n")
         kind = ("SIRI-low (end of compression)" if "compressed" in name
                 else "SIRI-high (end of expansion)" if "expanded" in name else "Final")

@@ -27,6 +27,10 @@ class LengthCappedReward:
         self.tokenizer = tokenizer
         self.require_think_end = require_think_end
         self.__name__ = "length_capped"  # TRL names reward columns after __name__
+        # Set by the engine on multi-process runs: each process scores its own share of the round's completions,
+        # and the round's statistics are summed over processes (``accelerator.gather``; a collective, which is safe
+        # here because every process calls the reward exactly once per round).
+        self.accelerator: Any = None
 
     def __call__(self, prompts, completions, completion_ids, answer, log_metric=None, **kwargs) -> list[float]:
         L = self.cap.max_len
@@ -38,16 +42,18 @@ class LengthCappedReward:
         # Clipped = hit L without ending (TRL keeps the EOS in completion_ids): one that ended exactly at L is not.
         eos = self.tokenizer.eos_token_id
         clipped = sum(1 for ids in completion_ids if len(ids) >= L and not (len(ids) and ids[-1] == eos))
-        n = max(1, len(lengths))
-        self.cap.tokens_generated += sum(lengths)
+        total, count, length_sum, longest, shortest, clipped = self._sum_over_processes(
+            [sum(rewards), len(lengths), sum(lengths), max(lengths, default=0), min(lengths, default=0), clipped])
+        n = max(1, count)
+        self.cap.tokens_generated += int(length_sum)
         stats = {
             "max_len": L,
-            "accuracy": sum(rewards) / n,
-            "completion_len_mean": sum(lengths) / n,
-            "completion_len_max": max(lengths, default=0),
-            "completion_len_min": min(lengths, default=0),
+            "accuracy": total / n,
+            "completion_len_mean": length_sum / n,
+            "completion_len_max": int(longest),
+            "completion_len_min": int(shortest),
             "clipped_frac": clipped / n,
-            "num_completions": len(lengths),
+            "num_completions": int(count),
             "tokens_generated": self.cap.tokens_generated,
         }
         # Exactly one call per training rollout round; the callback writes the row once the round's updates ran.
@@ -56,3 +62,14 @@ class LengthCappedReward:
             for key in ("max_len", "accuracy", "clipped_frac", "completion_len_mean", "tokens_generated"):
                 log_metric(f"siri/{key}", float(stats[key]))
         return rewards
+
+    def _sum_over_processes(self, local: list[float]) -> list[float]:
+        """``[reward sum, count, length sum, max length, min length, clipped]`` over all processes."""
+        acc = self.accelerator
+        if acc is None or acc.num_processes < 2:
+            return local
+        import torch
+
+        rows = acc.gather(torch.tensor([local], dtype=torch.float64, device=acc.device)).cpu().tolist()
+        col = list(zip(*rows))
+        return [sum(col[0]), sum(col[1]), sum(col[2]), max(col[3]), min(col[4]), sum(col[5])]

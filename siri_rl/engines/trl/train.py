@@ -177,6 +177,7 @@ def train(
     reward = LengthCappedReward(cap, tok, require_think_end=cfg.data.require_think_end)
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
                           processing_class=tok, callbacks=list(callbacks or []))
+    reward.accelerator = trainer.accelerator
     # disable_tqdm=True makes the Trainer print every log dict; the callback's per-round bar replaces both.
     trainer.remove_callback(PrinterCallback)
     cb = LengthScheduleCallback(cap, run_dir, num_rounds=cfg.training.rounds, save_every=cfg.training.save_every,
