@@ -269,6 +269,10 @@ def test_checkpoint_steps_follow_troughs_and_peaks():
     assert launch.save_freq_for(s, 1920) == 320
     assert launch.save_freq_for(s, 1920, save_every=160) == 160  # resumable saves in between
     assert launch.save_freq_for(make_schedule("constant", l_max=8192), 100) == 100
+    # baselines without troughs/peaks still end with a comparable model, as in the TRL engine
+    assert launch.checkpoint_steps(make_schedule("constant", l_max=8192), 100) == {100: "final"}
+    two_stage = make_schedule("stages", l_max=16384, stages=[(0, 8192), (320, 16384)])
+    assert launch.checkpoint_steps(two_stage, 1000) == {1000: "final"}
 
 
 def test_hydra_values_round_trip():

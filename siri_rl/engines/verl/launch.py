@@ -104,11 +104,13 @@ def checkpoint_steps(schedule: LengthSchedule, rounds: int) -> dict[int, str]:
 
     The model at rollout round r has been trained on rounds 0..r-1, which veRL saves as ``global_step_r``; a
     checkpoint at the last round (r = rounds-1, e.g. cosine's final peak) is taken from the final save
-    ``global_step_{rounds}``, the model after all rounds.
+    ``global_step_{rounds}``, the model after all rounds. Schedules without a checkpoint there (constant and
+    ``stages`` baselines) get ``final`` from that save, as in the TRL engine.
     """
     out = {}
     for step, name in schedule.checkpoints(rounds):
         out[rounds if step >= rounds - 1 else max(step, 1)] = name
+    out.setdefault(rounds, "final")
     return out
 
 
