@@ -70,7 +70,12 @@ def test_hard_problems_do_not_fit_l_min(tok):
 
     assert min(shortest(1, 1, k) for k in (8, 9, 10)) > cfg.schedule.l_min  # never fits, whatever the start
     assert max(shortest(9, 1, k) for k in (3, 4, 5)) < cfg.schedule.l_min  # always fits
-    assert 2 * shortest(9, 1, 10) < cfg.schedule.l_max  # a pass and one check fit L_max
+    # L_max holds the base model's most verbose trace (a pass and three recounts of the hardest problem), so a
+    # constant L_max puts no pressure on length (the toy-constant comparison)
+    answer = len(tok("</think>\n\\boxed{19}").input_ids)
+    one_pass = shortest(9, 1, 10) - answer
+    most_verbose = 4 * one_pass + 3 * len(tok("wait, let me check:\n").input_ids) + answer + 1  # + EOS
+    assert most_verbose <= cfg.schedule.l_max
 
 
 def test_chat_template_matches_r1_format(tok):

@@ -98,9 +98,12 @@ def run_toy(
     run_dir = Path(output_dir)
     t0 = time.time()
     import torch
+    from transformers.utils import logging as hf_logging
 
     if cfg.toy.get("torch_threads"):
         torch.set_num_threads(int(cfg.toy["torch_threads"]))
+    # The toy loads and saves a tiny model a dozen times: transformers' per-file bars would bury the round bar.
+    hf_logging.disable_progress_bar()
     console.print("[bold]toy base model[/] (built once, then cached) ...")
     base_dir = toy_model_path(cfg)
     t_base = time.time() - t0
