@@ -189,3 +189,23 @@ def test_two_processes_sum_statistics_and_export(tiny_toy_model, tmp_path):
         model = AutoModelForCausalLM.from_pretrained(run / "checkpoints" / name)
         assert sum(p.numel() for p in model.parameters()) > 0
         assert (run / "checkpoints" / name / "siri_checkpoint.json").exists()
+
+
+def test_round_statistics_reach_report_to(tiny_toy_model, tmp_path):
+    """With report_to=tensorboard, TRL's logs carry the same per-round values as metrics.jsonl (siri/*)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from siri_rl.engines.trl import train
+
+    cfg = _cfg(tiny_toy_model, rounds=4, trl={"report_to": "tensorboard"})
+    train(cfg, output_dir=tmp_path / "run", progress=False)
+    rows = _rows(tmp_path / "run")
+    events = sorted((tmp_path / "run").rglob("events.out.tfevents*"))
+    assert events, "no TensorBoard event file written"
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    for key in ("max_len", "accuracy", "completion_len_mean", "clipped_frac", "tokens_generated"):
+        values = [e.value for e in acc.Scalars(f"train/siri/{key}")]
+        assert values == pytest.approx([float(r[key]) for r in rows]), key
+    assert "train/entropy" in tags

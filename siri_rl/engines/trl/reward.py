@@ -59,8 +59,8 @@ class LengthCappedReward:
         # Exactly one call per training rollout round; the callback writes the row once the round's updates ran.
         self.cap.pending[self.cap.round] = stats
         if log_metric is not None:
-            for key in ("max_len", "accuracy", "clipped_frac", "completion_len_mean", "tokens_generated"):
-                log_metric(f"siri/{key}", float(stats[key]))
+            for key, value in stats.items():  # the metrics.jsonl rollout fields, to TRL's report_to backends
+                log_metric(f"siri/{key}", float(value))
         return rewards
 
     def _sum_over_processes(self, local: list[float]) -> list[float]:
