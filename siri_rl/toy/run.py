@@ -91,7 +91,6 @@ def run_toy(
 ) -> dict[str, Any]:
     """``siri train`` on a toy config: base model (cached), SIRI on TRL, fixed-cap evaluation, summary + plot."""
     from siri_rl.engines.trl import train
-    from siri_rl.plots import plot_training_dynamics
     from siri_rl.toy import toy_model_path
 
     console = console or Console()
@@ -111,7 +110,7 @@ def run_toy(
     out = train(cfg, output_dir=run_dir, resume=resume, stop_after_rounds=stop_after_rounds, progress=True)
     t_train = time.time() - t0 - t_base
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    plot = plot_training_dynamics(rows, run_dir / "dynamics.png", title=f"{cfg.name}: SIRI on the toy task")
+    plot = out["dynamics_png"]  # written by the engine at the end of training
     results = evaluate_run(cfg, run_dir, base_dir, console=console)
     wall = time.time() - t0
     ev = eval_settings(cfg)
