@@ -154,8 +154,8 @@ def run_patterns(
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Rows of ``RUN/metrics.jsonl`` (or a metrics.jsonl path), sorted by step; a half-written last line (a run
-    still writing) is skipped."""
+    """Rows of ``RUN/metrics.jsonl`` (or a metrics.jsonl path), one per step (the latest, after a resume) sorted by
+    step; a half-written last line (a run still writing) is skipped."""
     path = Path(run_dir)
     path = path if path.suffix == ".jsonl" else path / "metrics.jsonl"
     if not path.exists():

@@ -428,15 +428,16 @@ def train(
     merged = export_checkpoints(run)
     metrics = paths["metrics_path"]
     if metrics.exists():
+        from siri_rl.analysis import read_metrics
+        from siri_rl.evaluate import EvalError
         from siri_rl.plots import plot_training_dynamics
 
-        # A resumed run repeats the rounds after its last checkpoint: keep the latest row of each round.
-        rows = {
-            r["step"]: r
-            for r in (json.loads(line) for line in metrics.read_text().splitlines() if line.strip())
-        }
-        if rows:
-            plot_training_dynamics([rows[k] for k in sorted(rows)], run / "dynamics.png")
+        try:
+            rows = read_metrics(metrics)  # the latest row of each round: a resumed run repeats rounds
+        except EvalError as err:  # nothing logged (or a damaged file): metrics.jsonl stays as it is, no plot
+            print(f"no dynamics plot: {err}", file=sys.stderr)
+        else:
+            plot_training_dynamics(rows, run / "dynamics.png")
     return {
         "run_dir": str(run),
         "metrics": str(metrics),
