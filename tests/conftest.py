@@ -80,3 +80,43 @@ def tokenizer(tiny_qwen2_dir: Path):
     tok = AutoTokenizer.from_pretrained(tiny_qwen2_dir)
     assert tok.encode("a\nb", add_special_tokens=False) == [64, 198, 65]
     return tok
+
+
+@pytest.fixture(scope="session")
+def vllm_qwen2_dir(tmp_path_factory: pytest.TempPathFactory, r1_tokenizer) -> Path:
+    """A random ~40M-parameter Qwen2 that vLLM's CPU attention accepts (head_dim 64; it rejects the 8 of
+    ``tiny_qwen2_dir``), with the real R1-distill tokenizer and an end-of-sequence habit: every token embedding
+    carries a constant feature that the untied output row of EOS reads, so about a quarter of the samples stop
+    within 24 tokens and the rest run to the cap (both finish reasons occur)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=len(r1_tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+        bos_token_id=r1_tokenizer.bos_token_id, eos_token_id=r1_tokenizer.eos_token_id,
+        pad_token_id=r1_tokenizer.pad_token_id, tie_word_embeddings=False,
+    )
+    model = Qwen2ForCausalLM(config)
+    with torch.no_grad():
+        model.model.embed_tokens.weight[:, 0] = 3.0
+        model.lm_head.weight[r1_tokenizer.eos_token_id, 0] = 0.42
+    path = tmp_path_factory.mktemp("vllm-qwen2")
+    model.save_pretrained(path)
+    r1_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def vllm_env() -> dict[str, str]:
+    """Environment for a vLLM engine on this CPU: a small KV cache (GiB). Fails instead of skipping where CI says
+    vLLM must be there (``SIRI_REQUIRE_VLLM=1``), so a broken install cannot turn the vLLM tests into skips."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        if os.environ.get("SIRI_REQUIRE_VLLM") == "1":
+            pytest.fail("vLLM is not installed but SIRI_REQUIRE_VLLM=1 (see .ci/run for the CPU install)")
+        pytest.skip("vLLM is not installed (CPU machines: see the README's test command)")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    return dict(os.environ)

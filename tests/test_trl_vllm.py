@@ -1,0 +1,111 @@
+"""`siri train` with TRL's vLLM rollouts (``trl.use_vllm: true``, ``vllm_mode: colocate``) on a real vLLM engine
+(the CPU build in CI): the cap of every rollout round reaches vLLM, and vLLM samples from the updated policy.
+
+EOS is ignored through ``generation_kwargs`` (``SamplingParams.ignore_eos``; TRL passes them to vLLM,
+trl/generation/vllm_generation.py:673), so every completion runs to the cap: the completion lengths vLLM actually
+produced then *are* the cap applied in that round.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from siri_rl.config import config_from_dict
+
+pytestmark = pytest.mark.vllm
+
+# TRL's measure of how far the rollout engine's log-probs are from the policy's (grpo_trainer.py:2860-2872).
+LOGP_DIFF = "sampling/sampling_logp_difference/mean"
+
+
+@pytest.fixture(scope="module")
+def vllm_toy_model(tmp_path_factory) -> Path:
+    """A random Qwen2 with the toy tokenizer that vLLM's CPU attention accepts (head_dim 64), with an output layer
+    sharp enough that a change of the weights moves the log-probs measurably."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from siri_rl.toy.tokenizer import build_toy_tokenizer
+
+    torch.manual_seed(0)
+    tok = build_toy_tokenizer()
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=128, intermediate_size=128,
+                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                                         max_position_embeddings=256, tie_word_embeddings=False,
+                                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
+    with torch.no_grad():
+        model.lm_head.weight.mul_(10.0)
+    path = tmp_path_factory.mktemp("vllm-toy")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def _completion_logps(model_dir: Path, seqs: list[list[int]], prompt_len: int):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    ids = torch.tensor(seqs)
+    with torch.no_grad():
+        logps = torch.log_softmax(model(ids).logits[:, :-1].float(), -1).gather(-1, ids[:, 1:, None])[..., 0]
+    return logps[:, prompt_len - 1:]
+
+
+@pytest.mark.parametrize("training", [{}, {"updates_per_round": 2}], ids=["plain", "spg>ga"])
+def test_vllm_rollouts_follow_the_cap_and_the_updated_policy(vllm_toy_model, vllm_env, tmp_path, training):
+    from transformers import TrainerCallback
+
+    from siri_rl.engines.trl import train
+
+    class Logs(TrainerCallback):
+        def __init__(self):
+            self.logs = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and LOGP_DIFF in logs:
+                self.logs.append(logs)
+
+    cfg = config_from_dict({
+        "name": "test-vllm",
+        "model": {"name_or_path": str(vllm_toy_model), "dtype": "float32"},
+        "data": {"train": "toy", "max_prompt_length": 64},
+        "schedule": {"kind": "cosine", "l_max": 12, "l_min": 4, "cycle": 4},
+        # Weight decay moves every weight matrix by lr * wd per update even without a reward signal (a random
+        # policy scores 0 everywhere, so the GRPO gradient is zero): a stale rollout engine would show.
+        "training": {"rounds": 4, "prompts_per_round": 2, "group_size": 4, "learning_rate": 0.2, "device": "cpu",
+                     "seed": 1, **training},
+        "toy": {"train_problems": 64},
+        "trl": {"use_vllm": True, "vllm_mode": "colocate", "generation_kwargs": {"ignore_eos": True},
+                "weight_decay": 1.0, "vllm_importance_sampling_correction": True},
+    })
+    logs = Logs()
+    run = tmp_path / "run"
+    train(cfg, output_dir=run, progress=False, callbacks=[logs])
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    expected = [cfg.schedule(s) for s in range(4)]
+    assert len(set(expected)) > 2
+    assert [r["max_len"] for r in rows] == expected
+    assert [r["completion_len_max"] for r in rows] == expected  # vLLM generated exactly each round's cap
+    assert [r["completion_len_min"] for r in rows] == expected
+    assert rows[-1]["tokens_generated"] == sum(8 * L for L in expected)
+    updates = training.get("updates_per_round", 1)
+    assert [r["optimizer_step"] for r in rows] == [updates * (s + 1) for s in range(4)]
+
+    # vLLM's log-probs match the policy's in every round (bf16 engine vs fp32 policy: small, not zero) ...
+    diffs = [log[LOGP_DIFF] for log in logs.logs]
+    assert len(diffs) == 4  # one generation (rollout round) each
+    assert max(diffs) < 0.05, diffs
+    # ... while the policy moved far more than that: had vLLM kept the initial weights, the rounds after the first
+    # would show this difference.
+    card = max((json.loads(p.read_text()) | {"dir": p.parent} for p in run.glob("checkpoints/*/siri_checkpoint.json")),
+               key=lambda c: c["step"])
+    import torch
+
+    torch.manual_seed(0)
+    seqs = torch.randint(10, 30, (4, 20)).tolist()
+    moved = (_completion_logps(vllm_toy_model, seqs, 8) - _completion_logps(card["dir"], seqs, 8)).abs().mean()
+    assert moved > 10 * max(diffs), (float(moved), diffs)
