@@ -273,6 +273,21 @@ def test_resume_regenerates_the_same_batches(tiny_run, tiny_qwen2_dir, benchmark
     assert read_samples(copy / SAMPLES_FILE) == read_samples(out / SAMPLES_FILE)
 
 
+def test_resume_of_a_batch_cut_part_way_gives_the_same_samples(tiny_run, tiny_qwen2_dir, benchmarks_dir, tmp_path):
+    """A transformers batch has one random stream: when only some of its rows reached the file, the batch is
+    generated again in full and only the missing rows are written, so they equal an uninterrupted run's."""
+    import shutil
+
+    out, _ = tiny_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    full = (copy / SAMPLES_FILE).read_text().splitlines(keepends=True)
+    (copy / SAMPLES_FILE).write_text("".join(full[:5]))  # batch 2 of 2 cut after its first row
+    summary = run_eval(_cfg(tiny_qwen2_dir, copy, benchmarks_dir))
+    assert summary["meta"]["generation"]["new_samples"] == 3
+    assert read_samples(copy / SAMPLES_FILE) == read_samples(out / SAMPLES_FILE)
+
+
 def test_vllm_backend_without_vllm_is_a_clear_error(tmp_path, tiny_qwen2_dir, benchmarks_dir):
     pytest.importorskip("torch")
     try:
