@@ -153,12 +153,16 @@ def run_patterns(
 # --- training run (Figures 4 and 9) ----------------------------------------------------------------------------
 
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+def read_metrics(run_dir: str | Path, *, missing_ok: bool = False) -> list[dict[str, Any]]:
     """Rows of ``RUN/metrics.jsonl`` (or a metrics.jsonl path), one per step (the latest, after a resume) sorted by
-    step; a half-written last line (a run still writing) is skipped."""
+    step; a half-written last line (a run still writing, or killed while writing) is skipped. The one reader of the
+    file, for ``siri analyze`` and both engines. ``missing_ok``: no file, or no complete row, gives ``[]`` instead of
+    an :class:`EvalError` (a run that has not logged yet)."""
     path = Path(run_dir)
     path = path if path.suffix == ".jsonl" else path / "metrics.jsonl"
     if not path.exists():
+        if missing_ok:
+            return []
         raise EvalError(f"{path} not found; pass a run directory written by `siri train`")
     rows = []
     lines = path.read_text().splitlines()
@@ -174,6 +178,8 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     # A resumed run repeats the rounds after its last checkpoint: the later row of a step is the one that counts.
     by_step = {r["step"]: r for r in rows if "step" in r}
     if not by_step:
+        if missing_ok:
+            return []
         raise EvalError(f"{path} has no rows with a 'step'")
     return [by_step[s] for s in sorted(by_step)]
 

@@ -33,13 +33,13 @@ def tiny_toy_model(tmp_path_factory) -> Path:
     return path
 
 
-def _cfg(model_dir: Path, *, rounds=6, schedule=None, training=None, trl=None):
+def _cfg(model_dir: Path, *, rounds=6, schedule=None, training=None, trl=None, model=None):
     from siri_rl.toy.tokenizer import build_toy_tokenizer
 
     eos = build_toy_tokenizer().eos_token_id
     return config_from_dict({
         "name": "test",
-        "model": {"name_or_path": str(model_dir), "dtype": "float32"},
+        "model": {"name_or_path": str(model_dir), "dtype": "float32", **(model or {})},
         "data": {"train": "toy", "max_prompt_length": 64},
         "schedule": schedule or {"kind": "cosine", "l_max": 12, "l_min": 4, "cycle": 4},
         "training": {"rounds": rounds, "prompts_per_round": 2, "group_size": 4, "learning_rate": 1e-3,
@@ -51,6 +51,12 @@ def _cfg(model_dir: Path, *, rounds=6, schedule=None, training=None, trl=None):
 
 def _rows(run: Path) -> list[dict]:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _grpo(cfg, tmp_path):
+    from siri_rl.engines.trl import grpo_kwargs
+
+    return grpo_kwargs(cfg, tmp_path / "trainer")
 
 
 @pytest.mark.parametrize(
@@ -130,6 +136,11 @@ def test_resume_continues_schedule_and_metrics(tiny_toy_model, tmp_path):
         ({"not_a_field": 1}, "unknown trl"),
         ({"num_iteration": 2}, "did you mean num_iterations"),
         ({"use_vllm": True, "vllm_max_model_length": 40}, "vllm_max_model_length"),
+        # Resumable checkpoints only at round boundaries, exports only from per-step logs (issue 11, item 4).
+        ({"save_steps": 10}, "training.save_every"),
+        ({"save_strategy": "epoch"}, "training.save_every"),
+        ({"logging_strategy": "no"}, "logging_strategy"),
+        ({"logging_strategy": "epoch"}, "logging_strategy"),
     ],
 )
 def test_bad_trl_sections_fail_before_loading(tiny_toy_model, tmp_path, trl, match):
@@ -209,3 +220,183 @@ def test_round_statistics_reach_report_to(tiny_toy_model, tmp_path):
         values = [e.value for e in acc.Scalars(f"train/siri/{key}")]
         assert values == pytest.approx([float(r[key]) for r in rows]), key
     assert "train/entropy" in tags
+
+
+# --- precision (issue 11, item 1) ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_toy_model_bf16(tiny_toy_model, tmp_path_factory) -> Path:
+    """The tiny model saved in bfloat16, as the R1-distill checkpoints are on the hub (config.json dtype bfloat16),
+    so ``model.dtype: auto`` would load bf16 weights."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny-toy-bf16") / "model"
+    shutil.copytree(tiny_toy_model, path)
+    AutoModelForCausalLM.from_pretrained(tiny_toy_model, dtype=torch.bfloat16).save_pretrained(path)
+    assert json.loads((path / "config.json").read_text())["dtype"] == "bfloat16"
+    return path
+
+
+def _weight_probe():
+    """A real TrainerCallback (defined here: transformers is imported inside the tests) that keeps the policy's
+    weights before the first update, compares them after the last, and records the dtype the MLP computes in."""
+    from transformers import TrainerCallback
+
+    class WeightProbe(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            self.param_dtypes = {p.dtype for p in model.parameters()}
+            self.before = {n: p.detach().clone() for n, p in model.named_parameters()}
+            self.compute_dtypes = set()
+            mlp = model.model.layers[0].mlp.down_proj
+            self.hook = mlp.register_forward_hook(lambda m, i, out: self.compute_dtypes.add(out.dtype))
+
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            self.hook.remove()
+            self.changed = {n: (p.detach() != self.before[n]).float().mean().item()
+                            for n, p in model.named_parameters()}
+            self.numel = {n: p.numel() for n, p in model.named_parameters()}
+
+    return WeightProbe()
+
+
+def test_one_update_at_lr_1e6_moves_the_weights(tiny_toy_model_bf16, tmp_path):
+    """The GPU default (bf16=True) from a bf16 checkpoint with the default model.dtype: fp32 master weights, bf16
+    autocast compute, and one AdamW step at the paper's lr 1e-6 changes (nearly) every weight, the RMSNorm weights
+    at 1.0 included. In pure bf16 (the old default) ~0.5% of N(0, 0.02) weights and no norm weight change: the bf16
+    spacing at 1.0 is 2^-7, far above a 1e-6 step. The length-capped reward is 0 for every rollout of this random
+    model (zero advantages, zero policy gradient), so TRL's entropy bonus supplies the gradient."""
+    import torch
+
+    from siri_rl.engines.trl import train
+
+    cfg = _cfg(tiny_toy_model_bf16, rounds=1, model={"dtype": "auto"}, training={"learning_rate": 1e-6},
+               trl={"bf16": True, "entropy_coef": 0.1})
+    probe = _weight_probe()
+    train(cfg, output_dir=tmp_path / "run", progress=False, callbacks=[probe])
+    assert probe.param_dtypes == {torch.float32}  # the optimizer's parameters are the fp32 master weights
+    assert probe.compute_dtypes == {torch.bfloat16}  # accelerate's bf16 autocast around the forward
+    norms = [n for n in probe.changed if "norm" in n]
+    assert norms and all(probe.changed[n] == 1.0 for n in norms), {n: probe.changed[n] for n in norms}
+    total = sum(probe.numel.values())
+    assert sum(probe.changed[n] * probe.numel[n] for n in probe.changed) / total > 0.95
+
+
+@pytest.mark.parametrize(
+    "dtype,trl,env,match",
+    [
+        ("bfloat16", {}, {}, "pure-bfloat16"),  # the old paper configs
+        ("float16", {"bf16": True}, {}, "pure-float16"),
+        ("bfloat16", {"fsdp": True}, {}, "mixed precision"),  # FSDP upcasts only with bf16/fp16 on (CPU: bf16 off)
+        ("bfloat16", {"fsdp": True, "bf16": True}, {}, None),  # FSDP keeps fp32 master copies
+        ("bfloat16", {"deepspeed": {"zero_optimization": {"stage": 2}}, "bf16": True}, {}, None),  # so does ZeRO
+        ("bfloat16", {"bf16": True}, {"ACCELERATE_USE_DEEPSPEED": "true"}, None),  # accelerate launch --use_deepspeed
+        ("auto", {"bf16": True, "use_transformers_continuous_batching": True}, {}, "continuous_batching"),
+    ],
+    ids=["bf16", "fp16", "fsdp-no-amp", "fsdp", "zero2", "accelerate-deepspeed", "continuous-batching"],
+)
+def test_pure_half_precision_weights_are_refused(tiny_toy_model, tmp_path, monkeypatch, dtype, trl, env, match):
+    from siri_rl.engines.trl import train
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    cfg = _cfg(tiny_toy_model, model={"dtype": dtype}, trl=trl)
+    if match is None:
+        info = train(cfg, output_dir=tmp_path / "run", dry_run=True)
+        assert info["precision"]["weights"] == dtype
+        return
+    with pytest.raises(ConfigError, match=match):
+        train(cfg, output_dir=tmp_path / "run", dry_run=True)
+
+
+def test_dry_run_states_the_precision(tiny_toy_model, tmp_path):
+    from siri_rl.engines.trl import train
+
+    info = train(_cfg(tiny_toy_model, model={"dtype": "auto"}, trl={"bf16": True}), output_dir=tmp_path, dry_run=True)
+    assert info["precision"] == {"weights": "float32", "compute": "bfloat16", "master_weights": "fp32 parameters"}
+
+
+# --- vLLM importance sampling (issue 11, item 2) --------------------------------------------------------------
+
+
+def test_vllm_importance_sampling_is_token_level_truncated(tiny_toy_model, tmp_path):
+    from siri_rl.engines.trl.config import grpo_field_names
+
+    kw = _grpo(_cfg(tiny_toy_model, trl={"use_vllm": True}), tmp_path)
+    assert (kw["vllm_importance_sampling_correction"], kw["vllm_importance_sampling_mode"],
+            kw["vllm_importance_sampling_clip_max"]) == (True, "token_truncate", 2.0)
+    # The user's trl.* wins.
+    kw = _grpo(_cfg(tiny_toy_model, trl={"use_vllm": True, "vllm_importance_sampling_mode": "sequence_mask"}), tmp_path)
+    assert kw["vllm_importance_sampling_mode"] == "sequence_mask" and kw["vllm_importance_sampling_clip_max"] == 2.0
+    kw = _grpo(_cfg(tiny_toy_model, trl={"use_vllm": True, "vllm_importance_sampling_correction": False}), tmp_path)
+    assert kw["vllm_importance_sampling_correction"] is False
+    # Without vLLM there is nothing to correct and TRL's fields are left alone.
+    assert not any(k.startswith("vllm_importance") for k in _grpo(_cfg(tiny_toy_model), tmp_path))
+    assert {"vllm_importance_sampling_correction", "vllm_importance_sampling_mode",
+            "vllm_importance_sampling_clip_max"} <= grpo_field_names()
+
+
+def test_trl_log_keys_exist_in_trl_and_transformers():
+    """Every TRL_LOG_KEYS key is a metric name the installed GRPOTrainer (or the Trainer) really logs: an upgrade
+    that renames one fails here instead of silently dropping a metrics.jsonl column."""
+    import inspect
+
+    import transformers.trainer
+    import trl.trainer.grpo_trainer
+
+    from siri_rl.engines.trl.callback import TRL_LOG_KEYS
+
+    grpo = inspect.getsource(trl.trainer.grpo_trainer)
+    trainer = inspect.getsource(transformers.trainer)
+    for key in ("sampling/sampling_logp_difference/mean", "sampling/sampling_logp_difference/max",
+                "sampling/importance_sampling_ratio/min", "sampling/importance_sampling_ratio/mean",
+                "sampling/importance_sampling_ratio/max"):
+        assert key in TRL_LOG_KEYS
+    for key in TRL_LOG_KEYS:
+        assert f'_metrics[mode]["{key}"]' in grpo or f'logs["{key}"]' in trainer, key
+
+
+def test_round_stats_take_min_of_mins_and_max_of_maxes():
+    from siri_rl.engines.trl.callback import _round_stats_from_logs
+
+    logs = [{"sampling/importance_sampling_ratio/min": 0.5, "sampling/importance_sampling_ratio/mean": 1.0,
+             "sampling/importance_sampling_ratio/max": 1.5, "sampling/sampling_logp_difference/max": 0.2, "loss": 1.0},
+            {"sampling/importance_sampling_ratio/min": 0.8, "sampling/importance_sampling_ratio/mean": 0.9,
+             "sampling/importance_sampling_ratio/max": 2.0, "sampling/sampling_logp_difference/max": 0.1, "loss": 3.0}]
+    out = _round_stats_from_logs(logs)
+    assert out["importance_sampling_ratio_min"] == 0.5 and out["importance_sampling_ratio_max"] == 2.0
+    assert out["importance_sampling_ratio_mean"] == pytest.approx(0.95) and out["loss"] == 2.0
+    assert out["sampling_logp_difference_max"] == 0.2
+
+
+# --- resume and round-boundary checkpoints (issue 11, items 3 and 4) ------------------------------------------
+
+
+def test_resume_after_a_half_written_metrics_line(tiny_toy_model, tmp_path):
+    """A run killed while appending a row leaves a half-written last line; --resume drops it and redoes the round."""
+    from siri_rl.engines.trl import train
+
+    cfg = _cfg(tiny_toy_model, rounds=2)
+    run = tmp_path / "run"
+    train(cfg, output_dir=run, stop_after_rounds=1, progress=False)
+    first = _rows(run)
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 1, "max_len": 1')
+    train(cfg, output_dir=run, resume=True, progress=False)
+    rows = _rows(run)  # every line parses
+    assert [r["step"] for r in rows] == [0, 1] and rows[0] == first[0]
+    assert rows[-1]["tokens_generated"] == 8 * (cfg.schedule(0) + cfg.schedule(1))
+
+
+def test_resume_from_a_mid_round_checkpoint_fails(tiny_toy_model, tmp_path):
+    from siri_rl.engines.trl import train
+
+    ckpt = tmp_path / "run" / "trainer" / "checkpoint-3"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": 3}))
+    cfg = _cfg(tiny_toy_model, training={"updates_per_round": 2})
+    with pytest.raises(ConfigError, match="round boundary"):
+        train(cfg, output_dir=tmp_path / "run", resume=True, progress=False)

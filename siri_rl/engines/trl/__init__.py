@@ -2,7 +2,7 @@
 cap per rollout round, a length-capped reward function, and a GRPOConfig mapping)."""
 
 from siri_rl.engines.trl.callback import LengthScheduleCallback, RolloutCap
-from siri_rl.engines.trl.config import grpo_kwargs, round_layout, validate_trl_section
+from siri_rl.engines.trl.config import grpo_kwargs, policy_precision, round_layout, validate_trl_section
 from siri_rl.engines.trl.reward import LengthCappedReward
 from siri_rl.engines.trl.train import describe, latest_checkpoint, train
 
@@ -13,6 +13,7 @@ __all__ = [
     "describe",
     "grpo_kwargs",
     "latest_checkpoint",
+    "policy_precision",
     "round_layout",
     "train",
     "validate_trl_section",

@@ -28,9 +28,11 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from siri_rl.config import ConfigError
 from siri_rl.schedule import LengthSchedule
 
-# TRL log keys (GRPOTrainer._metrics) copied into metrics.jsonl, under our names.
+# TRL log keys (GRPOTrainer._metrics, and the Trainer's loss/grad_norm/learning_rate) copied into metrics.jsonl,
+# under our names; averaged over the round's optimizer steps, except *_min (min) and *_max (max).
 TRL_LOG_KEYS = {
     "entropy": "entropy",
     "clip_ratio/low_mean": "clip_ratio_low",
@@ -40,6 +42,13 @@ TRL_LOG_KEYS = {
     "grad_norm": "grad_norm",
     "learning_rate": "learning_rate",
     "frac_reward_zero_std": "frac_reward_zero_std",
+    # vLLM importance sampling (use_vllm only): pi_train / pi_vllm after truncation, and |log pi_train - log pi_vllm|
+    # per token (trl/trainer/grpo_trainer.py:2860-2896, logged once per generation batch).
+    "sampling/importance_sampling_ratio/min": "importance_sampling_ratio_min",
+    "sampling/importance_sampling_ratio/mean": "importance_sampling_ratio_mean",
+    "sampling/importance_sampling_ratio/max": "importance_sampling_ratio_max",
+    "sampling/sampling_logp_difference/mean": "sampling_logp_difference_mean",
+    "sampling/sampling_logp_difference/max": "sampling_logp_difference_max",
 }
 
 
@@ -65,8 +74,22 @@ def _round_stats_from_logs(logs: list[dict[str, float]]) -> dict[str, float]:
         values = [float(x[key]) for x in logs if key in x and x[key] is not None]
         values = [v for v in values if not math.isnan(v)]
         if values:
-            out[name] = sum(values) / len(values)
+            out[name] = (min(values) if name.endswith("_min") else max(values) if name.endswith("_max")
+                         else sum(values) / len(values))
     return out
+
+
+def read_metrics_rows(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of ``RUN/metrics.jsonl`` (none if there is no file), through the one tolerant reader
+    (:func:`siri_rl.analysis.read_metrics`: a half-written last line is skipped); a damaged line elsewhere is a
+    :class:`ConfigError`."""
+    from siri_rl.analysis import read_metrics
+    from siri_rl.evaluate import EvalError
+
+    try:
+        return read_metrics(run_dir, missing_ok=True)
+    except EvalError as err:
+        raise ConfigError(str(err)) from None
 
 
 class LengthScheduleCallback(TrainerCallback):
@@ -144,9 +167,12 @@ class LengthScheduleCallback(TrainerCallback):
         # boundaries, so the micro-step count (and TRL's own regeneration, which restarts with an empty buffer)
         # lines up with a round start.
         self._micro = state.global_step * args.gradient_accumulation_steps
-        self._wall_offset = self._last_wall()
+        # Running totals continue from the last row (on resume, train() has already dropped the rounds after the
+        # checkpoint, on the main process, before every process gets here).
+        rows = self._rows()
+        self._wall_offset = float(rows[-1]["wall_s"]) if rows else 0.0
         self._wall0 = time.time()
-        self.cap.tokens_generated = self._last_tokens()
+        self.cap.tokens_generated = int(rows[-1]["tokens_generated"]) if rows else 0
         self._apply_cap(args)
         if self._show_progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -204,17 +230,7 @@ class LengthScheduleCallback(TrainerCallback):
         return self.run_dir / "metrics.jsonl"
 
     def _rows(self) -> list[dict[str, Any]]:
-        if not self.metrics_path.exists():
-            return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
-
-    def _last_wall(self) -> float:
-        rows = self._rows()
-        return float(rows[-1]["wall_s"]) if rows else 0.0
-
-    def _last_tokens(self) -> int:
-        rows = self._rows()
-        return int(rows[-1]["tokens_generated"]) if rows else 0
+        return read_metrics_rows(self.metrics_path)
 
     def _finish_round(self, r: int, state) -> None:
         stats = self.cap.pending.pop(r)

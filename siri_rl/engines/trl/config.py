@@ -9,6 +9,31 @@ Per-device defaults (chosen deliberately, override in ``trl:``):
   - CPU: fp32 (no bf16: bf16 matmuls on CPU made a tiny model's step ~20x slower when this was scoped), no
     gradient checkpointing (tiny models; it only costs time), ``use_cpu=True``.
   - CUDA: bf16 and gradient checkpointing on (TRL's own defaults, right for 1.5B-7B models).
+
+Precision (:func:`policy_precision`): ``bf16=True`` is mixed precision, not bf16 weights. Transformers turns it into
+``mixed_precision="bf16"`` (transformers/training_args.py:1554-1558) and accelerate wraps the model's forward in
+``torch.autocast(bfloat16)`` (accelerate/accelerator.py:585-593, 1824-1835; utils/modeling.py:2078-2113); the
+optimizer steps whatever tensors the model was loaded with. Only DeepSpeed ZeRO (fp32 partitions of the bf16
+parameters) and FSDP with mixed precision (accelerate upcasts trainable parameters to fp32:
+accelerator.py:2023-2038, utils/fsdp_utils.py:815-820) keep fp32 master weights of a bf16-loaded model. Under plain
+DDP or one process a bf16-loaded policy is updated in bf16, where an AdamW step of ~lr = 1e-6 is below half the
+spacing of bf16 (2^-7 at 1.0, ~1.5e-4 at 0.02) and rounds away: measured on a tiny Qwen2, one step changed 3.6% of
+the weights and no RMSNorm weight. So the policy is loaded in fp32 (``model.dtype: auto`` resolves to float32) and
+computes in bf16 under autocast, unless ``trl.deepspeed``/``trl.fsdp`` (or ``accelerate launch --use_deepspeed /
+--use_fsdp``) provide the master weights; an explicit ``model.dtype: bfloat16|float16`` without them is refused
+(a :class:`ConfigError` at ``--dry-run``, not a warning in one of eight logs, and not a silent fp32 load that would
+double the memory the config's author planned for).
+
+vLLM importance sampling (:data:`VLLM_IMPORTANCE_SAMPLING`): with ``use_vllm`` TRL 1.16 corrects for the
+difference between vLLM's sampling log-probs and the trainer's by default in ``"sequence_mask"`` mode with
+C_max = 3 (trl/trainer/grpo_config.py:925-953): one ratio per completion, ``exp`` of the *sum* of the per-token
+log-prob differences (grpo_trainer.py:2660-2674), and the whole completion's loss zeroed when it leaves
+[C_min, C_max] (2686-2702). The spread of that sum grows with the completion's length, so the 8K-16K rollouts SIRI
+trains on are masked or down-weighted more often than short ones: a length bias in an experiment about length.
+SIRI uses token-level truncated IS instead (TRL's ``"token_truncate"``; TIS of Yao et al. 2025, veRL's
+``rollout_is: token`` with threshold 2.0, verl/trainer/config/algorithm.py:188-199): each token's loss is weighted
+by min(pi_train / pi_vllm, 2), whatever the completion's length. Override with ``trl.vllm_importance_sampling_*``.
+The ratios are logged as ``importance_sampling_ratio_*`` and ``sampling_logp_difference_*`` in metrics.jsonl.
 """
 
 from __future__ import annotations
@@ -36,7 +61,21 @@ OWNED_KEYS = {
     "output_dir": "siri train --output-dir",
     "generation_batch_size": "training.prompts_per_round x training.group_size",
     "steps_per_generation": "training.updates_per_round",
+    # Resumable checkpoints are taken at round boundaries only (the callback asks for them): a Trainer checkpoint
+    # in the middle of a round would resume with an empty generation buffer and TRL's regeneration counter out of
+    # step with the rounds.
+    "save_strategy": "training.save_every (resumable checkpoints are taken at round boundaries)",
+    "save_steps": "training.save_every (resumable checkpoints are taken at round boundaries)",
 }
+
+# With use_vllm: token-level truncated importance sampling, not TRL's sequence-level mask (module docstring).
+VLLM_IMPORTANCE_SAMPLING = {
+    "vllm_importance_sampling_correction": True,
+    "vllm_importance_sampling_mode": "token_truncate",
+    "vllm_importance_sampling_clip_max": 2.0,
+}
+
+HALF_DTYPES = ("bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -96,9 +135,53 @@ def validate_trl_section(trl: dict[str, Any]) -> None:
                           "at a fixed length with `siri eval` instead (leave eval_strategy at 'no')")
     if trl.get("logging_steps", 1) != 1:
         raise ConfigError("trl.logging_steps must be 1: metrics.jsonl has one row per rollout round")
+    if trl.get("logging_strategy", "steps") != "steps":
+        raise ConfigError("trl.logging_strategy must be 'steps' (the default): metrics.jsonl rows and the trough/peak "
+                          "checkpoints are written from the per-step logs, so with 'no' or 'epoch' every export "
+                          "would hold the final weights")
     if trl.get("mask_truncated_completions"):
         raise ConfigError("trl.mask_truncated_completions=True would drop exactly the rollouts the length-capped "
                           "reward scores 0 (SIRI keeps them, reward 0)")
+
+
+def sharded_master_weights(kw: dict[str, Any]) -> str | None:
+    """``"deepspeed"`` or ``"fsdp"`` when a sharding engine holds the optimizer's parameters (``trl.deepspeed`` /
+    ``trl.fsdp``, or ``accelerate launch --use_deepspeed / --use_fsdp``, which set ``ACCELERATE_USE_*``:
+    accelerate/utils/launch.py:305, 566; transformers/training_args.py:1646), else None (DDP or one process)."""
+    if kw.get("deepspeed") or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        return "deepspeed"
+    if kw.get("fsdp") or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        return "fsdp"
+    return None
+
+
+def policy_precision(cfg: ExperimentConfig, kw: dict[str, Any]) -> dict[str, str]:
+    """The dtype the policy is loaded in (``weights``), the autocast dtype (``compute``) and who holds the fp32
+    master weights, for the GRPOConfig kwargs ``kw``; raises :class:`ConfigError` where the optimizer would update
+    half-precision weights directly (module docstring)."""
+    mixed = ("bf16" if kw.get("bf16") else "fp16" if kw.get("fp16")
+             else os.environ.get("ACCELERATE_MIXED_PRECISION", "no"))  # transformers/training_args.py:1554-1558
+    compute = {"bf16": "bfloat16", "fp16": "float16"}.get(mixed, "float32")
+    want = cfg.model.dtype
+    engine = sharded_master_weights(kw)
+    if engine is not None:
+        if want in HALF_DTYPES and compute == "float32":
+            raise ConfigError(f"model.dtype={want} with {engine} but no mixed precision (trl.bf16/fp16 off): only "
+                              f"with mixed precision does {engine} keep fp32 master weights; set trl.bf16: true or "
+                              "leave model.dtype at auto")
+        return {"weights": want, "compute": compute, "master_weights": f"fp32, held by {engine}"}
+    if want in HALF_DTYPES:
+        raise ConfigError(
+            f"model.dtype={want} would train pure-{want} weights: without DeepSpeed ZeRO or FSDP the optimizer "
+            f"updates the loaded tensors directly and an AdamW step at lr {cfg.training.learning_rate:g} rounds away; "
+            "leave model.dtype at auto (fp32 master weights, bf16 autocast via trl.bf16) or set trl.deepspeed / "
+            "trl.fsdp")
+    if compute != "float32" and (kw.get("use_transformers_continuous_batching") or kw.get("use_transformers_paged")):
+        raise ConfigError(
+            "trl.use_transformers_continuous_batching with bf16/fp16 casts the policy to that dtype in place before "
+            "generating (trl/trainer/grpo_trainer.py:1797-1800), which turns the fp32 master weights into half "
+            "precision; use the default generate path or vLLM")
+    return {"weights": "float32", "compute": compute, "master_weights": "fp32 parameters"}
 
 
 def round_layout(cfg: ExperimentConfig, world_size: int | None = None) -> RoundLayout:
@@ -173,7 +256,10 @@ def grpo_kwargs(cfg: ExperimentConfig, trainer_dir: str | Path, *, world_size: i
         "gradient_checkpointing": on_gpu,
         "dataloader_num_workers": 0,
     }
+    if cfg.trl.get("use_vllm"):
+        kw.update(VLLM_IMPORTANCE_SAMPLING)  # the user's trl.vllm_importance_sampling_* still win (below)
     kw.update(cfg.trl)
+    policy_precision(cfg, kw)  # refuse pure half-precision weights before anything is loaded
     if kw.get("use_vllm"):
         need = cfg.data.max_prompt_length + cfg.schedule.l_max
         got = kw.get("vllm_max_model_length")

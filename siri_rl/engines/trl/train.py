@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from pathlib import Path
@@ -16,8 +17,8 @@ from typing import Any
 import yaml
 
 from siri_rl.config import ConfigError, ExperimentConfig
-from siri_rl.engines.trl.callback import LengthScheduleCallback, RolloutCap
-from siri_rl.engines.trl.config import grpo_kwargs, round_layout
+from siri_rl.engines.trl.callback import LengthScheduleCallback, RolloutCap, read_metrics_rows
+from siri_rl.engines.trl.config import grpo_kwargs, policy_precision, round_layout
 from siri_rl.engines.trl.reward import LengthCappedReward
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ def describe(cfg: ExperimentConfig, output_dir: str | Path, *, first: int = 8) -
     return {
         "config": cfg.to_dict(),
         "grpo_config": kw,
+        "precision": policy_precision(cfg, kw),
         "round": {
             "processes": layout.world_size,
             "completions": layout.completions_per_round,
@@ -70,7 +72,9 @@ def describe(cfg: ExperimentConfig, output_dir: str | Path, *, first: int = 8) -
     }
 
 
-def _load_model_and_tokenizer(cfg: ExperimentConfig):
+def _load_model_and_tokenizer(cfg: ExperimentConfig, weights_dtype: str):
+    """The policy in ``weights_dtype`` (:func:`~siri_rl.engines.trl.config.policy_precision`: float32 unless
+    DeepSpeed/FSDP hold the master weights) and its tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -82,7 +86,7 @@ def _load_model_and_tokenizer(cfg: ExperimentConfig):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16,
-             "float16": torch.float16}[cfg.model.dtype]
+             "float16": torch.float16}[weights_dtype]
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": cfg.model.trust_remote_code}
     if cfg.model.attn_implementation:
         kwargs["attn_implementation"] = cfg.model.attn_implementation
@@ -126,6 +130,13 @@ def _train_dataset(cfg: ExperimentConfig, tokenizer: Any = None):
     return Dataset.from_list([{"prompt": build_messages(r["problem"]), "answer": str(r["answer"])} for r in rows])
 
 
+def _write_rows(metrics_path: Path, rows: list[dict[str, Any]]) -> None:
+    """Replace ``metrics.jsonl`` by ``rows`` atomically (a reader sees the old file or the new one)."""
+    tmp = metrics_path.with_name(metrics_path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, metrics_path)
+
+
 def train(
     config: ExperimentConfig,
     *,
@@ -154,11 +165,22 @@ def train(
     assert cfg.schedule is not None
     kw = grpo_kwargs(cfg, run_dir / TRAINER_SUBDIR)
     _check_context(cfg)
-    resume_from = None
+    precision = policy_precision(cfg, kw)
+    resume_from, kept_rows = None, []
     if resume:
         resume_from = latest_checkpoint(run_dir)
         if resume_from is None:
             raise ConfigError(f"--resume: no checkpoint under {run_dir / TRAINER_SUBDIR}; start without --resume")
+        step = json.loads((resume_from / "trainer_state.json").read_text())["global_step"]
+        per_round = round_layout(cfg).optimizer_steps_per_round
+        if step % per_round:
+            # The callback counts rounds from global_step and TRL regenerates on its own counter: both only line up
+            # with a round start (callback.on_train_begin).
+            raise ConfigError(f"--resume: {resume_from} was saved after {step} optimizer steps, not on a round "
+                              f"boundary ({per_round} per round); delete it to resume from the previous checkpoint")
+        # Rounds after the checkpoint are produced again: keep the rows before it (a half-written last line goes
+        # too). Read on every process, so that a damaged file fails on all of them before any barrier.
+        kept_rows = [r for r in read_metrics_rows(run_dir) if r["step"] < step // per_round]
     elif (run_dir / "metrics.jsonl").exists():
         raise ConfigError(f"{run_dir} already holds a run (metrics.jsonl); pass --resume or pick a new --output-dir")
 
@@ -171,7 +193,7 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     args = GRPOConfig(**kw)
-    model, tok = _load_model_and_tokenizer(cfg)
+    model, tok = _load_model_and_tokenizer(cfg, precision["weights"])
     dataset = _train_dataset(cfg, tok)
     cap = RolloutCap(cfg.schedule)
     reward = LengthCappedReward(cap, tok, require_think_end=cfg.data.require_think_end)
@@ -183,13 +205,10 @@ def train(
     cb = LengthScheduleCallback(cap, run_dir, num_rounds=cfg.training.rounds, save_every=cfg.training.save_every,
                                 stop_after_rounds=stop_after_rounds, progress=progress).bind(trainer)
     if resume_from is not None:
-        # Rows written after the checkpoint would be produced again: drop them so the file has no duplicates.
-        done_rounds = json.loads((resume_from / "trainer_state.json").read_text())["global_step"] // max(
-            1, round_layout(cfg).optimizer_steps_per_round)
-        if cb.metrics_path.exists():
-            rows = [line for line in cb.metrics_path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] < done_rounds]
-            cb.metrics_path.write_text("".join(r + "\n" for r in rows))
+        # One writer; every process waits for it before the callback reads the running totals (on_train_begin).
+        if trainer.is_world_process_zero():
+            _write_rows(cb.metrics_path, kept_rows)
+        trainer.accelerator.wait_for_everyone()
     t0 = time.time()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     rows = cb._rows()
