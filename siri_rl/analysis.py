@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from siri_rl.evaluate import SAMPLES_FILE, EvalError, read_samples
+from siri_rl.run_metrics import read_metric_rows
 
 # §5.4: the words whose frequency the paper tracks through compression and expansion.
 DEFAULT_PATTERNS = ("wait", "hold on", "alternatively", "so", "compute")
@@ -164,17 +165,10 @@ def read_metrics(run_dir: str | Path, *, missing_ok: bool = False) -> list[dict[
         if missing_ok:
             return []
         raise EvalError(f"{path} not found; pass a run directory written by `siri train`")
-    rows = []
-    lines = path.read_text().splitlines()
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i == len(lines):
-                break
-            raise EvalError(f"{path}:{i} is not valid JSON; fix or delete that line") from None
+    try:
+        rows = read_metric_rows(path)
+    except ValueError as err:
+        raise EvalError(str(err)) from None
     # A resumed run repeats the rounds after its last checkpoint: the later row of a step is the one that counts.
     by_step = {r["step"]: r for r in rows if "step" in r}
     if not by_step:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,7 +219,8 @@ def test_launch_overrides_compose_and_validate(verl_config, tmp_path):
     assert r.agent.default_agent_loop == "siri_single_turn"
     assert r.agent.agent_loop_manager_class == launch.MANAGER_CLASS
     assert c.reward.custom_reward_function.path.endswith("siri_rl/engines/verl/reward.py")
-    assert c.trainer.total_training_steps == 16 and c.trainer.save_freq == 4  # troughs/peaks every T/2 = 4
+    assert c.trainer.total_training_steps == 16 and c.trainer.max_actor_ckpt_to_keep is None
+    assert c.siri.total_rounds == 16 and c.siri.save_every is None  # the manager's save plan (checkpoints.py)
     assert dict(c.siri.schedule) == {"kind": "cosine", "l_max": 1024, "l_min": 512, "cycle": 8}
 
     # The verl: section goes last and wins; veRL's validation still runs on the result.
@@ -258,21 +260,75 @@ def test_tensorrt_llm_rollout_is_rejected(tmp_path):
 
 
 def test_checkpoint_steps_follow_troughs_and_peaks():
+    from siri_rl.engines.verl.checkpoints import checkpoint_steps
     from siri_rl.schedule import make_schedule
 
     s = make_schedule("cosine", l_max=16384, l_min=8192, cycle=640)
-    # The paper's run: 3 cycles of T=640; troughs at rounds 320/960/1600, peaks at 640/1280 and the final round.
-    assert launch.checkpoint_steps(s, 1920) == {
-        320: "cycle1-compressed", 640: "cycle1-expanded", 960: "cycle2-compressed",
-        1280: "cycle2-expanded", 1600: "cycle3-compressed", 1920: "cycle3-expanded",
+    # The paper's run: 3 cycles of T=640; troughs at rounds 320/960/1600, peaks at 640/1280 and the final round;
+    # the model after round r (what the TRL engine exports for round r) is veRL's global_step_{r+1}.
+    assert checkpoint_steps(s, 1920) == {
+        321: "cycle1-compressed", 641: "cycle1-expanded", 961: "cycle2-compressed",
+        1281: "cycle2-expanded", 1601: "cycle3-compressed", 1920: "cycle3-expanded",
     }  # fmt: skip
-    assert launch.save_freq_for(s, 1920) == 320
-    assert launch.save_freq_for(s, 1920, save_every=160) == 160  # resumable saves in between
-    assert launch.save_freq_for(make_schedule("constant", l_max=8192), 100) == 100
     # baselines without troughs/peaks still end with a comparable model, as in the TRL engine
-    assert launch.checkpoint_steps(make_schedule("constant", l_max=8192), 100) == {100: "final"}
+    assert checkpoint_steps(make_schedule("constant", l_max=8192), 100) == {100: "final"}
     two_stage = make_schedule("stages", l_max=16384, stages=[(0, 8192), (320, 16384)])
-    assert launch.checkpoint_steps(two_stage, 1000) == {1000: "final"}
+    assert checkpoint_steps(two_stage, 1000) == {1000: "final"}
+
+
+SHIPPED_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "siri_rl" / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: p.stem)
+def test_save_plan_of_every_shipped_config(path, tmp_path):
+    """The steps veRL saves at under veRL's own save condition (ray_trainer.py:1704-1707) with the save_freq the
+    manager sets before each step: every trough/peak model (global_step_{r+1}), every training.save_every rounds
+    and the last round, and nothing else; a few dozen at most over the paper's 1920 rounds (the old gcd rule saved
+    all 1920 steps of stair T=480). The manager's plan comes from the config veRL composes."""
+    from siri_rl.config import load_config
+    from siri_rl.engines.verl.checkpoints import save_plan
+
+    cfg = load_config(path, ["engine=verl"])
+    rounds, every = cfg.training.rounds, cfg.training.save_every
+    composed = launch.compose_config(overrides_for(cfg, tmp_path), validate=False)
+    plan = save_plan(launch_schedule(composed), composed.siri.total_rounds, composed.siri.save_every)
+
+    saved = [g for g in range(1, rounds + 1) if (f := plan.save_freq_at(g)) > 0 and (g == rounds or g % f == 0)]
+    exports = {r + 1: name for r, name in cfg.schedule.checkpoints(rounds)}
+    assert exports.items() <= plan.exports.items()
+    resumable = range(every, rounds + 1, every) if every else ()
+    assert saved == plan.steps == sorted({*plan.exports, *resumable, rounds})
+    assert len(saved) <= 30 and plan.to_dict()["saves"] == len(saved)
+    if path.stem == "r1-distill-1.5b-siri-stair480":
+        assert len(saved) == 15  # 160, 320, 480, 640, 720, 800, 960, ..., 1920 (exports 480, 720, ... 1920)
+    if path.stem == "r1-distill-1.5b-siri-cosine640":
+        assert len(saved) == 17  # 12 resumable (every 160) + 321, 641, 961, 1281, 1601 (1920 is both)
+
+
+def launch_schedule(composed):
+    from siri_rl.engines.verl.manager import schedule_from_verl_config
+
+    return schedule_from_verl_config(composed)
+
+
+def test_verl_section_cannot_take_over_checkpointing(tmp_path):
+    for key in ("trainer.save_freq", "trainer.max_actor_ckpt_to_keep"):
+        with pytest.raises(ConfigError, match=f"verl: {key} is set by siri's save plan"):
+            overrides_for(experiment("/m", verl={key: 5}), tmp_path)
+
+
+def test_fresh_run_into_an_existing_run_is_refused(tmp_path):
+    """One resume policy for both engines: like the TRL engine, a fresh veRL run never appends to (and inherits the
+    totals of) another run's metrics.jsonl; --resume needs a veRL checkpoint to resume from."""
+    from siri_rl.engines.verl import train
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 0, "tokens_generated": 100, "wall_s": 1.0}) + "\n")
+    with pytest.raises(ConfigError, match="already holds a run .* pass --resume or pick a new --output-dir"):
+        train(experiment("/m"), output_dir=run)
+    with pytest.raises(ConfigError, match="--resume: no veRL checkpoint under .*; start without --resume"):
+        train(experiment("/m"), output_dir=run, resume=True)
 
 
 def test_hydra_values_round_trip():
@@ -280,6 +336,21 @@ def test_hydra_values_round_trip():
     assert launch.hydra_value("true") == "'true'"  # a string that would read as a bool stays a string
     assert launch.hydra_value([1, "x"]) == "[1,x]"
     assert launch.hydra_value(None) == "null"
+
+
+def test_resume_refuses_to_prune_unmerged_saves_of_an_older_plan(tmp_path):
+    """A run started before the save plan moved trough/peak saves to global_step_{r+1} (here cycle1-compressed at
+    global_step_4, where the plan now says 5): resuming would prune that save, so it must be exported first."""
+    from siri_rl.engines.verl import train
+    from siri_rl.engines.verl.merge import PLAN_FILE
+
+    run = tmp_path / "run"
+    ckpt = run / "verl" / "checkpoints"
+    (ckpt / "global_step_4" / "actor").mkdir(parents=True)
+    (ckpt / "latest_checkpointed_iteration.txt").write_text("4")
+    (run / PLAN_FILE).write_text(json.dumps({"checkpoint_dir": str(ckpt), "checkpoints": {"4": "cycle1-compressed"}}))
+    with pytest.raises(ConfigError, match=r"global_step_4 \(cycle1-compressed\).*siri export"):
+        train(experiment("/m"), output_dir=run, resume=True)
 
 
 # --- train: dry run through veRL's own `main_ppo --cfg job` ----------------------------------------------------
@@ -304,7 +375,8 @@ def test_dry_run_prints_command_and_config_composed_by_main_ppo(tmp_path):
     assert v["actor_rollout_ref"]["rollout"]["response_length"] is not None
     assert v["data"]["max_response_length"] == 16384 and v["data"]["train_batch_size"] == 128
     assert v["siri"]["schedule"] == {"kind": "cosine", "l_max": 16384, "l_min": 8192, "cycle": 640}
-    assert info["checkpoints"]["global_step_320"] == "cycle1-compressed"
+    assert info["checkpoints"]["global_step_321"] == "cycle1-compressed"
+    assert info["checkpoints"]["global_step_1920"] == "cycle3-expanded" and info["save_plan"]["saves"] == 17
     assert not (tmp_path / "run").exists()
 
 

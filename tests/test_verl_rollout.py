@@ -53,14 +53,14 @@ def natural_response(tokenizer, length: int) -> list[int]:
     return ids[-(length - 1) :] + [tokenizer.eos_token_id]
 
 
-def siri_config(model_path, tmp_path, **verl):
+def siri_config(model_path, tmp_path, training=None, **verl):
     cfg = config_from_dict(
         {
             "name": "verl-rollout-test",
             "model": {"name_or_path": str(model_path)},
             "data": {"train": "unused.jsonl", "max_prompt_length": 512},
             "schedule": {"kind": "cosine", "l_max": L_MAX, "l_min": L_MIN, "cycle": CYCLE},
-            "training": {"rounds": 2 * CYCLE, "prompts_per_round": 2, "group_size": 2},
+            "training": {"rounds": 2 * CYCLE, "prompts_per_round": 2, "group_size": 2, **(training or {})},
             "verl": {"actor_rollout_ref.rollout.agent.num_workers": 1, **verl},
         }
     )
@@ -247,3 +247,104 @@ def test_manager_attaches_scheduled_cap_per_training_round_in_ray(
         "expanding",
         "compressing",
     ]
+
+
+@pytest.fixture
+def make_manager(local_ray, tiny_qwen2_dir, tokenizer, shared_dir, tmp_path):
+    """A SIRI agent-loop manager in the real local Ray (veRL's AgentLoopWorker actor, the fake server, no reward
+    workers) and a function that runs one training round through it at a given veRL global step."""
+    from torch.utils.data import DataLoader
+    from verl.protocol import DataProto
+    from verl.utils.dataset.rl_dataset import collate_fn, get_dataset_class
+
+    from siri_rl.engines.verl.manager import SiriAgentLoopManager
+
+    def make(**training):
+        config = siri_config(tiny_qwen2_dir, tmp_path, training, **{"data.filter_overlong_prompts": False})
+        problems = load_problems(shared_dir / "data/train/deepscaler_aime.jsonl")[:2]
+        write_verl_parquet(problems, tmp_path / "train.parquet")
+        dataset = get_dataset_class(config.data)(
+            data_files=str(tmp_path / "train.parquet"), tokenizer=tokenizer, config=config.data
+        )
+        batch_dict = next(iter(DataLoader(dataset, batch_size=2, collate_fn=collate_fn)))
+        server = FakeServer(natural_response(tokenizer, NATURAL_LEN), response_length=L_MAX)
+        manager = SiriAgentLoopManager.create(config=config, llm_client=server)
+
+        def train_round(global_steps):
+            batch = DataProto.from_single_dict(dict(batch_dict))
+            batch.meta_info["global_steps"] = global_steps
+            return manager.generate_sequences(batch)
+
+        return manager, config, train_round
+
+    return make
+
+
+def veRL_save(checkpoint_dir, global_step):
+    """The files veRL's _save_checkpoint leaves for one FSDP save (ray_trainer.py:983-1050,
+    fsdp_checkpoint_manager.py:316-418), world size 1, the tracker file last."""
+    actor = checkpoint_dir / f"global_step_{global_step}" / "actor"
+    (actor / "huggingface").mkdir(parents=True)
+    for kind in ("model", "optim", "extra_state"):
+        (actor / f"{kind}_world_size_1_rank_0.pt").write_bytes(b"shard")
+    (actor / "fsdp_config.json").write_text('{"FSDP_version": 2, "world_size": 1}')
+    (actor.parent / "data.pt").write_bytes(b"dataloader")
+    (checkpoint_dir / "latest_checkpointed_iteration.txt").write_text(str(global_step))
+
+
+def test_manager_makes_verl_save_only_planned_steps_and_prunes(make_manager, tmp_path):
+    """Before each round the manager sets trainer.save_freq on the config veRL shares with it so that veRL's save
+    condition (ray_trainer.py:1704-1707: save_freq > 0 and (last step or g % save_freq == 0)) holds exactly at the
+    planned steps: every save_every=4 rounds and after every trough/peak round r (global_step_{r+1}: 5, 9, 13, 16).
+    Superseded saves are pruned (resumable-only ones deleted, trough/peak ones keep their model shards), and a
+    planned save that veRL did not make stops the run with a clear error."""
+    manager, config, train_round = make_manager(save_every=4)
+    ckpt = tmp_path / "ckpt"
+
+    def verl_saves(g):  # veRL's condition, with the value the manager left for step g
+        f = config.trainer.save_freq
+        return f > 0 and (g >= config.trainer.total_training_steps or g % f == 0)
+
+    decisions = {}
+    for g in (4, 5, 6):
+        train_round(g)
+        decisions[g] = verl_saves(g)
+        if decisions[g]:
+            veRL_save(ckpt, g)
+    assert decisions == {4: True, 5: True, 6: False}
+    assert not (ckpt / "global_step_4").exists()  # resumable-only, superseded by global_step_5
+    assert (ckpt / "global_step_5/actor/optim_world_size_1_rank_0.pt").exists()  # the newest: kept in full
+
+    veRL_save(ckpt, 8)
+    train_round(9)
+    assert verl_saves(9)
+    model = ckpt / "global_step_5/actor"  # the cycle1-compressed model: what `siri export` merges
+    kept = ["fsdp_config.json", "huggingface", "model_world_size_1_rank_0.pt"]
+    assert sorted(p.name for p in model.iterdir()) == kept
+    assert (ckpt / "global_step_8/actor/optim_world_size_1_rank_0.pt").exists()
+
+    with pytest.raises(RuntimeError, match="veRL did not save global_step_9"):
+        train_round(10)  # step 9 was planned, but nothing was saved
+    assert manager.saves.steps == [4, 5, 8, 9, 12, 13, 16]
+
+
+def test_manager_resume_drops_redone_rounds_and_continues_totals(make_manager, tmp_path):
+    """On resume veRL restarts at global_steps = g (here 4: trained on rounds 0..2): the rows of rounds 3.. of the
+    interrupted run (and its half-written last line) are dropped, and tokens_generated/wall_s continue from round
+    2, not from the last row of the file."""
+    metrics = tmp_path / "metrics.jsonl"
+    old = [
+        {"step": r, "global_step": r + 1, "tokens_generated": 100 * (r + 1), "wall_s": 10.0 * (r + 1)}
+        for r in range(6)
+    ]
+    metrics.write_text("".join(json.dumps(row) + "\n" for row in old) + '{"step": 6, "tokens_gen')
+    import time
+
+    started = time.time()
+    _, _, train_round = make_manager()
+    train_round(4)
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2, 3] and rows[:3] == old[:3]
+    new = rows[3]
+    assert new["global_step"] == 4 and new["tokens_generated"] == 300 + new["tokens_round"] > 300
+    assert 30.0 <= new["wall_s"] <= 30.0 + (time.time() - started)

@@ -6,6 +6,7 @@
 * ``reward.py``     — the length-capped reward as ``reward.custom_reward_function``.
 * ``dataset.py``    — problems -> veRL's RL parquet format.
 * ``launch.py``     — experiment YAML -> Hydra overrides -> ``python -m verl.trainer.main_ppo``.
+* ``checkpoints.py`` — the save plan: which veRL steps save (trough/peak models, resumable points), what is kept.
 * ``merge.py``      — trough/peak FSDP checkpoints -> Hugging Face models with veRL's model merger.
 
 This package imports veRL only where it runs inside veRL (agent loop, manager); :func:`train` can be called, and

@@ -12,7 +12,6 @@ DAPO-style GRPO as in the paper: ``adv_estimator=grpo``, no KL (neither loss nor
 
 from __future__ import annotations
 
-import math
 import re
 import shlex
 import sys
@@ -24,8 +23,9 @@ from typing import Any
 import yaml
 
 from siri_rl.config import ConfigError, ExperimentConfig
+from siri_rl.engines.verl.checkpoints import checkpoint_steps, latest_saved_step, prune_checkpoints, save_plan
 from siri_rl.engines.verl.reward import __file__ as REWARD_FILE
-from siri_rl.schedule import LengthSchedule
+from siri_rl.run_metrics import read_metric_rows, refuse_existing_run
 
 VERL_CONFIG_NAME = "ppo_trainer"
 AGENT_NAME = (
@@ -35,6 +35,14 @@ AGENT_LOOP_TARGET = "siri_rl.engines.verl.agent_loop.SiriSingleTurnAgentLoop"
 MANAGER_CLASS = "siri_rl.engines.verl.manager.SiriAgentLoopManager"
 SUPPORTED_ROLLOUTS = ("vllm", "sglang")
 _PLAIN = re.compile(r"^[A-Za-z0-9_\-+./:~@]+$")
+# Checkpoint keys the recipe owns (see checkpoints.py): a verl: override of them would be silently replaced every
+# round (save_freq) or would delete trough/peak checkpoints (veRL's keep-newest-N rotation).
+OWNED_KEYS = {
+    "trainer.save_freq": "set training.save_every (resumable saves) instead; trough/peak rounds are always saved",
+    "trainer.max_actor_ckpt_to_keep": "siri keeps the newest save in full and only the model of trough/peak saves",
+    "trainer.remove_previous_ckpt_in_save": "siri keeps the newest save in full and only the model of trough/peak "
+    "saves",
+}
 
 
 # --- Hydra override syntax -------------------------------------------------------------------------------------
@@ -97,30 +105,6 @@ class Overrides:
 
 
 # --- the recipe ------------------------------------------------------------------------------------------------
-
-
-def checkpoint_steps(schedule: LengthSchedule, rounds: int) -> dict[int, str]:
-    """veRL ``global_step`` -> checkpoint name for the SIRI-low/high checkpoints (troughs and peaks, SIRI §4.3).
-
-    The model at rollout round r has been trained on rounds 0..r-1, which veRL saves as ``global_step_r``; a
-    checkpoint at the last round (r = rounds-1, e.g. cosine's final peak) is taken from the final save
-    ``global_step_{rounds}``, the model after all rounds. Schedules without a checkpoint there (constant and
-    ``stages`` baselines) get ``final`` from that save, as in the TRL engine.
-    """
-    out = {}
-    for step, name in schedule.checkpoints(rounds):
-        out[rounds if step >= rounds - 1 else max(step, 1)] = name
-    out.setdefault(rounds, "final")
-    return out
-
-
-def save_freq_for(schedule: LengthSchedule, rounds: int, save_every: int | None = None) -> int:
-    """The largest veRL ``trainer.save_freq`` that saves every trough/peak checkpoint and, if given, every
-    ``save_every`` rounds (resumable checkpoints); veRL always saves the last step. ``rounds`` when neither."""
-    steps = [s for s in checkpoint_steps(schedule, rounds) if s != rounds]
-    if save_every:
-        steps.append(int(save_every))
-    return math.gcd(*steps) if steps else rounds
 
 
 def recipe_overrides(
@@ -195,11 +179,14 @@ def recipe_overrides(
             "reward.custom_reward_function.path": str(Path(REWARD_FILE).resolve()),
             "reward.custom_reward_function.name": "compute_score",
             "+reward.custom_reward_function.reward_kwargs.require_think_end": d.require_think_end,
-            # trainer: rounds, checkpoints at every trough/peak, the DataProto trainer our manager plugs into
+            # trainer: rounds, the DataProto trainer our manager plugs into, and the save plan (checkpoints.py):
+            # the manager sets save_freq for every step from siri.save_every and the schedule; this value is what
+            # veRL would use without it (a resumable save every save_every rounds).
             "trainer.use_v1": False,
             "trainer.total_training_steps": t.rounds,
             "trainer.total_epochs": 1_000_000,  # rounds, not epochs, end the run
-            "trainer.save_freq": save_freq_for(s, t.rounds, t.save_every),
+            "trainer.save_freq": t.save_every or t.rounds,
+            "trainer.max_actor_ckpt_to_keep": None,  # pruned by siri (checkpoints.prune_checkpoints)
             "trainer.test_freq": -1,
             "trainer.val_before_train": False,
             "trainer.critic_warmup": 0,
@@ -215,6 +202,7 @@ def recipe_overrides(
     # SIRI's own section, read by the agent-loop manager (veRL ignores top-level keys it does not know).
     o.update({f"+siri.schedule.{k}": v for k, v in s.to_dict().items()})
     o.set("+siri.total_rounds", t.rounds)
+    o.set("+siri.save_every", t.save_every)
     o.set("+siri.metrics_path", str(metrics_path) if metrics_path else None)
     return o
 
@@ -230,6 +218,11 @@ def build_overrides(
         if stop_after_rounds < 1:
             raise ConfigError(f"--stop-after must be >= 1 round, got {stop_after_rounds}")
         o.set("trainer.total_training_steps", min(stop_after_rounds, cfg.training.rounds))
+    extra = Overrides()
+    extra.update(cfg.verl or {})
+    for key, why in OWNED_KEYS.items():
+        if key in extra.items:
+            raise ConfigError(f"verl: {key} is set by siri's save plan ({why}); remove it from the verl: section")
     o.update(cfg.verl or {})
     name = o.get("actor_rollout_ref.rollout.name")
     if name not in SUPPORTED_ROLLOUTS:
@@ -322,7 +315,8 @@ def compose_with_main_ppo(overrides: list[str]) -> str:
 
 def run_paths(output_dir: str | Path) -> dict[str, Path]:
     """Where a veRL run keeps its files, under the run directory."""
-    run = Path(output_dir)
+    # Absolute: veRL's trainer runs in a Ray actor, whose working directory need not be this one.
+    run = Path(output_dir).resolve()
     return {
         "train_file": run / "verl" / "train.parquet",
         "val_file": run / "verl" / "val.parquet",
@@ -353,6 +347,29 @@ def _load_data(cfg: ExperimentConfig) -> tuple[list[dict], list[dict]]:
     return problems, val
 
 
+def _refuse_unmerged_old_plan(run: Path, checkpoint_dir: Path, checkpoints: Mapping[int, str]) -> None:
+    """A run planned by an older siri (trough/peak saves at other steps, e.g. ``global_step_r`` before the save
+    plan moved to ``global_step_{r+1}``) would lose those saves to pruning on resume unless they are merged."""
+    import json
+
+    plan_path = run / "verl" / "plan.json"
+    if not plan_path.exists():
+        return
+    previous = {int(s): n for s, n in json.loads(plan_path.read_text()).get("checkpoints", {}).items()}
+    unmerged = [
+        f"global_step_{s} ({n})"
+        for s, n in sorted(previous.items())
+        if s not in checkpoints
+        and (checkpoint_dir / f"global_step_{s}" / "actor").is_dir()
+        and not (run / "checkpoints" / n / "config.json").exists()
+    ]
+    if unmerged:
+        raise ConfigError(
+            f"--resume: {run} holds trough/peak saves of an older save plan ({', '.join(unmerged)}) that resuming "
+            f"would prune; merge them first with `siri export {run}`, then resume"
+        )
+
+
 def train(
     cfg: ExperimentConfig,
     *,
@@ -367,7 +384,10 @@ def train(
     the command and the composed config; nothing is loaded or written. Real run: export the data to veRL parquet,
     write the agent-loop yaml, launch ``python -m verl.trainer.main_ppo`` (a Ray cluster started with
     ``ray start`` is joined automatically), then merge the trough/peak checkpoints into ``RUN/checkpoints/``.
-    Returns a summary dict (dry run: ``command``, ``overrides``, ``checkpoints``, ``verl_config``).
+    Returns a summary dict (dry run: ``command``, ``overrides``, ``save_plan``, ``checkpoints``, ``verl_config``).
+
+    Resume policy (both engines, :mod:`siri_rl.run_metrics`): a fresh run into a directory with ``metrics.jsonl``
+    is refused; ``resume`` needs a veRL checkpoint, and the manager drops the rows of the rounds veRL redoes.
     """
     import json
     import subprocess
@@ -378,18 +398,31 @@ def train(
     overrides = build_overrides(cfg, resume=resume, stop_after_rounds=stop_after_rounds, **paths)
     command = launch_command(overrides)
     checkpoints = checkpoint_steps(cfg.schedule, cfg.training.rounds) if cfg.schedule else {}
+    saves = save_plan(cfg.schedule, cfg.training.rounds, cfg.training.save_every) if cfg.schedule else None
     if dry_run:
         text = compose_with_main_ppo(overrides)
         validate_verl_config(OmegaConf.create(text))
         return {
             "engine": "verl",
             "run_dir": str(output_dir),
+            "save_plan": saves.to_dict() if saves else None,
+            "checkpoints": {f"global_step_{s}": n for s, n in checkpoints.items()},
             "command": shlex.join(command),
             "overrides": overrides,
-            "checkpoints": {f"global_step_{s}": n for s, n in checkpoints.items()},
             "verl_config": yaml.safe_load(text),
         }
 
+    refuse_existing_run(output_dir, resume=resume)
+    if resume:
+        if latest_saved_step(paths["checkpoint_dir"]) is None:
+            raise ConfigError(
+                f"--resume: no veRL checkpoint under {paths['checkpoint_dir']}; start without --resume"
+            )
+        try:
+            read_metric_rows(paths["metrics_path"])  # the manager rewrites it on its first round: fail here
+        except ValueError as err:
+            raise ConfigError(f"--resume: {err}") from None
+        _refuse_unmerged_old_plan(Path(output_dir), paths["checkpoint_dir"], checkpoints)
     composed = compose_config(overrides)  # fail fast, before any data is downloaded
     rollout = composed.actor_rollout_ref.rollout.name
     import importlib.util
@@ -412,6 +445,7 @@ def train(
     plan = {
         "checkpoint_dir": str(paths["checkpoint_dir"]),
         "checkpoints": {str(s): n for s, n in checkpoints.items()},
+        "saves": saves.steps if saves else [],
         "trust_remote_code": cfg.model.trust_remote_code,
         "command": command,
     }
@@ -425,6 +459,7 @@ def train(
 
     from siri_rl.engines.verl.merge import export_checkpoints
 
+    prune_checkpoints(paths["checkpoint_dir"], checkpoints)  # the manager last pruned a round before the end
     merged = export_checkpoints(run)
     metrics = paths["metrics_path"]
     if metrics.exists():

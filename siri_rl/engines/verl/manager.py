@@ -15,6 +15,16 @@ wandb/console show them as ``timing_s/siri/max_len`` etc.
 
 The schedule and the metrics path come from the config section ``siri`` that ``siri train --engine verl`` adds
 (``+siri.schedule.kind=cosine +siri.schedule.l_max=16384 ...``).
+
+Two run-level duties ride on the same per-round call, because it is the one hook into veRL's training loop:
+
+* Checkpoints (:mod:`siri_rl.engines.verl.checkpoints`): veRL can only save every ``trainer.save_freq`` steps, so
+  before each round's update the manager sets ``trainer.save_freq`` on the config object veRL shares with it
+  (``ray_trainer.py:960`` passes ``config=self.config``; the save check at ``ray_trainer.py:1704-1707`` reads it
+  after the update of that same step), making veRL save exactly the planned steps; it then checks that the last
+  planned save happened and prunes older saves.
+* Resume (:mod:`siri_rl.run_metrics`): on its first training round, at veRL's ``global_steps = g``, the rows of
+  rounds ``g-1`` and later are dropped (veRL redoes them) and the running totals continue from the last kept row.
 """
 
 from __future__ import annotations
@@ -30,7 +40,9 @@ from verl.experimental.agent_loop import AgentLoopManager
 from verl.protocol import DataProto
 from verl.utils.ray_utils import auto_await
 
+from siri_rl.engines.verl.checkpoints import prune_checkpoints, save_plan
 from siri_rl.engines.verl.reward import ENDED_KEY, MAX_LEN_KEY
+from siri_rl.run_metrics import truncate_metrics
 from siri_rl.schedule import LengthSchedule, schedule_from_dict
 
 
@@ -88,16 +100,11 @@ def round_metrics(output: DataProto, max_len: int) -> dict[str, float]:
     return row
 
 
-def _running_totals(metrics_path: Path | None) -> tuple[int, float]:
-    """``(tokens_generated, wall_s)`` of the last row of an existing metrics.jsonl (a resumed run), else zeros."""
-    if metrics_path is None or not metrics_path.exists():
-        return 0, 0.0
-    last = None
-    for line in metrics_path.read_text(encoding="utf-8").splitlines():
-        try:
-            last = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a half-written last line from a killed run
+def continue_metrics(metrics_path: Path | None, first_round: int) -> tuple[int, float]:
+    """Drop the rows of rounds ``first_round`` and later from an existing metrics.jsonl (veRL redoes them after a
+    resume; a fresh run starts at round 0 and keeps none) and return ``(tokens_generated, wall_s)`` of the last
+    kept row, where this run's running totals continue (zeros when none is left)."""
+    last = truncate_metrics(metrics_path, first_round) if metrics_path is not None else None
     if not last:
         return 0, 0.0
     return int(last.get("tokens_generated", 0)), float(last.get("wall_s", 0.0))
@@ -111,15 +118,38 @@ class SiriAgentLoopManager(AgentLoopManager):
         self.schedule = schedule_from_verl_config(config)
         path = config.siri.get("metrics_path")
         self.metrics_path = Path(path) if path else None
-        # tokens_generated and wall_s are running totals of the run, continued from metrics.jsonl on resume.
-        self.tokens_total, self.wall_offset = _running_totals(self.metrics_path)
+        self.saves = save_plan(self.schedule, int(config.siri.total_rounds), config.siri.get("save_every"))
+        self.checkpoint_dir = Path(config.trainer.default_local_dir)
+        # tokens_generated and wall_s are running totals of the run, continued on resume (first training round).
+        self.tokens_total, self.wall_offset = 0, 0.0
+        self.first_round: int | None = None
         self.started = time.time()
+
+    def prepare_round(self, global_steps: int) -> None:
+        """Before training step ``global_steps``: on the first one, continue metrics.jsonl from the resumed round;
+        check the previous planned save; prune superseded saves; set veRL's ``trainer.save_freq`` for this step."""
+        step = round_of_global_step(global_steps)
+        if self.first_round is None:
+            self.first_round = step
+            self.tokens_total, self.wall_offset = continue_metrics(self.metrics_path, step)
+        previous = int(global_steps) - 1
+        actor = self.checkpoint_dir / f"global_step_{previous}" / "actor"
+        if self.saves.saves_at(previous) and not actor.is_dir():
+            raise RuntimeError(
+                f"veRL did not save global_step_{previous} although siri's save plan set trainer.save_freq for it "
+                f"(no {actor}): this veRL does not read the shared config every step; use verl>=0.9.1,<0.10 and "
+                "rerun with --resume"
+            )
+        prune_checkpoints(self.checkpoint_dir, self.saves.exports)
+        self.config.trainer.save_freq = self.saves.save_freq_at(global_steps)
 
     @auto_await
     async def generate_sequences(self, prompts: DataProto) -> DataProto:
         """Generate one batch; training batches are capped at the round's L (SIRI §4.3)."""
         max_len = attach_max_len(prompts, self.schedule)
         global_steps = prompts.meta_info.get("global_steps")
+        if max_len is not None:
+            self.prepare_round(global_steps)
         start = time.time()
         output = await super().generate_sequences(prompts)
         if max_len is None:

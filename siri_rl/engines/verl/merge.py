@@ -2,9 +2,11 @@
 
 veRL saves sharded actor checkpoints under ``trainer.default_local_dir/global_step_<N>/actor`` (FSDP:
 ``model_world_size_<W>_rank_<r>.pt`` + ``fsdp_config.json`` + ``huggingface/``). ``siri train --engine verl``
-saves every trough (SIRI-low, ``cycleK-compressed``) and peak (SIRI-high, ``cycleK-expanded``) round; this module
-merges them into ``RUN/checkpoints/<name>/`` (``save_pretrained`` layout), where ``siri eval`` reads them. The same
-as running ``python -m verl.model_merger merge --backend fsdp --local_dir .../global_step_<N>/actor
+saves the model after every trough (SIRI-low, ``cycleK-compressed``) and peak (SIRI-high, ``cycleK-expanded``)
+round r as ``global_step_{r+1}`` (the save plan of :mod:`siri_rl.engines.verl.checkpoints`, recorded in
+``verl/plan.json``; older ones keep only their model shards, which is all the merger reads); this module merges
+them into ``RUN/checkpoints/<name>/`` (``save_pretrained`` layout), where ``siri eval`` reads them. The same as
+running ``python -m verl.model_merger merge --backend fsdp --local_dir .../global_step_<N>/actor
 --target_dir RUN/checkpoints/<name>`` by hand.
 """
 
@@ -87,11 +89,12 @@ def export_checkpoints(
             out[name] = target
             continue
         if not actor.is_dir():
-            continue  # not reached yet (or removed by max_actor_ckpt_to_keep)
+            continue  # not reached yet
         out[name] = merge_checkpoint(
             actor, target, backend=backend, trust_remote_code=plan.get("trust_remote_code", False)
         )
         (target / "siri_checkpoint.json").write_text(
-            json.dumps({"name": name, "global_step": step, "source": str(actor)}, indent=2)
+            # step: the last rollout round the model was trained on, as in the TRL engine's siri_checkpoint.json
+            json.dumps({"name": name, "step": step - 1, "global_step": step, "source": str(actor)}, indent=2)
         )
     return out
