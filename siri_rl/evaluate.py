@@ -615,7 +615,8 @@ def summarize_samples(records: Iterable[dict]) -> dict[str, dict]:
 
     pass@1 is the mean over problems of the fraction of correct samples (§5.1); lengths average over all samples.
     Keys: acc, length, length_correct, length_incorrect, truncated (percent finished by length), n_problems,
-    n_samples. Benchmarks keep the order in which they first appear.
+    n_samples, grade_timeouts (samples whose grading timed out, scored incorrect). Benchmarks keep the order in
+    which they first appear.
     """
     from siri_rl.metrics import pass_at_1
 
@@ -635,6 +636,7 @@ def summarize_samples(records: Iterable[dict]) -> dict[str, dict]:
             "truncated": round(100.0 * _mean([r.get("finish_reason") == "length" for r in allr]), 4),
             "n_problems": len(by_problem),
             "n_samples": len(allr),
+            "grade_timeouts": sum(r.get("grade_status") == "timeout" for r in allr),
         }
     return out
 
@@ -661,7 +663,7 @@ def clip_to_budget(records: Sequence[dict], budget: int, decode: Callable[[list[
     return out
 
 
-SLIM_KEYS = ("benchmark", "problem_id", "sample_index", "correct", "response_tokens", "finish_reason")
+SLIM_KEYS = ("benchmark", "problem_id", "sample_index", "correct", "response_tokens", "finish_reason", "grade_status")
 
 
 def budget_pass(

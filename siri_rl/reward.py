@@ -100,8 +100,9 @@ def _count(status: str) -> None:
 
 
 def grader_stats() -> dict[str, int]:
-    """Counts of grader outcomes in this process: ``ok``, ``timeout``, ``error``, ``fast`` (decided without
-    math-verify), ``cached`` (a repeated comparison), ``restarts`` (worker processes killed after a timeout)."""
+    """Counts of grader outcomes in this process: ``ok``, ``timeout`` (math-verify's own alarm fired, or the worker
+    was killed), ``error``, ``fast`` (decided without math-verify), ``cached`` (a repeated comparison),
+    ``restarts`` (worker processes killed after a timeout)."""
     with _stats_lock:
         return dict(_stats)
 
@@ -283,7 +284,8 @@ def verify_equivalence(
     status = reply.get("status", "error")
     _count(status)
     result = (bool(reply.get("correct")), status)
-    if status == "ok":  # timeouts and errors may be load-dependent: try those again next time
+    # Timeouts, errors and empty parses may be load-dependent (see _verify_worker): try those again next time.
+    if status == "ok" and reply.get("cacheable") is True:
         _memo.put(key, result)
     return result
 

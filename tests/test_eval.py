@@ -114,6 +114,23 @@ def test_summary_pass_at_1_and_lengths(hand_records):
     assert delta_acc_cr(s, better) == pytest.approx(0.2 / 0.5)
 
 
+def test_grade_timeouts_are_counted_per_benchmark(tok):
+    """A response whose grading times out (math-verify's 1 s alarm on a power tower, timeout 3 s) is incorrect
+    with grade_status "timeout", and summary.json counts it per benchmark instead of hiding it among the wrong."""
+    from siri_rl.evaluate import summarize_run
+
+    tower = "<think>\nBig.\n</think>\n\n$\\boxed{9^{9^{9^{9^{9}}}}}$"
+    right = "<think>\nWe need 2+2.\n</think>\n\n$\\boxed{4}$"
+    recs = [_record(tok, "aime24", "p1", 0, "1", tower), _record(tok, "aime24", "p1", 1, "4", right),
+            _record(tok, "amc", "q1", 0, "4", right)]
+    cfg = EvalConfig(model="unused", out=Path("unused"), benchmarks=["aime24", "amc"], backend="transformers",
+                     grade_workers=1, grade_timeout=3.0)
+    graded = grade_records(recs, cfg)
+    assert [(r["correct"], r["grade_status"]) for r in graded] == [(False, "timeout"), (True, "fast"), (True, "fast")]
+    summary = summarize_run(graded, cfg, tok)["benchmarks"]
+    assert (summary["aime24"]["grade_timeouts"], summary["amc"]["grade_timeouts"]) == (1, 0)
+
+
 def test_clip_to_budget(hand_records, tok):
     r = hand_records[0]
     b = r["response_tokens"] - 3

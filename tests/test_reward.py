@@ -95,6 +95,29 @@ def test_hard_timeout_kills_and_recovers():
     assert is_equivalent("\\frac{3}{6}", "0.5")  # a fresh worker takes over
 
 
+def test_math_verify_alarm_is_a_timeout_and_never_cached():
+    """math-verify catches its own alarm and answers False (grader.py:875-880): that is a timeout, not a graded
+    "incorrect", and asking again must run math-verify again (no memo, no cached parse)."""
+    tower = "9^{9^{9^{9^{9}}}}"  # sympy tries to evaluate it: the 1 s alarm of timeout=5.0 always fires
+    before = grader_stats()
+    for _ in range(2):
+        assert verify_equivalence(tower, "1") == (False, "timeout")
+    after = grader_stats()
+    assert after.get("timeout", 0) - before.get("timeout", 0) == 2
+    assert after.get("cached", 0) == before.get("cached", 0)
+    assert after.get("restarts", 0) == before.get("restarts", 0)  # math-verify's alarm, not the outside kill
+    assert grade_response(f"</think> \\boxed{{{tower}}}", "1").status == "timeout"
+
+
+def test_gold_whose_parse_timed_out_is_not_remembered_as_unparsable():
+    """A gold answer that math-verify could not parse within a tiny budget (as under load) is a timeout; with a
+    budget it fits in, the same worker parses it and grades against it (an empty parse is never cached)."""
+    poly = "$" + "+".join(f"x^{{{i}}}" for i in range(200)) + "$"  # math-verify parses it in ~2-3 s
+    # raw_text: no fast path for identical strings, so math-verify really parses and compares
+    assert verify_equivalence(poly, poly, raw_text=True, timeout=3.0) == (False, "timeout")  # a 1 s alarm
+    assert verify_equivalence(poly, poly, raw_text=True, timeout=40.0) == (True, "ok")  # a 13 s alarm
+
+
 def test_works_off_the_main_thread():
     results = []
     thread = threading.Thread(target=lambda: results.append(is_equivalent("\\frac{3}{6}", "0.5")))
