@@ -99,7 +99,8 @@ def main() -> None:
         except TimeoutException as err:  # a BaseException: not caught below
             reply = {"correct": False, "status": "timeout", "cacheable": False, "error": str(err)[:300]}
         except Exception as err:  # noqa: BLE001 - any failure of the grader is an incorrect answer, reported
-            reply = {"correct": False, "status": "error", "cacheable": False, "error": f"{type(err).__name__}: {err}"[:300]}
+            error = f"{type(err).__name__}: {err}"[:300]
+            reply = {"correct": False, "status": "error", "cacheable": False, "error": error}
         channel.write(json.dumps(reply) + "\n")
 
 
