@@ -9,6 +9,7 @@ import pytest
 
 from siri_rl.reward import (
     Grade,
+    decode_response,
     extract_answer,
     grade_batch,
     grade_response,
@@ -156,6 +157,25 @@ def test_length_capped_reward_with_real_tokenizer(r1_tokenizer):
     # Cut inside the thinking: no </think>, no answer.
     assert length_capped_reward(ids, "4", max_len=5, tokenizer=r1_tokenizer) == 0.0
     assert length_capped_reward(ids, "4", max_len=0, tokenizer=r1_tokenizer) == 0.0
+
+
+def test_decode_response_keeps_think_end_even_when_special(think_special_model_dir, r1_tokenizer):
+    """One decoding rule: special tokens go (EOS), ``</think>`` stays even where the tokenizer marks it special."""
+    import torch
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(think_special_model_dir)
+    text = "2 + 2 = 4.\n</think>\n\nThe answer is \\boxed{4}."
+    ids = tok.encode(text, add_special_tokens=False) + [tok.eos_token_id]
+    assert tok.decode(ids, skip_special_tokens=True) == text.replace("</think>", "")  # the answer is gone
+    assert decode_response(tok, ids) == decode_response(tok, torch.tensor(ids)) == text
+    assert length_capped_reward(ids, "4", max_len=len(ids), tokenizer=tok) == 1.0
+    # R1-distill's own tokenizer: </think> (151649) is an added token that is not special; there the rule is
+    # exactly skip_special_tokens=True.
+    assert r1_tokenizer.convert_tokens_to_ids("</think>") == 151649
+    assert not r1_tokenizer.added_tokens_decoder[151649].special
+    r1_ids = r1_tokenizer.encode(text, add_special_tokens=False) + [r1_tokenizer.eos_token_id]
+    assert decode_response(r1_tokenizer, r1_ids) == r1_tokenizer.decode(r1_ids, skip_special_tokens=True) == text
 
 
 def _grader_case_prediction(row):
