@@ -5,10 +5,10 @@ parser stuck in backtracking) can be killed from outside: math-verify's own time
 on a main thread and cannot interrupt a long C call. Here it is the first, cheap line of defence; the parent's
 wall-clock kill is the backstop.
 
-math-verify 0.9 swallows its own alarm: ``parse`` returns ``[]`` (parser.py:725-730) and ``verify`` returns False
-(grader.py:875-880), indistinguishable from "no answer" and "not equal", and its ``TimeoutException`` derives from
-``BaseException`` (errors.py:1), so no ``except Exception`` sees it. This worker asks for the exception instead
-(``raise_on_error=True``) and reports ``timeout``. Reply: ``{"correct", "status", "cacheable"}``; a timeout or an
+math-verify 0.9 swallows its own alarm: ``parse`` returns ``[]`` (math_verify/parser.py:725-730) and ``verify``
+returns False (grader.py:875-880), indistinguishable from "no answer" and "not equal", and its
+``TimeoutException`` derives from ``BaseException`` (errors.py:1), so no ``except Exception`` sees it. This worker
+asks for the exception instead (``raise_on_error=True``) and reports ``timeout``. Reply: ``{"correct", "status", "cacheable"}``; a timeout or an
 empty parse is never cacheable, here or in the parent's memo, since a later, less loaded attempt may succeed.
 """
 

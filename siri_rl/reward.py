@@ -102,7 +102,9 @@ def decode_response(tokenizer: Any, token_ids: Sequence[int]) -> str:
         token_ids: the response's token ids (a list, or a 1-D tensor/array).
     """
     ids = token_ids.tolist() if hasattr(token_ids, "tolist") else list(token_ids)
-    added = tokenizer.added_tokens_decoder  # {id: AddedToken}; ``special`` is what skip_special_tokens skips
+    # skip_special_tokens=True skips the added tokens marked special (transformers hands it to the Rust
+    # tokenizer, tokenization_utils_tokenizers.py:1032) and the special-token map's ids: drop those, bar </think>.
+    added = tokenizer.added_tokens_decoder  # {id: AddedToken}
     dropped = set(tokenizer.all_special_ids) | {i for i, t in added.items() if getattr(t, "special", False)}
     dropped -= {i for i, t in added.items() if getattr(t, "content", str(t)) == THINK_END}
     return tokenizer.decode([t for t in ids if t not in dropped], skip_special_tokens=False)
