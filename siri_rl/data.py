@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -273,6 +274,48 @@ def load_tokenizer(name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
         kwargs.pop("trust_remote_code", None)
         tokenizer = PreTrainedTokenizerFast.from_pretrained(name_or_path, **kwargs)
     return tokenizer
+
+
+def eos_token_ids(tokenizer: Any, generation_config: Any = None) -> list[int]:
+    """Every token id that ends a response: the tokenizer's EOS, then the model's generation-config EOS list
+    (``eos_token_id``, one id or a list, e.g. an end-of-turn token as well as the end of text), without repeats.
+
+    Generation stops on the generation config's list (transformers' ``generate``; vLLM reads generation_config.json;
+    TRL masks completions after any of them, trl/trainer/grpo_trainer.py:408-416), so whether a response ended on
+    its own or was cut by the cap L must be judged against all of them, not the tokenizer's single EOS.
+
+    Args:
+        tokenizer: a Hugging Face tokenizer.
+        generation_config: the model's list: a ``GenerationConfig``, a loaded model (its ``generation_config``), a
+            model directory or hub id (its generation_config.json, else the ``eos_token_id`` of its config.json,
+            as transformers and vLLM fall back), or None for the tokenizer's EOS alone.
+    """
+    if isinstance(generation_config, (str, os.PathLike)):
+        model_eos = _generation_config_eos(str(generation_config))
+    else:
+        source = getattr(generation_config, "generation_config", generation_config)  # a model, or the config
+        model_eos = getattr(source, "eos_token_id", None)
+    ids: list[int] = []
+    for eos in (tokenizer.eos_token_id, model_eos):
+        for t in eos if isinstance(eos, (list, tuple)) else [eos]:
+            if t is not None and int(t) not in ids:
+                ids.append(int(t))
+    return ids
+
+
+@lru_cache(maxsize=16)
+def _generation_config_eos(name_or_path: str) -> int | tuple[int, ...] | None:
+    """The EOS id(s) a model directory or hub id declares (cached: veRL builds an agent loop per sample)."""
+    from transformers import AutoConfig, GenerationConfig
+
+    try:
+        eos = GenerationConfig.from_pretrained(name_or_path).eos_token_id
+    except (OSError, ValueError):  # no generation_config.json
+        try:
+            eos = getattr(AutoConfig.from_pretrained(name_or_path), "eos_token_id", None)
+        except (OSError, ValueError):  # not a model we can read here (e.g. a remote path): tokenizer EOS only
+            return None
+    return tuple(eos) if isinstance(eos, list) else eos
 
 
 def build_messages(problem: str, instruction: str = INSTRUCTION) -> list[dict[str, str]]:

@@ -38,6 +38,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from siri_rl.data import eos_token_ids
+from siri_rl.reward import decode_response
+
 # Paper §5.1 evaluation settings.
 PAPER_BENCHMARKS = ("aime24", "aime25", "amc", "math500")
 PAPER_N = 64
@@ -180,7 +183,7 @@ class TransformersBackend:
         self.model.eval()
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.eos_ids = _eos_ids(tokenizer, self.model)
+        self.eos_ids = eos_token_ids(tokenizer, self.model)
         self.cfg = cfg
 
     def generate(self, units: list[Unit], seed: int) -> list[list[Completion]]:
@@ -200,7 +203,7 @@ class TransformersBackend:
         out: list[list[Completion]] = [[] for _ in units]
         for (ui, _), new_ids in zip(rows, sequences, strict=True):
             ids, reason = strip_eos(new_ids, self.eos_ids, self.pad_id, self.cfg.max_tokens)
-            out[ui].append(Completion(ids, self.tokenizer.decode(ids, skip_special_tokens=True), reason))
+            out[ui].append(Completion(ids, decode_response(self.tokenizer, ids), reason))
         return out
 
 
@@ -260,16 +263,6 @@ def strip_eos(ids: Sequence[int], eos_ids: Sequence[int], pad_id: int | None, ma
     return ids, ("length" if len(ids) >= max_tokens else "stop")
 
 
-def _eos_ids(tokenizer: Any, model: Any = None) -> list[int]:
-    ids: list[int] = []
-    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for e in (tokenizer.eos_token_id, gen_eos):
-        for t in e if isinstance(e, list | tuple) else [e]:
-            if t is not None and t not in ids:
-                ids.append(int(t))
-    return ids
-
-
 class VLLMBackend:
     """vLLM offline inference: one ``SamplingParams(n=1, seed=sample_seed(...))`` request per sample.
 
@@ -289,7 +282,7 @@ class VLLMBackend:
         self.SamplingParams = SamplingParams
         self.cfg = cfg
         self.tokenizer = tokenizer
-        self.eos_ids = _eos_ids(tokenizer)
+        self.eos_ids = eos_token_ids(tokenizer, model)  # vLLM stops on generation_config.json's list
         self.llm = LLM(
             model=model,
             tensor_parallel_size=cfg.tensor_parallel_size,
@@ -322,7 +315,7 @@ class VLLMBackend:
             ids, _ = strip_eos(list(c.token_ids), self.eos_ids, None, self.cfg.max_tokens)
             reason = "length" if c.finish_reason == "length" else "stop"
             # decode with our tokenizer, as the transformers backend does, so both give the same text
-            result[ui].append(Completion(ids, self.tokenizer.decode(ids, skip_special_tokens=True), reason,
+            result[ui].append(Completion(ids, decode_response(self.tokenizer, ids), reason,
                                          prompt_token_ids=list(out.prompt_token_ids or [])))
         return result
 
@@ -639,7 +632,8 @@ def summarize_samples(records: Iterable[dict]) -> dict[str, dict]:
 
     pass@1 is the mean over problems of the fraction of correct samples (§5.1); lengths average over all samples.
     Keys: acc, length, length_correct, length_incorrect, truncated (percent finished by length), n_problems,
-    n_samples. Benchmarks keep the order in which they first appear.
+    n_samples, grade_timeouts (samples whose grading timed out, scored incorrect). Benchmarks keep the order in
+    which they first appear.
     """
     from siri_rl.metrics import pass_at_1
 
@@ -659,6 +653,7 @@ def summarize_samples(records: Iterable[dict]) -> dict[str, dict]:
             "truncated": round(100.0 * _mean([r.get("finish_reason") == "length" for r in allr]), 4),
             "n_problems": len(by_problem),
             "n_samples": len(allr),
+            "grade_timeouts": sum(r.get("grade_status") == "timeout" for r in allr),
         }
     return out
 
@@ -685,7 +680,7 @@ def clip_to_budget(records: Sequence[dict], budget: int, decode: Callable[[list[
     return out
 
 
-SLIM_KEYS = ("benchmark", "problem_id", "sample_index", "correct", "response_tokens", "finish_reason")
+SLIM_KEYS = ("benchmark", "problem_id", "sample_index", "correct", "response_tokens", "finish_reason", "grade_status")
 
 
 def budget_pass(
@@ -717,7 +712,7 @@ def budget_pass(
                 continue
             if ids is None:
                 ids = r.get("token_ids") or tokenizer.encode(r["response"], add_special_tokens=False)
-            text = tokenizer.decode(ids[:b], skip_special_tokens=True)
+            text = decode_response(tokenizer, ids[:b])
             if extract_answer(text, require_think_end=require_think_end) is None:
                 clipped[b][i] = False
             else:

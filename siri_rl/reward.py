@@ -88,6 +88,28 @@ def extract_answer(text: str | None, require_think_end: bool = True) -> str | No
     return answer if answer else None
 
 
+def decode_response(tokenizer: Any, token_ids: Sequence[int]) -> str:
+    """The text of a generated response, decoded by the one rule the TRL reward, the veRL reward and ``siri eval``
+    all grade: special tokens (EOS, padding, chat markup) are dropped as ``skip_special_tokens=True`` drops them,
+    except ``</think>``, which is kept even where a tokenizer marks it special, since the answer is only read after
+    it (:func:`extract_answer`).
+
+    DeepSeek-R1-Distill's tokenizer has ``</think>`` (id 151649) as an added token that is not special, so there
+    this equals ``tokenizer.decode(token_ids, skip_special_tokens=True)``.
+
+    Args:
+        tokenizer: a Hugging Face tokenizer.
+        token_ids: the response's token ids (a list, or a 1-D tensor/array).
+    """
+    ids = token_ids.tolist() if hasattr(token_ids, "tolist") else list(token_ids)
+    # skip_special_tokens=True skips the added tokens marked special (transformers hands it to the Rust
+    # tokenizer, tokenization_utils_tokenizers.py:1032) and the special-token map's ids: drop those, bar </think>.
+    added = tokenizer.added_tokens_decoder  # {id: AddedToken}
+    dropped = set(tokenizer.all_special_ids) | {i for i, t in added.items() if getattr(t, "special", False)}
+    dropped -= {i for i, t in added.items() if getattr(t, "content", str(t)) == THINK_END}
+    return tokenizer.decode([t for t in ids if t not in dropped], skip_special_tokens=False)
+
+
 # --- equivalence -----------------------------------------------------------------------------------------------
 
 _stats: Counter[str] = Counter()
@@ -100,8 +122,9 @@ def _count(status: str) -> None:
 
 
 def grader_stats() -> dict[str, int]:
-    """Counts of grader outcomes in this process: ``ok``, ``timeout``, ``error``, ``fast`` (decided without
-    math-verify), ``cached`` (a repeated comparison), ``restarts`` (worker processes killed after a timeout)."""
+    """Counts of grader outcomes in this process: ``ok``, ``timeout`` (math-verify's own alarm fired, or the worker
+    was killed), ``error``, ``fast`` (decided without math-verify), ``cached`` (a repeated comparison),
+    ``restarts`` (worker processes killed after a timeout)."""
     with _stats_lock:
         return dict(_stats)
 
@@ -283,7 +306,8 @@ def verify_equivalence(
     status = reply.get("status", "error")
     _count(status)
     result = (bool(reply.get("correct")), status)
-    if status == "ok":  # timeouts and errors may be load-dependent: try those again next time
+    # Timeouts, errors and empty parses may be load-dependent (see _verify_worker): try those again next time.
+    if status == "ok" and reply.get("cacheable") is True:
         _memo.put(key, result)
     return result
 
@@ -377,10 +401,10 @@ def length_capped_reward(
         token_ids: the response's token ids (no prompt).
         gold: the ground-truth answer.
         max_len: the cap L of this rollout round, in tokens.
-        tokenizer: a Hugging Face tokenizer (special tokens such as ``</think>`` are kept when decoding).
+        tokenizer: a Hugging Face tokenizer (the response is decoded by :func:`decode_response`).
     """
     if max_len <= 0:
         return 0.0
-    text = tokenizer.decode(list(token_ids)[:max_len], skip_special_tokens=False)
+    text = decode_response(tokenizer, list(token_ids)[:max_len])
     grade = grade_response(text, gold, require_think_end=require_think_end, timeout=timeout)
     return 1.0 if grade.correct else 0.0

@@ -120,3 +120,26 @@ def vllm_env() -> dict[str, str]:
         pytest.skip("vLLM is not installed (CPU machines: see the README's test command)")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     return dict(os.environ)
+
+
+@pytest.fixture(scope="session")
+def think_special_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_qwen2_dir: Path) -> Path:
+    """The tiny Qwen2 with two changes some real models have: its tokenizer marks ``</think>`` special
+    (R1-distill's own keeps it an ordinary added token, id 151649), and its generation_config.json ends a response
+    on two ids, R1's end of sentence and ``<|EOT|>`` (151647, an ordinary added token of the R1 tokenizer)."""
+    import shutil
+
+    from transformers import AutoTokenizer, GenerationConfig
+
+    path = tmp_path_factory.mktemp("think-special")
+    shutil.copytree(tiny_qwen2_dir, path, dirs_exist_ok=True)
+    tok = AutoTokenizer.from_pretrained(tiny_qwen2_dir)
+    tok.add_special_tokens({"additional_special_tokens": ["</think>"]})
+    tok.save_pretrained(path)
+    eot = tok.convert_tokens_to_ids("<|EOT|>")
+    GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=[tok.eos_token_id, eot],
+                     pad_token_id=tok.pad_token_id).save_pretrained(path)
+    reloaded = AutoTokenizer.from_pretrained(path)
+    think_end = reloaded.convert_tokens_to_ids("</think>")
+    assert think_end == 151649 and reloaded.added_tokens_decoder[think_end].special, "</think> did not stay special"
+    return path

@@ -94,3 +94,23 @@ def test_prompt_has_one_bos_and_the_instruction(r1_tokenizer):
     assert ids.count(r1_tokenizer.bos_token_id) == 1
     # The naive way doubles it: that is the bug this guards against.
     assert r1_tokenizer(text)["input_ids"][:2] == [r1_tokenizer.bos_token_id] * 2
+
+
+def test_eos_token_ids_include_the_generation_config(think_special_model_dir, tmp_path):
+    """The ids that end a response: the tokenizer's EOS and every EOS of the model's generation config."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from siri_rl.data import eos_token_ids
+
+    tok = AutoTokenizer.from_pretrained(think_special_model_dir)
+    both = [tok.eos_token_id, tok.convert_tokens_to_ids("<|EOT|>")]  # [151643, 151647]
+    assert eos_token_ids(tok) == [151643]
+    assert eos_token_ids(tok, think_special_model_dir) == eos_token_ids(tok, str(think_special_model_dir)) == both
+    assert eos_token_ids(tok, GenerationConfig.from_pretrained(think_special_model_dir)) == both
+    assert eos_token_ids(tok, AutoModelForCausalLM.from_pretrained(think_special_model_dir)) == both
+    # No generation_config.json: config.json's eos_token_id, as transformers and vLLM fall back to.
+    config = json.loads((think_special_model_dir / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "eos_token_id": both[::-1]}))
+    assert eos_token_ids(tok, tmp_path) == both
+    # Nothing readable there (e.g. a remote path): the tokenizer's EOS.
+    assert eos_token_ids(tok, tmp_path / "missing") == [151643]

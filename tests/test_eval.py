@@ -114,6 +114,50 @@ def test_summary_pass_at_1_and_lengths(hand_records):
     assert delta_acc_cr(s, better) == pytest.approx(0.2 / 0.5)
 
 
+def test_grade_timeouts_are_counted_per_benchmark(tok):
+    """A response whose grading times out (math-verify's 1 s alarm on a power tower, timeout 3 s) is incorrect
+    with grade_status "timeout", and summary.json counts it per benchmark instead of hiding it among the wrong."""
+    from siri_rl.evaluate import summarize_run
+
+    tower = "<think>\nBig.\n</think>\n\n$\\boxed{9^{9^{9^{9^{9}}}}}$"
+    right = "<think>\nWe need 2+2.\n</think>\n\n$\\boxed{4}$"
+    recs = [_record(tok, "aime24", "p1", 0, "1", tower), _record(tok, "aime24", "p1", 1, "4", right),
+            _record(tok, "amc", "q1", 0, "4", right)]
+    cfg = EvalConfig(model="unused", out=Path("unused"), benchmarks=["aime24", "amc"], backend="transformers",
+                     grade_workers=1, grade_timeout=3.0)
+    graded = grade_records(recs, cfg)
+    assert [(r["correct"], r["grade_status"]) for r in graded] == [(False, "timeout"), (True, "fast"), (True, "fast")]
+    summary = summarize_run(graded, cfg, tok)["benchmarks"]
+    assert (summary["aime24"]["grade_timeouts"], summary["amc"]["grade_timeouts"]) == (1, 0)
+
+
+def test_eval_decoding_keeps_a_special_think_end(think_special_model_dir):
+    """`siri eval` decodes by the core's rule: with a tokenizer that marks </think> special, the answer after it
+    survives both in the generated samples and in the budget curve's clipped responses. The tiny model is steered
+    with transformers' ``sequence_bias`` to write a fixed response and end on the generation config's second EOS."""
+    from siri_rl.data import prompt_token_ids
+    from siri_rl.evaluate import TransformersBackend, Unit
+    from siri_rl.reward import grade_response
+
+    model = str(think_special_model_dir)
+    tok = load_tokenizer(model)
+    cfg = EvalConfig(model=model, out=Path("unused"), benchmarks=["aime24"], backend="transformers",
+                     temperature=0.0, max_tokens=40, device="cpu", dtype="float32", grade_workers=1)
+    backend = TransformersBackend(model, tok, cfg)
+    body = tok.encode("2 + 2 = 4.\n</think>\n\n$\\boxed{4}$", add_special_tokens=False)
+    script = body + [tok.convert_tokens_to_ids("<|EOT|>")]
+    # a longer matching prefix gets a larger bias, so the script wins wherever a shorter prefix also matches
+    backend.model.generation_config.sequence_bias = [[script[: i + 1], 100.0 + 10 * i] for i in range(len(script))]
+    (comps,) = backend.generate([Unit("aime24", "p1", "4", prompt_token_ids("2+2?", tok), [0], 0)], seed=0)
+    assert (comps[0].token_ids, comps[0].finish_reason) == (body, "stop")
+    assert "</think>" in comps[0].text and grade_response(comps[0].text, "4").correct
+
+    longer = _record(tok, "aime24", "p1", 0, "4", comps[0].text + " Done, that was easy.")
+    (graded,) = _graded([longer])
+    curve = budget_curve([graded], [len(body), graded["response_tokens"]], tok, grade=_graded)
+    assert [p["acc"] for p in curve["aime24"]] == [100.0, 100.0]  # clipped right after the box: still correct
+
+
 def test_clip_to_budget(hand_records, tok):
     r = hand_records[0]
     b = r["response_tokens"] - 3

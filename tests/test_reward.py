@@ -9,6 +9,7 @@ import pytest
 
 from siri_rl.reward import (
     Grade,
+    decode_response,
     extract_answer,
     grade_batch,
     grade_response,
@@ -95,6 +96,29 @@ def test_hard_timeout_kills_and_recovers():
     assert is_equivalent("\\frac{3}{6}", "0.5")  # a fresh worker takes over
 
 
+def test_math_verify_alarm_is_a_timeout_and_never_cached():
+    """math-verify catches its own alarm and answers False (grader.py:875-880): that is a timeout, not a graded
+    "incorrect", and asking again must run math-verify again (no memo, no cached parse)."""
+    tower = "9^{9^{9^{9^{9}}}}"  # sympy tries to evaluate it: the 1 s alarm of timeout=5.0 always fires
+    before = grader_stats()
+    for _ in range(2):
+        assert verify_equivalence(tower, "1") == (False, "timeout")
+    after = grader_stats()
+    assert after.get("timeout", 0) - before.get("timeout", 0) == 2
+    assert after.get("cached", 0) == before.get("cached", 0)
+    assert after.get("restarts", 0) == before.get("restarts", 0)  # math-verify's alarm, not the outside kill
+    assert grade_response(f"</think> \\boxed{{{tower}}}", "1").status == "timeout"
+
+
+def test_gold_whose_parse_timed_out_is_not_remembered_as_unparsable():
+    """A gold answer that math-verify could not parse within a tiny budget (as under load) is a timeout; with a
+    budget it fits in, the same worker parses it and grades against it (an empty parse is never cached)."""
+    poly = "$" + "+".join(f"x^{{{i}}}" for i in range(200)) + "$"  # math-verify parses it in ~2-3 s
+    # raw_text: no fast path for identical strings, so math-verify really parses and compares
+    assert verify_equivalence(poly, poly, raw_text=True, timeout=3.0) == (False, "timeout")  # a 1 s alarm
+    assert verify_equivalence(poly, poly, raw_text=True, timeout=40.0) == (True, "ok")  # a 13 s alarm
+
+
 def test_works_off_the_main_thread():
     results = []
     thread = threading.Thread(target=lambda: results.append(is_equivalent("\\frac{3}{6}", "0.5")))
@@ -133,6 +157,25 @@ def test_length_capped_reward_with_real_tokenizer(r1_tokenizer):
     # Cut inside the thinking: no </think>, no answer.
     assert length_capped_reward(ids, "4", max_len=5, tokenizer=r1_tokenizer) == 0.0
     assert length_capped_reward(ids, "4", max_len=0, tokenizer=r1_tokenizer) == 0.0
+
+
+def test_decode_response_keeps_think_end_even_when_special(think_special_model_dir, r1_tokenizer):
+    """One decoding rule: special tokens go (EOS), ``</think>`` stays even where the tokenizer marks it special."""
+    import torch
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(think_special_model_dir)
+    text = "2 + 2 = 4.\n</think>\n\nThe answer is \\boxed{4}."
+    ids = tok.encode(text, add_special_tokens=False) + [tok.eos_token_id]
+    assert tok.decode(ids, skip_special_tokens=True) == text.replace("</think>", "")  # the answer is gone
+    assert decode_response(tok, ids) == decode_response(tok, torch.tensor(ids)) == text
+    assert length_capped_reward(ids, "4", max_len=len(ids), tokenizer=tok) == 1.0
+    # R1-distill's own tokenizer: </think> (151649) is an added token that is not special; there the rule is
+    # exactly skip_special_tokens=True.
+    assert r1_tokenizer.convert_tokens_to_ids("</think>") == 151649
+    assert not r1_tokenizer.added_tokens_decoder[151649].special
+    r1_ids = r1_tokenizer.encode(text, add_special_tokens=False) + [r1_tokenizer.eos_token_id]
+    assert decode_response(r1_tokenizer, r1_ids) == r1_tokenizer.decode(r1_ids, skip_special_tokens=True) == text
 
 
 def _grader_case_prediction(row):

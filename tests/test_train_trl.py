@@ -400,3 +400,27 @@ def test_resume_from_a_mid_round_checkpoint_fails(tiny_toy_model, tmp_path):
     cfg = _cfg(tiny_toy_model, training={"updates_per_round": 2})
     with pytest.raises(ConfigError, match="round boundary"):
         train(cfg, output_dir=tmp_path / "run", resume=True, progress=False)
+
+
+def test_reward_counts_every_eos_and_keeps_a_special_think_end(think_special_model_dir):
+    """The TRL reward on completion ids as TRL passes them (EOS kept, grpo_trainer.py:1880-1888), with a model whose
+    generation config ends on two ids and whose tokenizer marks </think> special: a completion that ended on the
+    second EOS exactly at L is not clipped, and answers after the special </think> are graded."""
+    from siri_rl.data import eos_token_ids
+    from siri_rl.engines.trl.callback import RolloutCap
+    from siri_rl.engines.trl.reward import LengthCappedReward
+    from siri_rl.schedule import make_schedule
+    from siri_rl.toy.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(think_special_model_dir)  # as the engine loads it
+    eot = tok.convert_tokens_to_ids("<|EOT|>")
+    body = tok.encode("2 + 2 = 4.\n</think>\n\nSo \\boxed{4}", add_special_tokens=False)
+    L = len(body) + 1
+    cap = RolloutCap(make_schedule("constant", l_max=L))
+    cap.set_round(0)
+    reward = LengthCappedReward(cap, tok, eos_ids=eos_token_ids(tok, think_special_model_dir))
+    ended_on_eot = body + [eot]  # L tokens, the last one the generation config's second EOS
+    cut = (body + tok.encode(" and more", add_special_tokens=False))[:L]  # L tokens, no EOS: clipped
+    rewards = reward(prompts=["p", "p"], completions=["c", "c"], completion_ids=[ended_on_eot, cut], answer=["4", "4"])
+    assert rewards == [1.0, 1.0]  # the box closed inside L in both
+    assert cap.pending[0]["clipped_frac"] == 0.5

@@ -152,6 +152,21 @@ def test_reward_scores_r1_responses_through_verl_reward_loop(verl_config, tokeni
     assert val["reward_score"] == 1.0 and val["reward_extra_info"]["max_len"] == -1.0
 
 
+def test_reward_loop_keeps_a_special_think_end(think_special_model_dir, tmp_path):
+    """With a tokenizer that marks </think> special, veRL's reward loop (our SiriRewardManager, chosen by the launch
+    overrides) still grades the answer after it; veRL's naive manager would decode it away and score 0."""
+    from transformers import AutoTokenizer
+    from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
+
+    config = launch.compose_config(overrides_for(experiment(str(think_special_model_dir)), tmp_path))
+    worker = RewardLoopWorker(config)
+    tok = AutoTokenizer.from_pretrained(think_special_model_dir)
+    assert tok.added_tokens_decoder[tok.convert_tokens_to_ids("</think>")].special
+    out = scored(worker, tok, "2 + 2 = 4.\n</think>\n\nThe answer is $\\boxed{4}$.", "4", max_len=600)
+    assert out["reward_score"] == 1.0
+    assert type(worker.reward_manager).__name__ == "SiriRewardManager"
+
+
 def test_reward_tolerates_malformed_rows():
     from siri_rl.engines.verl.reward import compute_score
 

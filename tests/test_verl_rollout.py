@@ -142,6 +142,20 @@ def test_agent_loop_marks_responses_that_end_before_the_cap(agent_setup, tokeniz
     assert len(out.response_ids) == 20 and out.extra_fields["siri_ended"] is True
 
 
+def test_agent_loop_ends_on_every_generation_config_eos(think_special_model_dir, tmp_path):
+    """A response that stops on the generation config's second EOS (vLLM stops on every one,
+    vllm/sampling_params.py:709-734) ended on its own: it is not reported as cut by the cap."""
+    from transformers import AutoTokenizer
+
+    config = siri_config(think_special_model_dir, tmp_path)
+    OmegaConf.resolve(config)
+    tok = AutoTokenizer.from_pretrained(think_special_model_dir)
+    response = natural_response(tok, 20)[:-1] + [tok.convert_tokens_to_ids("<|EOT|>")]
+    out = run_loop(make_loop(config, FakeServer(response, response_length=L_MAX), tok),
+                   raw_prompt=build_messages("1+1?"), siri_max_len=20)
+    assert len(out.response_ids) == 20 and out.extra_fields["siri_ended"] is True
+
+
 def test_agent_loop_rejects_tensorrt_llm(agent_setup, tokenizer):
     from siri_rl.engines.verl.agent_loop import UnsupportedRolloutError
 

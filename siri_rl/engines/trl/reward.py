@@ -13,18 +13,32 @@ completions that hit L — computed against L, not against the padded width) and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from siri_rl.data import eos_token_ids
 from siri_rl.engines.trl.callback import RolloutCap
 from siri_rl.reward import length_capped_reward
 
 
 class LengthCappedReward:
-    """Reward 1.0 iff the answer extractable from the first L tokens equals the gold ``answer`` (SIRI §4.2)."""
+    """Reward 1.0 iff the answer extractable from the first L tokens equals the gold ``answer`` (SIRI §4.2).
 
-    def __init__(self, cap: RolloutCap, tokenizer: Any, *, require_think_end: bool = True) -> None:
+    ``eos_ids``: the ids that end a completion, :func:`siri_rl.data.eos_token_ids` of the tokenizer and the model
+    (TRL ends completions on the same list, trl/trainer/grpo_trainer.py:408-416); default: the tokenizer's EOS.
+    """
+
+    def __init__(
+        self,
+        cap: RolloutCap,
+        tokenizer: Any,
+        *,
+        eos_ids: Sequence[int] | None = None,
+        require_think_end: bool = True,
+    ) -> None:
         self.cap = cap
         self.tokenizer = tokenizer
+        self.eos_ids = frozenset(eos_ids if eos_ids is not None else eos_token_ids(tokenizer))
         self.require_think_end = require_think_end
         self.__name__ = "length_capped"  # TRL names reward columns after __name__
         # Set by the engine on multi-process runs: each process scores its own share of the round's completions,
@@ -40,8 +54,7 @@ class LengthCappedReward:
         ]
         lengths = [len(ids) for ids in completion_ids]
         # Clipped = hit L without ending (TRL keeps the EOS in completion_ids): one that ended exactly at L is not.
-        eos = self.tokenizer.eos_token_id
-        clipped = sum(1 for ids in completion_ids if len(ids) >= L and not (len(ids) and ids[-1] == eos))
+        clipped = sum(1 for ids in completion_ids if len(ids) >= L and not (len(ids) and ids[-1] in self.eos_ids))
         total, count, length_sum, longest, shortest, clipped = self._sum_over_processes(
             [sum(rewards), len(lengths), sum(lengths), max(lengths, default=0), min(lengths, default=0), clipped])
         n = max(1, count)

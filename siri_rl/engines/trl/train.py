@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from siri_rl.config import ConfigError, ExperimentConfig
+from siri_rl.data import eos_token_ids
 from siri_rl.engines.trl.callback import LengthScheduleCallback, RolloutCap, read_metrics_rows
 from siri_rl.engines.trl.config import grpo_kwargs, policy_precision, round_layout
 from siri_rl.engines.trl.reward import LengthCappedReward
@@ -196,7 +197,8 @@ def train(
     model, tok = _load_model_and_tokenizer(cfg, precision["weights"])
     dataset = _train_dataset(cfg, tok)
     cap = RolloutCap(cfg.schedule)
-    reward = LengthCappedReward(cap, tok, require_think_end=cfg.data.require_think_end)
+    reward = LengthCappedReward(cap, tok, eos_ids=eos_token_ids(tok, model),
+                                require_think_end=cfg.data.require_think_end)
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
                           processing_class=tok, callbacks=list(callbacks or []))
     reward.accelerator = trainer.accelerator

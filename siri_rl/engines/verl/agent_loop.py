@@ -18,6 +18,7 @@ from typing import Any
 from verl.experimental.agent_loop.agent_loop import AgentLoopOutput, register
 from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentLoop
 
+from siri_rl.data import eos_token_ids
 from siri_rl.engines.verl.reward import ENDED_KEY, MAX_LEN_KEY, RESPONSE_TOKENS_KEY
 
 AGENT_NAME = "siri_single_turn"
@@ -80,8 +81,8 @@ class SiriSingleTurnAgentLoop(SingleTurnAgentLoop):
         hf_model_type = token_builder_model_type(kwargs.get("tokenizer"), hf_model_type)
         super().__init__(*args, hf_model_type=hf_model_type, **kwargs)
         check_rollout_name(self.rollout_config.name)
-        eos = self.tokenizer.eos_token_id
-        self.eos_token_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        # vLLM/SGLang stop on the model's generation_config.json EOS list, not only the tokenizer's EOS.
+        self.eos_token_ids = set(eos_token_ids(self.tokenizer, self.config.actor_rollout_ref.model.path))
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
         cap = scheduled_cap(kwargs.get(MAX_LEN_KEY), self.response_length)

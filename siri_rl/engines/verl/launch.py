@@ -33,6 +33,7 @@ AGENT_NAME = (
 )
 AGENT_LOOP_TARGET = "siri_rl.engines.verl.agent_loop.SiriSingleTurnAgentLoop"
 MANAGER_CLASS = "siri_rl.engines.verl.manager.SiriAgentLoopManager"
+REWARD_MANAGER_MODULE = "pkg://siri_rl.engines.verl.reward_manager"
 SUPPORTED_ROLLOUTS = ("vllm", "sglang")
 _PLAIN = re.compile(r"^[A-Za-z0-9_\-+./:~@]+$")
 # Checkpoint keys the recipe owns (see checkpoints.py): a verl: override of them would be silently replaced every
@@ -179,6 +180,10 @@ def recipe_overrides(
             "reward.custom_reward_function.path": str(Path(REWARD_FILE).resolve()),
             "reward.custom_reward_function.name": "compute_score",
             "+reward.custom_reward_function.reward_kwargs.require_think_end": d.require_think_end,
+            # decoded by SIRI's rule (keeps </think> if the tokenizer marks it special), not veRL's skip-special
+            "reward.reward_manager.source": "importlib",
+            "reward.reward_manager.name": "SiriRewardManager",
+            "reward.reward_manager.module.path": REWARD_MANAGER_MODULE,
             # trainer: rounds, the DataProto trainer our manager plugs into, and the save plan (checkpoints.py):
             # the manager sets save_freq for every step from siri.save_every and the schedule; this value is what
             # veRL would use without it (a resumable save every save_every rounds).
