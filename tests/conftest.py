@@ -19,6 +19,8 @@ def shared_dir(request: pytest.FixtureRequest) -> Path:
     """The shared data folder (``--shared-dir``, ``$SIRI_SHARED_DIR`` or ``../shared`` beside the checkout)."""
     path = Path(request.config.getoption("--shared-dir") or os.environ.get("SIRI_SHARED_DIR") or REPO.parent / "shared")
     if not (path / "data").is_dir():
+        if os.environ.get("SIRI_REQUIRE_SHARED") == "1":  # .ci/run: missing data must fail the run, not skip
+            pytest.fail(f"shared data not found at {path} but SIRI_REQUIRE_SHARED=1 (set SIRI_SHARED_DIR)")
         pytest.skip(f"shared data not found at {path} (set SIRI_SHARED_DIR or --shared-dir)")
     return path
 
