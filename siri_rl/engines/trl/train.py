@@ -19,6 +19,7 @@ import yaml
 from siri_rl.config import ConfigError, ExperimentConfig
 from siri_rl.data import eos_token_ids
 from siri_rl.engines.trl.callback import LengthScheduleCallback, RolloutCap, read_metrics_rows
+from siri_rl.engines.trl.colocate import check_colocated_vllm
 from siri_rl.engines.trl.config import grpo_kwargs, policy_precision, round_layout
 from siri_rl.engines.trl.reward import LengthCappedReward
 
@@ -202,6 +203,7 @@ def train(
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
                           processing_class=tok, callbacks=list(callbacks or []))
     reward.accelerator = trainer.accelerator
+    check_colocated_vllm(trainer)
     # disable_tqdm=True makes the Trainer print every log dict; the callback's per-round bar replaces both.
     trainer.remove_callback(PrinterCallback)
     cb = LengthScheduleCallback(cap, run_dir, num_rounds=cfg.training.rounds, save_every=cfg.training.save_every,
