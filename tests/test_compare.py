@@ -139,8 +139,8 @@ def test_cli_compare(dirs, tmp_path):
 # --- real results directories: graded responses, `siri eval --report-only`, then `siri compare` -----------------
 
 # (accuracy boost over the shared problem difficulty, "Let me check." repeats in the thinking)
-MODELS = {"base": (0.0, (40, 80)), "short": (0.0, (10, 30)), "better": (0.25, (12, 32)), "partial": (0.0, (40, 80))}
-N_SAMPLES, N_MATH = 8, 20
+MODELS = {"base": (0.0, (40, 80)), "short": (0.0, (10, 30)), "better": (0.25, (12, 32))}
+N_SAMPLES, N_MATH = 8, 16
 
 
 def _response(answer, words):
@@ -153,7 +153,7 @@ def real_dirs(tmp_path_factory, r1_tokenizer_dir, benchmarks_dir):
     answers, thinking of model-specific length) on the first AIME24 / MATH500 problems, tokenised by the R1
     tokenizer and graded by the pipeline into samples.jsonl, summarised by `siri eval --report-only`. Every model
     shares the problems' difficulty; "better" solves each problem more often, "short" and "better" think less,
-    "partial" evaluated only the first 20 AIME24 problems. Wrong answers alternate two spellings (26 / 026,
+    "short" evaluated only the first 20 AIME24 problems. Wrong answers alternate two spellings (26 / 026,
     \\frac{1}{7} / 1/7) so that maj@k has something to merge."""
     import numpy as np
 
@@ -173,7 +173,7 @@ def real_dirs(tmp_path_factory, r1_tokenizer_dir, benchmarks_dir):
                          grade_workers=1)
         records = []
         for bench, rows in problems.items():
-            for i, p in enumerate(rows[:20] if name == "partial" else rows):
+            for i, p in enumerate(rows[:20] if name == "short" and bench == "aime24" else rows):
                 for j in range(N_SAMPLES):
                     right = rng.random() < min(1.0, skill[bench][i] + boost)
                     wrong = (["26", "026"] if bench == "aime24" else ["\\frac{1}{7}", "1/7"])[j % 2]
@@ -208,14 +208,13 @@ def test_compare_real_results_with_the_paired_column(real_dirs, tmp_path):
     against the base over the problems both evaluated, checked against the samples themselves."""
     out = tmp_path / "report"
     res = CliRunner().invoke(app, ["compare", str(real_dirs["short"]), str(real_dirs["better"]),
-                                   str(real_dirs["partial"]), "--base", str(real_dirs["base"]), "--out", str(out),
-                                   "--pair", "better,short"])
+                                   "--base", str(real_dirs["base"]), "--out", str(out), "--pair", "better,short"])
     assert res.exit_code == 0, res.output
     md = (out / TABLE_MD).read_text()
     assert md.splitlines()[0].endswith("| Avg Acc | Avg Len | ΔAcc/CR | ΔAcc vs base (paired) |")
     table1, paired = _rows(md, 0), _rows(md, 1)
-    assert list(table1) == ["base (base)", "short", "better", "partial"]
-    assert list(paired) == ["short", "better", "partial", "better − short"]
+    assert list(table1) == ["base (base)", "short", "better"]
+    assert list(paired) == ["short", "better", "better − short"]
     comparison = json.loads((out / COMPARISON_JSON).read_text())
     rows = {r["name"]: r for r in comparison["rows"]}
     for name, row in rows.items():
@@ -229,7 +228,7 @@ def test_compare_real_results_with_the_paired_column(real_dirs, tmp_path):
                 comparison["benchmarks"].index(bench) * 2].replace("**", "")
         assert row["avg_acc_ci"][0] <= row["avg_acc"] <= row["avg_acc_ci"][1]
     assert rows["base"]["paired"] is None
-    for name in ("short", "better", "partial"):
+    for name in ("short", "better"):
         p = rows[name]["paired"]
         deltas = []
         for bench in ("aime24", "math500"):
@@ -238,8 +237,8 @@ def test_compare_real_results_with_the_paired_column(real_dirs, tmp_path):
             shared = sorted(set(mine) & set(base))
             expect = 100 * sum(mine[k] - base[k] for k in shared) / len(shared)
             entry = p["benchmarks"][bench]
-            assert entry["n_problems"] == len(shared) == (20 if name == "partial" and bench == "aime24" else
-                                                          len(base))
+            # "short" evaluated 20 of the 30 AIME24 problems: only those are paired
+            assert entry["n_problems"] == len(shared) == (20 if name == "short" and bench == "aime24" else len(base))
             assert entry["acc"]["delta"] == pytest.approx(expect, abs=0.01)
             lo, hi = entry["acc"]["ci"]
             assert lo <= entry["acc"]["delta"] <= hi and entry["acc"]["excludes_zero"] == (lo > 0 or hi < 0)
@@ -261,8 +260,7 @@ def test_compare_real_results_with_the_paired_column(real_dirs, tmp_path):
     assert (out / PARETO_PNG).read_bytes()[:4] == b"\x89PNG"
     # seeded: the same results give the same comparison
     again = tmp_path / "again"
-    run_compare(real_dirs["base"], [real_dirs["short"], real_dirs["better"], real_dirs["partial"]], again,
-                pairs=[("better", "short")])
+    run_compare(real_dirs["base"], [real_dirs["short"], real_dirs["better"]], again, pairs=[("better", "short")])
     assert json.loads((again / COMPARISON_JSON).read_text())["rows"] == comparison["rows"]
 
 
