@@ -25,7 +25,9 @@ def pass_at_1(per_problem_correct: Sequence[Sequence[bool]]) -> float:
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k of one problem with ``c`` correct out of ``n`` samples (Chen et al. 2021)."""
+    """Unbiased pass@k of one problem with ``c`` correct out of ``n`` samples (Chen et al. 2021): the chance that
+    k of the n samples, drawn without replacement, hold a correct one, 1 - C(n-c, k) / C(n, k), computed as a
+    product so that large n does not overflow."""
     if not 0 <= c <= n or k < 1:
         raise ValueError(f"pass_at_k needs 0 <= c <= n and k >= 1, got n={n}, c={c}, k={k}")
     if k > n:
