@@ -113,8 +113,9 @@ def _parse_budgets(text: str | None, option: str) -> list[int] | None:
 
 @app.command("eval")
 def eval_(
-    model: str = typer.Option(..., help="model path or hub id (HF format)"),
-    out: Path = typer.Option(..., help="results directory (resumes if it holds samples of the same arguments)"),
+    model: str | None = typer.Option(None, help="model path or hub id (HF format); with --report-only: only "
+                                     "where to load the tokenizer from, if not the run's own model"),
+    out: Path | None = typer.Option(None, help="results directory (resumes if it holds samples of the same arguments)"),
     benchmarks: str = typer.Option("aime24,aime25,amc,math500", help="comma-separated benchmark names or files"),
     n: int = typer.Option(64, help="samples per problem (paper: 64)"),
     temperature: float = typer.Option(0.6, help="sampling temperature (paper: 0.6)"),
@@ -136,11 +137,32 @@ def eval_(
     grade_workers: int | None = typer.Option(None, "--grade-workers", help="math-verify processes (default: CPUs)"),
     grade_timeout: float = typer.Option(5.0, "--grade-timeout", help="seconds per answer"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
+    group_by: str | None = typer.Option(None, "--group-by", help="comma-separated problem fields to break accuracy "
+                                        "and length down by (MATH500's level is always shown)"),
+    data_parallel_size: int = typer.Option(1, "--data-parallel-size", "--dp", help="vllm: engines, each on its own "
+                                           "--tp GPUs, problems split between them"),
+    report_only: Path | None = typer.Option(None, "--report-only", help="recompute the summaries of this results "
+                                            "directory from its samples.jsonl (no model, no generation)"),
 ) -> None:
     """Sample a model on the math benchmarks, grade, and write samples/summary/budget curve (paper §5.1)."""
     from siri_rl.data import DataError
     from siri_rl.evaluate import SUMMARY_MD, EvalConfig, EvalError, run_eval
+    from siri_rl.evaluate import report_only as recompute
 
+    groups = group_by.split(",") if group_by else []
+    if report_only is not None:
+        try:
+            recompute(report_only, tokenizer_from=model, budgets=_parse_budgets(budgets, "--budgets"),
+                      group_by=groups, grade_workers=grade_workers, grade_timeout=grade_timeout)
+        except (EvalError, DataError) as err:
+            fail(str(err))
+            return
+        console.print((report_only / SUMMARY_MD).read_text(), highlight=False, markup=False, soft_wrap=True)
+        console.print(f"rewrote {report_only}/ (summary.json, summary.md, budget_curve.png) from samples.jsonl")
+        return
+    if model is None or out is None:
+        fail("siri eval needs --model and --out (or --report-only DIR to recompute an existing results directory)")
+        return
     try:
         cfg = EvalConfig(
             model=model, out=out, benchmarks=benchmarks.split(","), n=n, temperature=temperature, top_p=top_p,
@@ -148,7 +170,7 @@ def eval_(
             require_think_end=require_think_end, budgets=_parse_budgets(budgets, "--budgets"), batch_size=batch_size,
             tensor_parallel_size=tensor_parallel_size, dtype=dtype, enforce_eager=enforce_eager,
             grade_workers=grade_workers,
-            grade_timeout=grade_timeout, progress=progress,
+            grade_timeout=grade_timeout, progress=progress, group_by=groups, data_parallel_size=data_parallel_size,
         )
         run_eval(cfg)
     except (EvalError, DataError) as err:
@@ -163,13 +185,24 @@ def compare(
     results: list[Path] = typer.Argument(..., help="siri eval results directories (one row each)"),
     base: Path = typer.Option(..., help="results directory of the base model (ΔAcc/CR reference)"),
     out: Path = typer.Option(..., help="report directory: table.md, comparison.json, pareto.png"),
+    compact: bool = typer.Option(False, "--compact", help="Table 1 as in the paper: no intervals, no paired column"),
+    pair: list[str] | None = typer.Option(None, "--pair", help="also compare two results with each other: "
+                                          "'NAME_A,NAME_B' (row names or paths; repeatable)"),
 ) -> None:
-    """Table 1 (Acc/Length per benchmark, ΔAcc/CR, best in bold) and the accuracy-vs-length Pareto plot."""
+    """Table 1 (Acc/Length per benchmark with 95% intervals, ΔAcc/CR, best in bold), paired bootstrap differences
+    against --base, and the accuracy-vs-length Pareto plot with error bars."""
     from siri_rl.compare import TABLE_MD, run_compare
     from siri_rl.evaluate import EvalError
 
+    pairs = []
+    for text in pair or []:
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) != 2 or not all(parts):
+            fail(f"--pair must look like 'NAME_A,NAME_B', got {text!r}")
+            return
+        pairs.append((parts[0], parts[1]))
     try:
-        run_compare(base, results, out)
+        run_compare(base, results, out, compact=compact, pairs=pairs)
     except EvalError as err:
         fail(str(err))
         return

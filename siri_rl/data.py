@@ -188,12 +188,14 @@ def _local_benchmark_file(name: str, data_dir: str | os.PathLike | None) -> Path
 
 
 def load_benchmark(
-    name: str, data_dir: str | os.PathLike | None = None, *, skip_invalid: bool = False
+    name: str, data_dir: str | os.PathLike | None = None, *, skip_invalid: bool = False, keep: Iterable[str] = ()
 ) -> list[dict[str, Any]]:
     """Load an evaluation benchmark by name (``aime24``, ``aime25``, ``amc``, ``math500``) or from a file path.
 
     Looks for ``<data_dir>/<name>.jsonl`` (or .json/.parquet; ``data_dir`` defaults to ``$SIRI_DATA_DIR``) first,
-    then the public dataset hub. Returns dicts with ``id``, ``problem``, ``answer`` and ``benchmark``.
+    then the public dataset hub. Returns dicts with ``id``, ``problem``, ``answer`` and ``benchmark``, plus the
+    benchmark's known extra fields (MATH500: ``subject``, ``level``) and the fields named in ``keep`` where a row
+    has them (e.g. for ``siri eval --group-by``).
     """
     path = Path(name)
     from_hub = False
@@ -222,7 +224,7 @@ def load_benchmark(
         answer_field=spec.answer_field if from_hub else None,
         id_field=spec.id_field if from_hub else None,
         skip_invalid=skip_invalid,
-        keep=spec.extra_fields if spec else (),
+        keep=tuple(dict.fromkeys((*(spec.extra_fields if spec else ()), *keep))),
     )
     for record in records:
         record["benchmark"] = bench

@@ -30,6 +30,8 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import json
+import math
+import os
 import subprocess
 import time
 from collections import defaultdict
@@ -89,6 +91,8 @@ class EvalConfig:
     grade_workers: int | None = None
     grade_timeout: float = 5.0
     progress: bool = True
+    group_by: Sequence[str] = ()  # problem fields to break accuracy and length down by (summary only)
+    data_parallel_size: int = 1  # vllm: independent engines, each on its own tensor_parallel_size GPUs
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -106,6 +110,12 @@ class EvalConfig:
         if not (self.temperature >= 0 and 0 < self.top_p <= 1):
             raise EvalError(f"need temperature >= 0 and 0 < top-p <= 1, got {self.temperature}, {self.top_p}")
         self.budgets = resolve_budgets(self.budgets, self.max_tokens)
+        self.group_by = [g.strip() for g in self.group_by if g.strip()]
+        if self.data_parallel_size < 1:
+            raise EvalError("--data-parallel-size must be a positive number of engines")
+        if self.data_parallel_size > 1 and self.backend != "vllm":
+            raise EvalError("--data-parallel-size needs --backend vllm (a transformers batch is seeded as a whole, "
+                            "so splitting it between engines would change its samples)")
 
     def identity(self) -> dict[str, Any]:
         """The arguments that determine which samples exist and how they are graded (checked on resume)."""
@@ -551,6 +561,10 @@ def run_eval(cfg: EvalConfig) -> dict:
     gen_seconds = 0.0
     if calls:
         factory = TransformersBackend if cfg.backend == "transformers" else VLLMBackend
+        if cfg.data_parallel_size > 1:  # N engine processes, each on its own GPUs (siri_rl/data_parallel.py)
+            from siri_rl.data_parallel import EnginePool
+
+            factory = EnginePool
         backend = factory(cfg.model, tokenizer, cfg, max_prompt_tokens=max(len(p) for p in prompt_ids.values()))
         n_done = len(done & wanted)
         with _progress(cfg.progress) as bar, open(samples_path, "a", encoding="utf-8") as f, \
@@ -620,23 +634,91 @@ def run_eval(cfg: EvalConfig) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Summaries: pass@1 and mean length per benchmark; the accuracy-vs-budget curve from the same samples.
+# Summaries: pass@1 and mean length per benchmark with their uncertainty, pass@k, maj@k, breakdowns by a problem
+# field, and the accuracy-vs-budget curve from the same samples.
+
+# Problem fields that are broken down by default wherever a benchmark has them (MATH500's difficulty level).
+DEFAULT_GROUP_FIELDS = ("level",)
+DASH = "–"
 
 
 def _mean(xs: Sequence[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def summarize_samples(records: Iterable[dict]) -> dict[str, dict]:
-    """Per benchmark: ``acc`` (pass@1, percent), ``length`` (mean response tokens), and details.
+def _round(x: float | None, nd: int = 2) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+def _round_ci(ci: tuple[float, float], nd: int) -> list[float]:
+    return [round(ci[0], nd), round(ci[1], nd)]
+
+
+def problem_columns(by_problem: dict[str, list[dict]]) -> dict[str, list]:
+    """Per-problem columns of one benchmark, sorted by problem id (so that the same samples, in any file order,
+    give the same bootstrap): ``problem_id``, ``n`` (samples), ``correct`` (count), ``tokens`` (sum of response
+    lengths) and ``tokens_sq`` (sum of squared lengths, for the sampling standard error)."""
+    ids = sorted(by_problem)
+    rows = [by_problem[i] for i in ids]
+    return {
+        "problem_id": ids,
+        "n": [len(rs) for rs in rows],
+        "correct": [sum(bool(r["correct"]) for r in rs) for rs in rows],
+        "tokens": [sum(r["response_tokens"] for r in rs) for rs in rows],
+        "tokens_sq": [sum(r["response_tokens"] ** 2 for r in rs) for rs in rows],
+    }
+
+
+def column_replicates(cols: dict[str, list], seed: list[int], resamples: int):
+    """Bootstrap replicates over the problems of ``cols``: (pass@1 in percent, mean length in tokens), each an
+    array of ``resamples`` values; the two share their draws."""
+    from siri_rl.metrics import bootstrap_replicates
+
+    rates = [c / n for c, n in zip(cols["correct"], cols["n"], strict=True)]
+    reps = bootstrap_replicates([(rates, [1.0] * len(rates)), (cols["tokens"], cols["n"])],
+                                resamples=resamples, seed=seed)
+    return 100.0 * reps[0], reps[1]
+
+
+def column_statistics(cols: dict[str, list], seed: list[int], *, resamples: int, confidence: float) -> dict:
+    """pass@1 (%) and mean length (tokens) of ``cols`` with their bootstrap intervals over problems and their
+    standard errors over samples (see :mod:`siri_rl.metrics`)."""
+    from siri_rl.metrics import percentile_interval, sampling_se_of_mean, sampling_se_of_rate
+
+    acc_reps, len_reps = column_replicates(cols, seed, resamples)
+    se_acc = sampling_se_of_rate(cols["n"], cols["correct"])
+    se_len = sampling_se_of_mean(cols["n"], cols["tokens"], cols["tokens_sq"])
+    return {
+        "acc_ci": _round_ci(percentile_interval(acc_reps, confidence), 4),
+        "acc_se": _round(None if se_acc is None else 100.0 * se_acc, 4),
+        "length_ci": _round_ci(percentile_interval(len_reps, confidence), 2),
+        "length_se": _round(se_len, 2),
+    }
+
+
+def summarize_samples(
+    records: Iterable[dict],
+    *,
+    resamples: int | None = None,
+    seed: int | None = None,
+    confidence: float | None = None,
+) -> dict[str, dict]:
+    """Per benchmark: ``acc`` (pass@1, percent), ``length`` (mean response tokens), their uncertainty, pass@k, and
+    details.
 
     pass@1 is the mean over problems of the fraction of correct samples (§5.1); lengths average over all samples.
-    Keys: acc, length, length_correct, length_incorrect, truncated (percent finished by length), n_problems,
-    n_samples, grade_timeouts (samples whose grading timed out, scored incorrect). Benchmarks keep the order in
-    which they first appear.
+    Keys: acc, acc_ci ([low, high], the 95% bootstrap interval over problems), acc_se (standard error over the n
+    samples), length, length_ci, length_se, pass@1, pass@2, ..., pass@n (unbiased, percent; k up to the smallest
+    sample count of a problem), length_correct, length_incorrect, truncated (percent finished by length),
+    n_problems, n_samples, grade_timeouts (samples whose grading timed out, scored incorrect). Benchmarks keep the
+    order in which they first appear. The bootstrap is seeded per benchmark (``seed``, default
+    :data:`siri_rl.metrics.BOOTSTRAP_SEED`): the same samples give the same intervals.
     """
-    from siri_rl.metrics import pass_at_1
+    from siri_rl import metrics
 
+    resamples = metrics.BOOTSTRAP_RESAMPLES if resamples is None else resamples
+    seed = metrics.BOOTSTRAP_SEED if seed is None else seed
+    confidence = metrics.CONFIDENCE if confidence is None else confidence
     by_bench: dict[str, dict[str, list[dict]]] = {}
     for r in records:
         by_bench.setdefault(r["benchmark"], defaultdict(list))[str(r["problem_id"])].append(r)
@@ -645,9 +727,18 @@ def summarize_samples(records: Iterable[dict]) -> dict[str, dict]:
         allr = [r for rs in by_problem.values() for r in rs]
         per_problem = [[bool(r["correct"]) for r in rs] for rs in by_problem.values()]
         lens = [r["response_tokens"] for r in allr]
+        cols = problem_columns(by_problem)
+        stats = column_statistics(cols, metrics.name_seed(seed, bench), resamples=resamples, confidence=confidence)
+        counts = list(zip(cols["n"], cols["correct"], strict=True))
         out[bench] = {
-            "acc": round(100.0 * pass_at_1(per_problem), 4),
+            "acc": round(100.0 * metrics.pass_at_1(per_problem), 4),
+            "acc_ci": stats["acc_ci"],
+            "acc_se": stats["acc_se"],
             "length": round(_mean(lens), 2),
+            "length_ci": stats["length_ci"],
+            "length_se": stats["length_se"],
+            **{f"pass@{k}": round(100.0 * metrics.mean_pass_at_k(counts, k), 4)
+               for k in metrics.pass_at_k_ks(min(cols["n"]))},
             "length_correct": _round(_mean([r["response_tokens"] for r in allr if r["correct"]])),
             "length_incorrect": _round(_mean([r["response_tokens"] for r in allr if not r["correct"]])),
             "truncated": round(100.0 * _mean([r.get("finish_reason") == "length" for r in allr]), 4),
@@ -658,8 +749,165 @@ def summarize_samples(records: Iterable[dict]) -> dict[str, dict]:
     return out
 
 
-def _round(x: float | None, nd: int = 2) -> float | None:
-    return None if x is None else round(x, nd)
+def problem_table(records: Iterable[dict]) -> dict[str, dict[str, list]]:
+    """Benchmark -> :func:`problem_columns` of its samples."""
+    by_bench: dict[str, dict[str, list[dict]]] = {}
+    for r in records:
+        by_bench.setdefault(r["benchmark"], defaultdict(list))[str(r["problem_id"])].append(r)
+    return {bench: problem_columns(by_problem) for bench, by_problem in by_bench.items()}
+
+
+def summarize_average(
+    table: dict[str, dict[str, list]],
+    *,
+    resamples: int | None = None,
+    seed: int | None = None,
+    confidence: float | None = None,
+) -> dict | None:
+    """The average over benchmarks (each weighs the same, as in Table 1) of pass@1 (%) and mean length (tokens),
+    with a stratified bootstrap interval (problems redrawn within each benchmark, with the same per-benchmark
+    streams as :func:`summarize_samples`) and the standard error over samples, sqrt(Σ se_b²) / B."""
+    from siri_rl import metrics
+
+    if not table:
+        return None
+    resamples = metrics.BOOTSTRAP_RESAMPLES if resamples is None else resamples
+    seed = metrics.BOOTSTRAP_SEED if seed is None else seed
+    confidence = metrics.CONFIDENCE if confidence is None else confidence
+    accs, lens, acc_reps, len_reps, se_acc, se_len = [], [], [], [], [], []
+    for bench, cols in table.items():
+        accs.append(100.0 * _mean([c / n for c, n in zip(cols["correct"], cols["n"], strict=True)]))
+        lens.append(sum(cols["tokens"]) / sum(cols["n"]))
+        a, b = column_replicates(cols, metrics.name_seed(seed, bench), resamples)
+        acc_reps.append(a)
+        len_reps.append(b)
+        se_acc.append(metrics.sampling_se_of_rate(cols["n"], cols["correct"]))
+        se_len.append(metrics.sampling_se_of_mean(cols["n"], cols["tokens"], cols["tokens_sq"]))
+    k = len(table)
+
+    def pooled(ses: list[float | None], scale: float) -> float | None:
+        return None if None in ses else scale * math.sqrt(sum(s * s for s in ses)) / k
+
+    return {
+        "benchmarks": list(table),
+        "acc": round(sum(accs) / k, 4),
+        "acc_ci": _round_ci(metrics.percentile_interval(sum(acc_reps) / k, confidence), 4),
+        "acc_se": _round(pooled(se_acc, 100.0), 4),
+        "length": round(sum(lens) / k, 2),
+        "length_ci": _round_ci(metrics.percentile_interval(sum(len_reps) / k, confidence), 2),
+        "length_se": _round(pooled(se_len, 1.0), 2),
+    }
+
+
+def summarize_majority(
+    records: Iterable[dict], *, equivalent: Callable[[str, str], bool], workers: int = 1
+) -> dict[str, dict]:
+    """Per benchmark: ``maj@k`` (percent) for k = 1, 2, 4, ..., n (see :func:`siri_rl.metrics.maj_at_k`) and
+    ``maj_checks``, the number of ``equivalent`` calls the answer clustering made (its cost; see
+    :func:`siri_rl.metrics.answer_clusters`). Samples vote in ``sample_index`` order; problems are clustered on
+    ``workers`` threads (each equivalence check runs in a math-verify process of its own)."""
+    from siri_rl.metrics import answer_clusters, maj_at_k, pass_at_k_ks
+
+    by_bench: dict[str, dict[str, list[dict]]] = {}
+    for r in records:
+        by_bench.setdefault(r["benchmark"], defaultdict(list))[str(r["problem_id"])].append(r)
+
+    def cluster(rs: list[dict]) -> tuple[list[int | None], int]:
+        rs = sorted(rs, key=lambda r: int(r["sample_index"]))
+        return answer_clusters([r.get("answer") for r in rs], [bool(r["correct"]) for r in rs], equivalent)
+
+    out = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for bench, by_problem in by_bench.items():
+            clustered = list(pool.map(cluster, [by_problem[pid] for pid in sorted(by_problem)]))
+            labels = [lab for lab, _ in clustered]
+            ks = pass_at_k_ks(min(len(lab) for lab in labels))
+            out[bench] = {f"maj@{k}": round(100.0 * maj_at_k(labels, k), 4) for k in ks}
+            out[bench]["maj_checks"] = sum(c for _, c in clustered)
+    return out
+
+
+def _group_sort_key(value: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(value), value)  # levels 1..5 in numeric order
+    except ValueError:
+        return (1, 0.0, value)
+
+
+def summarize_groups(
+    records: Iterable[dict],
+    fields: dict[str, dict[str, dict[str, Any]]],
+    *,
+    resamples: int | None = None,
+    seed: int | None = None,
+    confidence: float | None = None,
+) -> dict[str, dict[str, list[dict]]]:
+    """Breakdowns by a problem field: ``fields[bench][field][problem_id]`` is the field's value for a problem.
+
+    Returns ``{bench: {field: [{"value", "n_problems", "acc", "acc_ci", "length", "length_ci"}, ...]}}``, groups in
+    numeric order where the values are numbers; problems without the field are the group "–".
+    """
+    from siri_rl import metrics
+
+    resamples = metrics.BOOTSTRAP_RESAMPLES if resamples is None else resamples
+    seed = metrics.BOOTSTRAP_SEED if seed is None else seed
+    confidence = metrics.CONFIDENCE if confidence is None else confidence
+    by_bench: dict[str, dict[str, list[dict]]] = {}
+    for r in records:
+        if r["benchmark"] in fields:
+            by_bench.setdefault(r["benchmark"], defaultdict(list))[str(r["problem_id"])].append(r)
+    out: dict[str, dict[str, list[dict]]] = {}
+    for bench, by_problem in by_bench.items():
+        for field_name, values in fields[bench].items():
+            groups: dict[str, dict[str, list[dict]]] = defaultdict(dict)
+            for pid, rs in by_problem.items():
+                value = values.get(pid)
+                groups[DASH if value is None else str(value)][pid] = rs
+            rows = []
+            for value in sorted(groups, key=_group_sort_key):
+                cols = problem_columns(groups[value])
+                stats = column_statistics(cols, metrics.name_seed(seed, bench, field_name, value),
+                                          resamples=resamples, confidence=confidence)
+                rows.append({
+                    "value": value,
+                    "n_problems": len(cols["n"]),
+                    "acc": round(100.0 * _mean([c / n for c, n in zip(cols["correct"], cols["n"], strict=True)]), 4),
+                    "acc_ci": stats["acc_ci"],
+                    "length": round(sum(cols["tokens"]) / sum(cols["n"]), 2),
+                    "length_ci": stats["length_ci"],
+                })
+            out.setdefault(bench, {})[field_name] = rows
+    return out
+
+
+def problem_fields(cfg: EvalConfig) -> tuple[dict[str, dict[str, dict[str, Any]]], str | None]:
+    """Values of the breakdown fields for every problem: ``cfg.group_by`` (an error if no benchmark has one of
+    them) and :data:`DEFAULT_GROUP_FIELDS` wherever a benchmark has them. Returns ``(fields, note)``: ``note`` says
+    why the default breakdowns were skipped (benchmark data not loadable), else None."""
+    from siri_rl.data import BENCHMARKS, DataError, load_benchmark
+
+    asked = [f for f in cfg.group_by if f]
+    wanted = list(dict.fromkeys(asked + list(DEFAULT_GROUP_FIELDS)))
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for bench in cfg.benchmarks:
+        spec = BENCHMARKS.get(bench)
+        if not asked and not (spec and set(DEFAULT_GROUP_FIELDS) & set(spec.extra_fields)):
+            continue  # no breakdown asked for and none known to exist: do not load the data again
+        try:
+            rows = load_benchmark(bench, cfg.data_dir, keep=wanted)
+        except DataError as e:
+            if asked:
+                raise EvalError(f"--group-by needs the benchmark data of {bench}: {e}") from None
+            return {}, f"breakdowns skipped: {e}"
+        present = {f: {str(r["id"]): r[f] for r in rows if f in r} for f in wanted}
+        present = {f: v for f, v in present.items() if v}
+        if present:
+            out[bench] = present
+    for f in asked:
+        if not any(f in v for v in out.values()):
+            raise EvalError(f"--group-by {f}: no problem of {', '.join(cfg.benchmarks)} has a field {f!r}; name a "
+                            "field of the benchmark files (e.g. MATH500's level or subject, AMC's difficulty)")
+    return out, None
 
 
 def clip_to_budget(records: Sequence[dict], budget: int, decode: Callable[[list[int]], str]) -> list[dict]:
@@ -680,7 +928,9 @@ def clip_to_budget(records: Sequence[dict], budget: int, decode: Callable[[list[
     return out
 
 
-SLIM_KEYS = ("benchmark", "problem_id", "sample_index", "correct", "response_tokens", "finish_reason", "grade_status")
+# "answer" is kept for maj@k (a short string); text and token ids are dropped.
+SLIM_KEYS = ("benchmark", "problem_id", "sample_index", "correct", "answer", "response_tokens", "finish_reason",
+             "grade_status")
 
 
 def budget_pass(
@@ -695,8 +945,24 @@ def budget_pass(
 
     For each budget B shorter than a response, the first B token ids are decoded (same rule as
     :func:`clip_to_budget`); clipped texts without an extractable answer are wrong without grading, the others are
-    graded in one ``grade`` call. Returns ``(slim_records, {benchmark: [{budget, acc, length}, ...]})``.
+    graded in one ``grade`` call. Returns ``(slim_records, {benchmark: [{budget, acc, acc_ci, length, length_ci},
+    ...]})``.
     """
+    slim, curve, _ = budget_pass_with_average(records, budgets, tokenizer, grade=grade,
+                                              require_think_end=require_think_end)
+    return slim, curve
+
+
+def budget_pass_with_average(
+    records: Iterable[dict],
+    budgets: Sequence[int],
+    tokenizer: Any,
+    *,
+    grade: Callable[[list[dict]], list[dict]],
+    require_think_end: bool = True,
+) -> tuple[list[dict], dict[str, list[dict]], list[dict]]:
+    """:func:`budget_pass`, plus the curve of the average over benchmarks with its stratified interval
+    (``[{budget, acc, acc_ci, length, length_ci}]``, see :func:`summarize_average`)."""
     from siri_rl.reward import extract_answer
 
     slim: list[dict] = []
@@ -721,13 +987,18 @@ def budget_pass(
     for g in to_grade:
         clipped[g["budget"]][g["index"]] = bool(g["correct"])
     curve: dict[str, list[dict]] = defaultdict(list)
+    average: list[dict] = []
+    keys = ("acc", "acc_ci", "length", "length_ci")
     for b in budgets:
         view = [x if i not in clipped[b] else
                 {**x, "correct": clipped[b][i], "response_tokens": b, "finish_reason": "length"}
                 for i, x in enumerate(slim)]
         for bench, summ in summarize_samples(view).items():
-            curve[bench].append({"budget": b, "acc": summ["acc"], "length": summ["length"]})
-    return slim, dict(curve)
+            curve[bench].append({"budget": b, **{k: summ[k] for k in keys}})
+        if len(curve) > 1:
+            avg = summarize_average(problem_table(view))
+            average.append({"budget": b, **{k: avg[k] for k in keys}})
+    return slim, dict(curve), average
 
 
 def budget_curve(
@@ -739,7 +1010,7 @@ def budget_curve(
     require_think_end: bool = True,
 ) -> dict[str, list[dict]]:
     """Accuracy (percent) and mean length (tokens) per benchmark if every response were capped at each budget
-    (tokens). Returns {benchmark: [{budget, acc, length}, ...]}; see :func:`budget_pass`."""
+    (tokens). Returns {benchmark: [{budget, acc, acc_ci, length, length_ci}, ...]}; see :func:`budget_pass`."""
     return budget_pass(records, budgets, tokenizer, grade=grade, require_think_end=require_think_end)[1]
 
 
@@ -757,30 +1028,66 @@ def _git_revision() -> str | None:
 
 
 def summarize_run(records: Iterable[dict], cfg: EvalConfig, tokenizer: Any) -> dict:
-    """summary.json content: per-benchmark metrics (with the budget curve) and run metadata."""
+    """summary.json content: per-benchmark metrics (with the budget curve, maj@k and breakdowns), their average
+    over benchmarks, per-problem counts (what ``siri compare`` pairs on) and run metadata."""
     import siri_rl
+    from siri_rl import metrics
+    from siri_rl.reward import is_equivalent
 
-    slim, curve = budget_pass(records, cfg.budgets, tokenizer, grade=lambda rs: grade_records(rs, cfg),
-                              require_think_end=cfg.require_think_end)
+    slim, curve, avg_curve = budget_pass_with_average(records, cfg.budgets, tokenizer,
+                                                      grade=lambda rs: grade_records(rs, cfg),
+                                                      require_think_end=cfg.require_think_end)
     benchmarks = summarize_samples(slim)
     order = {b: i for i, b in enumerate(cfg.benchmarks)}
     benchmarks = dict(sorted(benchmarks.items(), key=lambda kv: order.get(kv[0], len(order))))
-    for bench, pts in curve.items():
-        benchmarks[bench]["budgets"] = pts
+    majority = summarize_majority(slim, equivalent=lambda a, b: is_equivalent(a, b, timeout=cfg.grade_timeout),
+                                  workers=cfg.grade_workers or os.cpu_count() or 1)
+    fields, groups_note = problem_fields(cfg)
+    groups = summarize_groups(slim, fields)
+    for bench, v in benchmarks.items():
+        v.update(majority.get(bench, {}))
+        if bench in groups:
+            v["groups"] = groups[bench]
+        if bench in curve:
+            v["budgets"] = curve[bench]
+    table = problem_table(slim)
+    table = {b: table[b] for b in benchmarks}
+    average = summarize_average(table)
+    if average is not None and avg_curve:
+        average["budgets"] = avg_curve
     return {
         "benchmarks": benchmarks,
+        "average": average,
+        "problems": table,
         "meta": {
             "model": cfg.model,
             "config": {k: v for k, v in asdict(cfg).items() if k not in ("progress",)} | {"out": str(cfg.out)},
             "siri_rl_version": getattr(siri_rl, "__version__", None),
             "siri_rl_git_revision": _git_revision(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "statistics": {
+                "confidence": metrics.CONFIDENCE,
+                "bootstrap_resamples": metrics.BOOTSTRAP_RESAMPLES,
+                "bootstrap_seed": metrics.BOOTSTRAP_SEED,
+                "breakdowns_note": groups_note,
+            },
         },
     }
 
 
+def plus_minus(value: float | None, ci: Sequence[float] | None, fmt: str) -> str:
+    """``40.4 ± 2.1``: the value and half the width of its interval (the interval itself is in summary.json;
+    a bootstrap interval need not be symmetric). Just the value where there is no interval."""
+    if value is None:
+        return DASH
+    if not ci:
+        return format(value, fmt)
+    return f"{format(value, fmt)} ± {format((ci[1] - ci[0]) / 2, fmt)}"
+
+
 def summary_markdown(summary: dict, name: str | None = None) -> str:
-    """Table-1-style markdown for one results directory: Acc / Length per benchmark plus the average."""
+    """Table-1-style markdown for one results directory: Acc / Length per benchmark plus the average, each with
+    its 95% interval; details with the sampling standard errors; pass@k / maj@k; breakdowns; the budget table."""
     b = summary["benchmarks"]
     meta = summary.get("meta", {})
     cfg = meta.get("config", {})
@@ -794,19 +1101,53 @@ def summary_markdown(summary: dict, name: str | None = None) -> str:
             f"siri-rl {meta.get('siri_rl_git_revision') or meta.get('siri_rl_version') or 'unknown'}.",
             "",
         ]
+    avg = summary.get("average") or {}
     head = "| Model | " + " | ".join(f"{t} Acc | {t} Len" for t in titles) + " | Avg Acc | Avg Len |"
     lines += [head, "|" + "---|" * (1 + 2 * len(b) + 2)]
-    accs = [v["acc"] for v in b.values()]
-    lens = [v["length"] for v in b.values()]
-    cells = [f"{v['acc']:.1f} | {v['length']:.0f}" for v in b.values()]
-    lines.append(f"| {name} | " + " | ".join(cells) + f" | {_mean(accs):.1f} | {_mean(lens):.0f} |")
-    lines += ["", "| Benchmark | Acc (%) | Length | Len correct | Len incorrect | Truncated (%) | problems | samples |",
-              "|---|---|---|---|---|---|---|---|"]
+    cells = [f"{plus_minus(v['acc'], v.get('acc_ci'), '.1f')} | {plus_minus(v['length'], v.get('length_ci'), '.0f')}"
+             for v in b.values()]
+    avg_acc = avg.get("acc", _mean([v["acc"] for v in b.values()]))
+    avg_len = avg.get("length", _mean([v["length"] for v in b.values()]))
+    lines.append(f"| {name} | " + " | ".join(cells) + f" | {plus_minus(avg_acc, avg.get('acc_ci'), '.1f')} | "
+                 f"{plus_minus(avg_len, avg.get('length_ci'), '.0f')} |")
+    lines += ["", "Acc: pass@1 (%); Len: mean response length (tokens); ± is half the width of the 95% bootstrap "
+              "interval over problems (the interval itself is in summary.json)."]
+    lines += ["", "| Benchmark | Acc (%) | 95% CI | SE (samples) | Length | 95% CI | SE (samples) | Len correct | "
+              "Len incorrect | Truncated (%) | problems | samples |", "|" + "---|" * 12]
+
+    def ci_text(ci: Sequence[float] | None, fmt: str) -> str:
+        return DASH if not ci else f"[{format(ci[0], fmt)}, {format(ci[1], fmt)}]"
+
+    def num(x: float | None, fmt: str) -> str:
+        return DASH if x is None else format(x, fmt)
+
     for k, v in b.items():
-        lc = "–" if v.get("length_correct") is None else f"{v['length_correct']:.0f}"
-        li = "–" if v.get("length_incorrect") is None else f"{v['length_incorrect']:.0f}"
-        lines.append(f"| {BENCHMARK_TITLES.get(k, k)} | {v['acc']:.2f} | {v['length']:.1f} | {lc} | {li} | "
-                     f"{v.get('truncated', 0):.1f} | {v['n_problems']} | {v['n_samples']} |")
+        lines.append(f"| {BENCHMARK_TITLES.get(k, k)} | {v['acc']:.2f} | {ci_text(v.get('acc_ci'), '.1f')} | "
+                     f"{num(v.get('acc_se'), '.2f')} | {v['length']:.1f} | {ci_text(v.get('length_ci'), '.0f')} | "
+                     f"{num(v.get('length_se'), '.1f')} | {num(v.get('length_correct'), '.0f')} | "
+                     f"{num(v.get('length_incorrect'), '.0f')} | {v.get('truncated', 0):.1f} | {v['n_problems']} | "
+                     f"{v['n_samples']} |")
+    if avg.get("acc_ci"):
+        lines.append(f"| Average | {avg['acc']:.2f} | {ci_text(avg['acc_ci'], '.1f')} | {num(avg.get('acc_se'), '.2f')} "
+                     f"| {avg['length']:.1f} | {ci_text(avg['length_ci'], '.0f')} | {num(avg.get('length_se'), '.1f')} "
+                     f"| | | | | |")
+    ks = sorted({int(key.split("@")[1]) for v in b.values() for key in v if key.startswith(("pass@", "maj@"))})
+    if ks:
+        kinds = [p for p in ("pass", "maj") if any(f"{p}@{k}" in v for v in b.values() for k in ks)]
+        cols = [f"{p}@{k}" for p in kinds for k in ks]
+        lines += ["", "pass@k: unbiased estimate of the chance that one of k samples is correct; maj@k: the most "
+                  "common answer of k samples (equivalent spellings vote together) is correct; percent.", "",
+                  "| Benchmark | " + " | ".join(cols) + " |", "|" + "---|" * (1 + len(cols))]
+        for k, v in b.items():
+            lines.append(f"| {BENCHMARK_TITLES.get(k, k)} | " + " | ".join(num(v.get(c), ".1f") for c in cols) + " |")
+    for k, v in b.items():
+        for field_name, rows in (v.get("groups") or {}).items():
+            lines += ["", f"{BENCHMARK_TITLES.get(k, k)} by {field_name}:", "",
+                      f"| {field_name} | problems | Acc (%) | Len |", "|---|---|---|---|"]
+            for row in rows:
+                lines.append(f"| {row['value']} | {row['n_problems']} | "
+                             f"{plus_minus(row['acc'], row.get('acc_ci'), '.1f')} | "
+                             f"{plus_minus(row['length'], row.get('length_ci'), '.0f')} |")
     budgets = sorted({p["budget"] for v in b.values() for p in v.get("budgets", [])})
     if budgets:
         lines += ["", "Accuracy (%) / mean length (tokens) if every response were capped at each budget "
@@ -816,24 +1157,42 @@ def summary_markdown(summary: dict, name: str | None = None) -> str:
             row = []
             for v in b.values():
                 p = next((p for p in v.get("budgets", []) if p["budget"] == bud), None)
-                row.append("–" if p is None else f"{p['acc']:.1f} / {p['length']:.0f}")
+                row.append(DASH if p is None else f"{plus_minus(p['acc'], p.get('acc_ci'), '.1f')} / {p['length']:.0f}")
             lines.append(f"| {bud} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
+def replace_atomically(write: Callable[[Path], Any], path: Path) -> None:
+    """Write ``path`` through ``write(tmp)`` on a temporary file beside it, then one rename: a reader (or a kill)
+    sees the old file or the new one, never half of one. The temporary name keeps the suffix (savefig's format)."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_summary(summary: dict, out: Path) -> None:
-    """Write summary.json, summary.md and budget_curve.png into ``out``."""
+    """Write summary.json, summary.md and budget_curve.png into ``out``, each atomically."""
     out = Path(out)
-    (out / SUMMARY_JSON).write_text(json.dumps(summary, indent=2) + "\n")
-    (out / SUMMARY_MD).write_text(summary_markdown(summary, name=out.name))
+    text = json.dumps(summary, indent=2) + "\n"
+    replace_atomically(lambda p: p.write_text(text), out / SUMMARY_JSON)
+    md = summary_markdown(summary, name=out.name)
+    replace_atomically(lambda p: p.write_text(md), out / SUMMARY_MD)
     curve = {k: v["budgets"] for k, v in summary["benchmarks"].items() if v.get("budgets")}
     if curve:
-        plot_budget_curve(curve, out / BUDGET_PNG, title=f"{out.name}: accuracy vs token budget")
+        average = (summary.get("average") or {}).get("budgets")
+        replace_atomically(lambda p: plot_budget_curve(curve, p, title=f"{out.name}: accuracy vs token budget",
+                                                        average=average), out / BUDGET_PNG)
 
 
-def plot_budget_curve(curve: dict[str, list[dict]], path: Path, *, title: str = "") -> Path:
+def plot_budget_curve(
+    curve: dict[str, list[dict]], path: Path, *, title: str = "", average: list[dict] | None = None
+) -> Path:
     """Two panels against the budget (tokens, log2 axis): pass@1 (%) and mean length (tokens), one line per
-    benchmark plus their average."""
+    benchmark plus their average (``average``: points with intervals, else the plain mean of the benchmarks);
+    shaded bands are the 95% bootstrap intervals where the points have them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -841,15 +1200,24 @@ def plot_budget_curve(curve: dict[str, list[dict]], path: Path, *, title: str = 
 
     fig, (ax_acc, ax_len) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=100)
     budgets = sorted({p["budget"] for pts in curve.values() for p in pts})
-    for bench, pts in curve.items():
+
+    def draw(pts: list[dict], label: str, **style: Any) -> None:
         xs = [p["budget"] for p in pts]
-        ax_acc.plot(xs, [p["acc"] for p in pts], marker="o", ms=3, label=BENCHMARK_TITLES.get(bench, bench))
-        ax_len.plot(xs, [p["length"] for p in pts], marker="o", ms=3, label=BENCHMARK_TITLES.get(bench, bench))
+        for ax, key in ((ax_acc, "acc"), (ax_len, "length")):
+            (line,) = ax.plot(xs, [p[key] for p in pts], label=label, **style)
+            if all(p.get(f"{key}_ci") for p in pts):
+                ax.fill_between(xs, [p[f"{key}_ci"][0] for p in pts], [p[f"{key}_ci"][1] for p in pts],
+                                color=line.get_color(), alpha=0.15, lw=0)
+
+    for bench, pts in curve.items():
+        draw(pts, BENCHMARK_TITLES.get(bench, bench), marker="o", ms=3)
     if len(curve) > 1:
-        avg_acc = [_mean([p["acc"] for pts in curve.values() for p in pts if p["budget"] == b]) for b in budgets]
-        avg_len = [_mean([p["length"] for pts in curve.values() for p in pts if p["budget"] == b]) for b in budgets]
-        ax_acc.plot(budgets, avg_acc, color="black", lw=2, label="average")
-        ax_len.plot(budgets, avg_len, color="black", lw=2, label="average")
+        if not average:
+            average = [{"budget": b,
+                        "acc": _mean([p["acc"] for pts in curve.values() for p in pts if p["budget"] == b]),
+                        "length": _mean([p["length"] for pts in curve.values() for p in pts if p["budget"] == b])}
+                       for b in budgets]
+        draw(average, "average", color="black", lw=2)
     for ax, ylabel in ((ax_acc, "pass@1 (%)"), (ax_len, "mean length (tokens)")):
         ax.set_xscale("log", base=2)
         ax.set_xticks(budgets)
@@ -859,16 +1227,73 @@ def plot_budget_curve(curve: dict[str, list[dict]], path: Path, *, title: str = 
         ax.set_xlabel("token budget (responses clipped)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    top = max([p["acc"] for pts in curve.values() for p in pts] + [1.0])
+    top = max([max(p["acc"], (p.get("acc_ci") or [0, 0])[1]) for pts in curve.values() for p in pts] + [1.0])
     ax_acc.set_ylim(0, min(100.0, top * 1.1 + 1))
     ax_len.set_ylim(bottom=0)
     ax_acc.legend(fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title + " (bands: 95% bootstrap intervals over problems)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+def report_only(
+    result_dir: str | Path,
+    *,
+    tokenizer_from: str | None = None,
+    tokenizer: Any = None,
+    budgets: Sequence[int] | None = None,
+    group_by: Sequence[str] = (),
+    grade_workers: int | None = None,
+    grade_timeout: float = 5.0,
+) -> dict:
+    """Recompute summary.json / summary.md / budget_curve.png of a results directory from its samples.jsonl,
+    without the model: old results gain the current statistics (pass@k, maj@k, intervals, breakdowns).
+
+    The run's arguments come from its eval_args.json. Only the tokenizer is loaded (from the run's ``--model``, or
+    ``tokenizer_from``; or pass a loaded ``tokenizer`` to reuse one over many directories): the budget curve decodes
+    the first B token ids of each response. ``budgets`` default to those of the previous summary; the generation
+    figures of the previous summary are kept.
+    """
+    from siri_rl.data import load_tokenizer
+
+    out = Path(result_dir)
+    args_path, samples_path = out / ARGS_FILE, out / SAMPLES_FILE
+    if not args_path.exists() or not samples_path.exists():
+        raise EvalError(f"{out} is not a siri eval results directory (needs {ARGS_FILE} and {SAMPLES_FILE})")
+    try:
+        ident = json.loads(args_path.read_text())
+        old = json.loads((out / SUMMARY_JSON).read_text()) if (out / SUMMARY_JSON).exists() else {}
+    except json.JSONDecodeError as e:
+        raise EvalError(f"{out}: unreadable {ARGS_FILE} or {SUMMARY_JSON} ({e.msg}); fix or delete it") from None
+    old_cfg = old.get("meta", {}).get("config", {})
+    try:
+        cfg = EvalConfig(**{k: v for k, v in ident.items() if k in EvalConfig.__dataclass_fields__}, out=out,
+                         budgets=budgets if budgets is not None else old_cfg.get("budgets"), group_by=group_by,
+                         grade_workers=grade_workers, grade_timeout=grade_timeout, progress=False)
+    except TypeError as e:
+        raise EvalError(f"{args_path} does not hold siri eval arguments ({e})") from None
+    source = tokenizer_from or cfg.model
+    if tokenizer is not None:
+        source = getattr(tokenizer, "name_or_path", None) or "a tokenizer object"
+    try:
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(source)
+    except (OSError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EvalError(f"cannot load the tokenizer of {source!r} ({reason}); pass --model with a folder or hub id "
+                        "that has the run's tokenizer") from None
+    wanted = set(cfg.benchmarks)
+    if not any(r["benchmark"] in wanted for r in iter_samples(samples_path)):
+        raise EvalError(f"{samples_path} holds no samples of {', '.join(cfg.benchmarks)}")
+    records = (r for r in iter_samples(samples_path) if r["benchmark"] in wanted)
+    summary = summarize_run(records, cfg, tokenizer)
+    if "generation" in old.get("meta", {}):
+        summary["meta"]["generation"] = old["meta"]["generation"]
+    summary["meta"]["report_only"] = {"tokenizer": str(source)}
+    write_summary(summary, out)
+    return summary
 
 
 def iter_result_samples(result_dir: Path) -> Iterator[dict]:
@@ -880,7 +1305,14 @@ __all__ = [
     "EvalConfig",
     "EvalError",
     "run_eval",
+    "report_only",
     "summarize_samples",
+    "summarize_average",
+    "summarize_majority",
+    "summarize_groups",
+    "problem_fields",
+    "problem_table",
+    "replace_atomically",
     "clip_to_budget",
     "budget_curve",
     "summary_markdown",

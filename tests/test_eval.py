@@ -212,9 +212,116 @@ def test_resolve_budgets():
 
 
 def test_summary_markdown_table(hand_records):
-    md = summary_markdown({"benchmarks": summarize_samples(hand_records), "meta": {}}, name="hand")
+    from siri_rl.evaluate import problem_table, summarize_average
+
+    b = summarize_samples(hand_records)
+    md = summary_markdown({"benchmarks": b, "average": summarize_average(problem_table(hand_records)), "meta": {}},
+                          name="hand")
     assert "| Model | AIME24 Acc | AIME24 Len | AMC Acc | AMC Len | Avg Acc | Avg Len |" in md
-    assert "| hand | 50.0 |" in md
+    half = (b["aime24"]["acc_ci"][1] - b["aime24"]["acc_ci"][0]) / 2
+    assert f"| hand | 50.0 ± {half:.1f} |" in md
+    assert "| Benchmark | pass@1 | pass@2 | pass@3 | maj@1 |" not in md  # no maj@k without the grader's clustering
+    assert "| Benchmark | pass@1 | pass@2 | pass@3 |" in md and "| AMC | 50.0 | 100.0 | – |" in md
+    # an old summary (no intervals) still renders, without the ±
+    old = {k: {kk: vv for kk, vv in v.items() if not kk.endswith(("_ci", "_se")) and "@" not in kk}
+           for k, v in b.items()}
+    assert "| hand | 50.0 | " in summary_markdown({"benchmarks": old, "meta": {}}, name="hand")
+
+
+def test_summary_statistics_of_hand_records(hand_records):
+    """pass@k, the bootstrap interval and the sampling standard error of two problems worked out by hand, and the
+    same numbers whatever the order of the records."""
+    import math
+
+    a = summarize_samples(hand_records)["aime24"]
+    # p1: 2 of 3 correct, p2: 1 of 3. pass@2 = mean(1 - C(1,2)/C(3,2), 1 - C(2,2)/C(3,2)) = (1 + 2/3) / 2
+    assert a["pass@1"] == a["acc"] == pytest.approx(50.0)
+    assert a["pass@2"] == pytest.approx(100 * (1 + 2 / 3) / 2, abs=1e-3) and a["pass@3"] == 100.0
+    # resampling two problems gives means of {1/3, 1/2, 2/3}: the 95% interval spans the extremes
+    assert a["acc_ci"] == pytest.approx([100 / 3, 200 / 3], abs=1e-3)
+    # sqrt(sum p(1-p)/(n-1)) / P = sqrt(2 * (2/9) / 2) / 2
+    assert a["acc_se"] == pytest.approx(100 * math.sqrt(2 / 9) / 2, abs=1e-3)
+    lo, hi = a["length_ci"]
+    assert lo <= a["length"] <= hi and a["length_se"] > 0
+    shuffled = summarize_samples(list(reversed(hand_records)))
+    assert shuffled["aime24"] == a and shuffled["amc"] == summarize_samples(hand_records)["amc"]
+
+
+def test_maj_at_k_of_graded_responses(tok):
+    """Real responses, graded by the pipeline: zero-padded integers (AIME) and 1/2 written three ways (MATH) vote
+    together; ties go to the answer seen first (samples in sample_index order)."""
+    from siri_rl.evaluate import summarize_majority
+    from siri_rl.reward import is_equivalent
+
+    def boxed(x):
+        return f"<think>\nWorking.\n</think>\n\nSo $\\boxed{{{x}}}$."
+
+    aime = ["3", "025", "25", "3", "0025", "7"]
+    math = ["\\frac12", "\\frac{1}{3}", "0.5", "\\dfrac{1}{3}", "\\frac{1}{2}", "1/3"]
+    recs = [_record(tok, "aime24", "p", i, "3", boxed(x)) for i, x in enumerate(aime)]
+    recs += [_record(tok, "math500", "q", i, "\\frac{1}{3}", boxed(x)) for i, x in enumerate(math)]
+    graded = _graded(recs)[::-1]  # file order does not matter, sample_index does
+    assert [r["correct"] for r in graded[::-1]] == [True, False, False, True, False, False,
+                                                     False, True, False, True, False, True]
+    m = summarize_majority(graded, equivalent=is_equivalent)
+    # AIME blocks of 2: [3, 025] right, [25, 3] tie -> 25 first, [0025, 7] wrong; of 4: 3 and 25 tie, 3 first;
+    # of 6: 25 (three spellings) beats 3 (two votes)
+    assert m["aime24"] == {"maj@1": pytest.approx(100 * 2 / 6, abs=1e-3), "maj@2": pytest.approx(100 / 3, abs=1e-3),
+                           "maj@4": 100.0, "maj@6": 0.0, "maj_checks": 3}
+    # MATH: 1/2 (3 spellings) and 1/3 (3 spellings, graded correct) alternate, 1/2 first: every block is a tie
+    # that 1/2 wins
+    assert m["math500"] == {"maj@1": 50.0, "maj@2": 0.0, "maj@4": 0.0, "maj@6": 0.0, "maj_checks": 2}
+
+
+def test_breakdown_by_level_and_by_a_named_field(tok, benchmarks_dir, tmp_path):
+    """MATH500 is broken down by its `level` by default; --group-by names any field of a benchmark file (AMC's
+    `difficulty`), and a field no benchmark has is a one-line error that lists the fields there are."""
+    from siri_rl.data import load_benchmark
+    from siri_rl.evaluate import problem_fields, summarize_groups
+
+    cfg = EvalConfig(model="unused", out=tmp_path, benchmarks=["math500", "amc", "aime25"], backend="transformers",
+                     data_dir=str(benchmarks_dir), group_by=["difficulty"])
+    fields, note = problem_fields(cfg)
+    assert note is None and set(fields) == {"math500", "amc"}
+    assert set(fields["math500"]) == {"level", "difficulty"} and set(fields["amc"]) == {"difficulty"}
+    math = load_benchmark("math500", str(benchmarks_dir))
+    by_level = {}
+    for p in math:
+        by_level.setdefault(p["level"], []).append(p)
+    right = "<think>\nOk.\n</think>\n\n$\\boxed{ANSWER}$"
+    recs = []
+    # level 1: two problems, one always right; level 5: one problem, right once in two
+    for pid, gold, texts in [(by_level[1][0]["id"], by_level[1][0]["answer"], [right, right]),
+                             (by_level[1][1]["id"], by_level[1][1]["answer"], ["no", "no"]),
+                             (by_level[5][0]["id"], by_level[5][0]["answer"], [right, "no"])]:
+        for i, t in enumerate(texts):
+            recs.append(_record(tok, "math500", pid, i, gold, t.replace("ANSWER", gold)))
+    groups = summarize_groups(_graded(recs), fields)
+    rows = groups["math500"]["level"]
+    assert [(r["value"], r["n_problems"], r["acc"]) for r in rows] == [("1", 2, 50.0), ("5", 1, 50.0)]
+    assert rows[0]["acc_ci"] == [0.0, 100.0] and rows[1]["length"] == pytest.approx(
+        sum(r["response_tokens"] for r in recs[4:]) / 2)
+    with pytest.raises(EvalError, match=r"--group-by nope: no problem of math500, amc has a field 'nope'; name a"):
+        problem_fields(EvalConfig(model="unused", out=tmp_path, benchmarks=["math500", "amc"],
+                                  backend="transformers", data_dir=str(benchmarks_dir), group_by=["nope"]))
+
+
+def test_summary_files_are_replaced_atomically(tmp_path):
+    """A write that fails part-way (here: the plot of an unplottable curve) leaves the previous file whole."""
+    from siri_rl.evaluate import replace_atomically
+
+    target = tmp_path / "summary.json"
+    target.write_text("old")
+
+    def half_then_fail(p):
+        p.write_text("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        replace_atomically(half_then_fail, target)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+    replace_atomically(lambda p: p.write_text("new"), target)
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
 
 
 def test_read_samples_drops_half_written_last_line(tmp_path):
@@ -258,7 +365,9 @@ def tiny_run(tmp_path_factory, tiny_qwen2_dir, benchmarks_dir):
     return out, summary
 
 
-def test_eval_writes_samples_summary_markdown_and_plot(tiny_run, tok, tiny_qwen2_dir):
+def test_eval_writes_samples_summary_markdown_and_plot(tiny_run, tok, tiny_qwen2_dir, benchmarks_dir):
+    from siri_rl.data import load_benchmark
+
     out, summary = tiny_run
     records = read_samples(out / SAMPLES_FILE)
     assert len(records) == 2 * 2 * 2
@@ -280,6 +389,17 @@ def test_eval_writes_samples_summary_markdown_and_plot(tiny_run, tok, tiny_qwen2
         assert v["length"] == pytest.approx(sum(mine) / 4, abs=0.01)
         assert [p["budget"] for p in v["budgets"]] == [1, 2, 4, 8]
         assert v["budgets"][-1]["acc"] == v["acc"] and v["budgets"][-1]["length"] == v["length"]
+        assert v["budgets"][-1]["acc_ci"] == v["acc_ci"] and v["budgets"][-1]["length_ci"] == v["length_ci"]
+        assert v["pass@1"] == v["acc"] and v["maj@1"] == v["acc"] and {"pass@2", "maj@2", "maj_checks"} <= set(v)
+        assert v["acc_ci"][0] <= v["acc"] <= v["acc_ci"][1] and v["length_ci"][0] <= v["length"] <= v["length_ci"][1]
+        assert v["acc_se"] is not None and v["length_se"] is not None
+        assert summary["problems"][name]["n"] == [2, 2] and sum(summary["problems"][name]["tokens"]) == sum(mine)
+    levels = [str(p["level"]) for p in load_benchmark("math500", str(benchmarks_dir))[:2]]
+    assert sorted({g["value"] for g in b["math500"]["groups"]["level"]}) == sorted(set(levels))
+    assert "groups" not in b["aime24"]
+    avg = summary["average"]
+    assert avg["benchmarks"] == ["aime24", "math500"] and [p["budget"] for p in avg["budgets"]] == [1, 2, 4, 8]
+    assert avg["acc"] == pytest.approx((b["aime24"]["acc"] + b["math500"]["acc"]) / 2)
     meta = summary["meta"]
     assert meta["model"] == str(tiny_qwen2_dir)
     assert meta["config"]["n"] == 2 and meta["config"]["backend"] == "transformers"
@@ -300,6 +420,49 @@ def test_eval_rerun_skips_finished_and_refuses_other_args(tiny_run, tiny_qwen2_d
     with pytest.raises(EvalError, match=r"n: 2 -> 3.*new --out"):
         run_eval(_cfg(tiny_qwen2_dir, out, benchmarks_dir, n=3))
     assert json.loads((out / ARGS_FILE).read_text())["n"] == 2
+
+
+def test_report_only_recomputes_old_results_without_the_model(tiny_run, r1_tokenizer_dir, tmp_path):
+    """`siri eval --report-only DIR` rewrites an old results directory's summaries from its samples.jsonl: the
+    new statistics appear and equal those of a fresh run on the same samples; only a tokenizer is loaded."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from siri_rl.cli import app
+
+    out, summary = tiny_run
+    copy = tmp_path / "old"
+    shutil.copytree(out, copy)
+    old = json.loads((copy / SUMMARY_JSON).read_text())
+    # as an older siri-rl wrote it: no intervals, pass@k, maj@k, breakdowns, average or per-problem counts
+    old["benchmarks"] = {k: {kk: vv for kk, vv in v.items() if kk in ("acc", "length", "n_problems", "n_samples",
+                                                                      "budgets")}
+                         for k, v in old["benchmarks"].items()}
+    del old["average"], old["problems"]
+    (copy / SUMMARY_JSON).write_text(json.dumps(old))
+    args = json.loads((copy / ARGS_FILE).read_text())
+    (copy / ARGS_FILE).write_text(json.dumps({**args, "model": str(tmp_path / "deleted-model")}))
+    before = (copy / SAMPLES_FILE).read_bytes()
+
+    res = CliRunner().invoke(app, ["eval", "--report-only", str(copy), "--grade-workers", "1"])
+    assert res.exit_code == 2 and "cannot load the tokenizer" in res.output.replace("\n", "") and "--model" in res.output
+    assert "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["eval", "--report-only", str(copy), "--model", str(r1_tokenizer_dir),
+                                   "--grade-workers", "1"])
+    assert res.exit_code == 0, res.output
+    new = json.loads((copy / SUMMARY_JSON).read_text())
+    assert new["benchmarks"] == summary["benchmarks"]  # seeded: the same samples give the same intervals
+    assert new["average"] == summary["average"] and new["problems"] == summary["problems"]
+    assert new["meta"]["generation"] == summary["meta"]["generation"]  # kept from the old summary
+    assert new["meta"]["report_only"] == {"tokenizer": str(r1_tokenizer_dir)}
+    assert (copy / SAMPLES_FILE).read_bytes() == before
+    assert " ± " in (copy / SUMMARY_MD).read_text() and "rewrote" in res.output
+
+    res = CliRunner().invoke(app, ["eval", "--report-only", str(tmp_path / "nothing")])
+    assert res.exit_code == 2 and "is not a siri eval results directory" in res.output.replace("\n", "")
+    res = CliRunner().invoke(app, ["eval"])
+    assert res.exit_code == 2 and "needs --model and --out" in res.output.replace("\n", "")
 
 
 def test_resume_regenerates_the_same_batches(tiny_run, tiny_qwen2_dir, benchmarks_dir, tmp_path):
@@ -379,3 +542,99 @@ def test_eval_resumes_after_a_real_kill(tmp_path, tiny_qwen2_dir, benchmarks_dir
     summary = json.loads((out / SUMMARY_JSON).read_text())
     assert summary["benchmarks"]["amc"]["n_samples"] == summary["benchmarks"]["aime24"]["n_samples"] == 12
     assert summary["meta"]["generation"]["new_samples"] == total - len(before)
+
+
+# --- data-parallel engines: splitting problems between engines and merging their samples ------------------------
+
+
+def _units(sizes):
+    from siri_rl.evaluate import Unit
+
+    return [Unit("amc", f"p{i}", "1", [1, 2, i], list(range(n)), i) for i, n in enumerate(sizes)]
+
+
+def test_split_units_keeps_problems_whole_and_balances_samples():
+    from siri_rl.data_parallel import split_units
+
+    units = _units([64, 64, 64, 10, 64, 3, 30])  # a resumed call: some problems need fewer samples
+    for engines in (1, 2, 3, 4):
+        shards = split_units(units, engines)
+        assert sorted(i for s in shards for i in s) == list(range(len(units)))  # each problem once
+        load = [sum(len(units[i].sample_indices) for i in s) for s in shards]
+        assert max(load) - min(load) <= 64  # no engine waits on more than one extra problem
+        assert shards == split_units(units, engines) and all(s == sorted(s) for s in shards)
+    # most samples first onto the least loaded engine: 64+64+30 = 158 vs 64+64+10+3 = 141
+    assert split_units(units, 2) == [[0, 2, 6], [1, 3, 4, 5]]
+    assert split_units(_units([5]), 3) == [[0], [], []]
+    with pytest.raises(ValueError):
+        split_units(units, 0)
+
+
+def test_merge_completions_restores_the_call_order():
+    from siri_rl.data_parallel import merge_completions, split_units
+    from siri_rl.evaluate import Completion
+
+    units = _units([2, 1, 3, 1])
+    shards = split_units(units, 2)
+
+    def engine(shard):  # what an engine returns for its share: one completion per sample, tagged with its unit
+        return [[Completion([i], f"{units[i].problem_id}/{j}", "stop") for j in units[i].sample_indices]
+                for i in shard]
+
+    merged = merge_completions(units, shards, [engine(s) for s in shards])
+    assert [[c.text for c in comps] for comps in merged] == [["p0/0", "p0/1"], ["p1/0"], ["p2/0", "p2/1", "p2/2"],
+                                                             ["p3/0"]]
+    with pytest.raises(EvalError, match=r"returned 1 samples of amc/p\d, [23] were asked for"):
+        merge_completions(units, shards, [[c[:1] for c in engine(s)] for s in shards])
+    with pytest.raises(EvalError, match="returned 1 problems for the 2"):
+        merge_completions(units, shards, [engine(s)[:1] for s in shards])
+    with pytest.raises(EvalError, match="came back from two engines"):
+        merge_completions(units, [shards[0], shards[0]], [engine(shards[0])] * 2)
+    with pytest.raises(EvalError, match="no engine returned amc/p"):
+        merge_completions(units, [shards[0]], [engine(shards[0])])
+
+
+def test_engine_devices():
+    from siri_rl.data_parallel import engine_devices
+
+    assert engine_devices(2, 2, "4,5,6,7", 8) == ["4,5", "6,7"]  # within this process's CUDA_VISIBLE_DEVICES
+    assert engine_devices(4, 1, None, 4) == ["0", "1", "2", "3"]
+    assert engine_devices(2, 1, None, 0) == [None, None]  # CPU build: no GPUs to split
+    with pytest.raises(EvalError, match=r"--data-parallel-size 3 x --tp 2 needs 6 GPUs, 4 visible"):
+        engine_devices(3, 2, None, 4)
+    with pytest.raises(EvalError, match="needs --backend vllm"):
+        EvalConfig(model="m", out=Path("unused"), backend="transformers", data_parallel_size=2)
+    with pytest.raises(EvalError, match="positive number of engines"):
+        EvalConfig(model="m", out=Path("unused"), data_parallel_size=0)
+
+
+@pytest.mark.slow  # two fresh interpreters import torch and transformers: about a minute on 2 CPU cores
+def test_engine_pool_runs_two_real_engine_processes(tiny_qwen2_dir, tok):
+    """Two spawned engine processes (the transformers backend on the tiny Qwen2: vLLM engines take minutes to
+    start) each generate their share of a call; the merged samples equal those of one in-process engine given the
+    same shares, and a failing engine is one EvalError that names it."""
+    from siri_rl.data import prompt_token_ids
+    from siri_rl.data_parallel import EnginePool, split_units
+    from siri_rl.evaluate import TransformersBackend, Unit
+
+    cfg = EvalConfig(model=str(tiny_qwen2_dir), out=Path("unused"), benchmarks=["amc"], backend="transformers",
+                     temperature=0.0, max_tokens=6, device="cpu", dtype="float32")
+    units = [Unit("amc", f"p{i}", "1", prompt_token_ids(q, tok), list(range(n)), 0)
+             for i, (q, n) in enumerate([("1+1?", 2), ("2+3?", 1), ("What is 7*6?", 2)])]
+    pool = EnginePool(str(tiny_qwen2_dir), None, cfg, engines=2, devices=[None, None])
+    try:
+        merged = pool.generate(units, seed=0)
+        assert all(p.is_alive() for p in pool.procs)  # engines stay up between calls
+    finally:
+        pool.close()
+    assert not any(p.is_alive() for p in pool.procs)
+    local = TransformersBackend(str(tiny_qwen2_dir), tok, cfg)
+    expect = [None] * len(units)
+    for shard in split_units(units, 2):
+        for i, comps in zip(shard, local.generate([units[i] for i in shard], 0), strict=True):
+            expect[i] = comps
+    assert [[(c.token_ids, c.finish_reason) for c in comps] for comps in merged] == \
+        [[(c.token_ids, c.finish_reason) for c in comps] for comps in expect]
+    assert [len(c) for c in merged] == [2, 1, 2]
+    with pytest.raises(EvalError, match=r"engine 0 failed to start: .*"):
+        EnginePool(str(tiny_qwen2_dir / "missing"), None, cfg, engines=1, devices=[None])
