@@ -424,3 +424,119 @@ def test_reward_counts_every_eos_and_keeps_a_special_think_end(think_special_mod
     rewards = reward(prompts=["p", "p"], completions=["c", "c"], completion_ids=[ended_on_eot, cut], answer=["4", "4"])
     assert rewards == [1.0, 1.0]  # the box closed inside L in both
     assert cap.pending[0]["clipped_frac"] == 0.5
+
+
+# --- resume cannot damage a run (issue 12, items 1, 2 and 10) -------------------------------------------------
+
+
+def _hashes(run: Path, *, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """sha256 of every file under ``run`` (relative path -> digest)."""
+    import hashlib
+
+    return {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run.rglob("*"))
+            if p.is_file() and str(p.relative_to(run)) not in skip}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_toy_model, tmp_path_factory):
+    """A finished 2-round run (no trough/peak in 2 rounds of the cycle-4 cosine: a ``final`` export), trained with
+    the progress display on and stdout redirected to a string, as in a job log. Returns (run dir, output)."""
+    import contextlib
+    import io
+
+    from siri_rl.engines.trl import train
+
+    run = tmp_path_factory.mktemp("finished") / "run"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        train(_cfg(tiny_toy_model, rounds=2), output_dir=run, progress=True)
+    assert (run / "checkpoints" / "final" / "siri_checkpoint.json").exists()
+    return run, out.getvalue()
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, tmp_path / "run"))
+
+
+def test_resume_of_a_finished_run_changes_nothing(tiny_toy_model, finished_run, tmp_path):
+    """The old engine ran one more optimizer step, appended a row {"step": 0, "max_len": 0}, wrote checkpoint-3 and
+    overwrote checkpoints/final with changed weights."""
+    from siri_rl.engines.trl import train
+
+    run = _copy(finished_run[0], tmp_path)
+    before = _hashes(run)
+    out = train(_cfg(tiny_toy_model, rounds=2), output_dir=run, resume=True, progress=False)
+    assert _hashes(run) == before
+    assert out["finished"] is True and out["rounds"] == 2
+
+
+def test_resume_after_a_kill_during_the_final_export_completes_it(tiny_toy_model, finished_run, tmp_path):
+    """A kill while checkpoints/final was being written (after the last Trainer checkpoint): --resume writes the same
+    export again, from that checkpoint, and the plot; it trains nothing and leaves every other file alone."""
+    from siri_rl.engines.trl import train
+
+    run = _copy(finished_run[0], tmp_path)
+    before = _hashes(run, skip=("dynamics.png",))
+    final = run / "checkpoints" / "final"
+    (final / "siri_checkpoint.json").unlink()
+    (final / "README.md").unlink()
+    (final / "model.safetensors").write_bytes(b"cut short")
+    (run / "dynamics.png").unlink()
+    train(_cfg(tiny_toy_model, rounds=2), output_dir=run, resume=True, progress=False)
+    assert _hashes(run, skip=("dynamics.png",)) == before  # the same bytes as the export at the end of training
+    assert (run / "dynamics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_keeps_the_stored_config_and_extends_only_rounds(tiny_toy_model, finished_run, tmp_path):
+    """A changed schedule (or fewer rounds) on --resume is refused, naming the key, and the run is untouched; more
+    rounds alone extend it: the earlier rows stay, the new rounds follow the same schedule, config.yaml says so."""
+    import yaml
+
+    from siri_rl.engines.trl import train
+
+    run = _copy(finished_run[0], tmp_path)
+    before = _hashes(run)
+    rows = _rows(run)
+    changed = _cfg(tiny_toy_model, rounds=2, schedule={"kind": "cosine", "l_max": 12, "l_min": 4, "cycle": 8})
+    with pytest.raises(ConfigError, match=r"schedule\.cycle 4 -> 8"):
+        train(changed, output_dir=run, resume=True, progress=False)
+    with pytest.raises(ConfigError, match="not shortened"):
+        train(_cfg(tiny_toy_model, rounds=1), output_dir=run, resume=True, progress=False)
+    assert _hashes(run) == before
+    cfg = _cfg(tiny_toy_model, rounds=4)
+    train(cfg, output_dir=run, resume=True, progress=False)
+    longer = _rows(run)
+    assert longer[:2] == rows and [r["step"] for r in longer] == [0, 1, 2, 3]
+    assert [r["max_len"] for r in longer] == [r["completion_len_max"] for r in longer] == [cfg.schedule(s) for s in range(4)]
+    assert longer[-1]["tokens_generated"] == sum(8 * cfg.schedule(s) for s in range(4))
+    assert yaml.safe_load((run / "config.yaml").read_text())["training"]["rounds"] == 4
+
+
+def test_resume_before_the_first_checkpoint_starts_again(tiny_toy_model, finished_run, tmp_path):
+    """A run stopped before its first resumable checkpoint (the first one of a 1920-round run is at round 320) has
+    rows and no checkpoint: the old engine refused both --resume ("no checkpoint") and a fresh start ("already
+    holds a run"). --resume now starts it again at round 0."""
+    import shutil
+
+    from siri_rl.engines.trl import train
+
+    run = _copy(finished_run[0], tmp_path)
+    first = _rows(run)
+    shutil.rmtree(run / "trainer")
+    shutil.rmtree(run / "checkpoints")
+    train(_cfg(tiny_toy_model, rounds=2), output_dir=run, resume=True, progress=False)
+    rows = _rows(run)
+    assert [r["step"] for r in rows] == [0, 1]
+    assert [r["tokens_generated"] for r in rows] == [r["tokens_generated"] for r in first]
+
+
+def test_progress_prints_lines_when_output_is_not_a_terminal(finished_run):
+    """Redirected output gets a progress line (the first round, then at most every 30 s, and the last round)
+    instead of a bar that cannot redraw: the old engine printed the bar once, at the end."""
+    output = finished_run[1]
+    lines = [x for x in output.splitlines() if x.startswith("SIRI round ")]
+    assert [x.split(":")[0] for x in lines] == ["SIRI round 1/2", "SIRI round 2/2"], output
+    assert "L=12 acc=0.00" in lines[0] and "eta" in lines[0]
+    assert "━" not in output
