@@ -58,7 +58,8 @@ def evaluate_run(cfg: ExperimentConfig, run_dir: Path, base_dir: Path, *, consol
     results = []
     for name, step, max_len, path in entries:
         if console is not None:
-            console.print(f"evaluating {name} on {len(problems)} held-out problems at cap {ev['max_len']} ...")
+            console.print(f"evaluating {name} on {len(problems)} held-out problems at cap {ev['max_len']} ...",
+                          highlight=False, soft_wrap=True)
         r = evaluate_toy_model(path, problems, max_len=ev["max_len"], temperature=ev["temperature"],
                                seed=ev["seed"])
         results.append({"name": name, "step": step, "train_cap": max_len, **r})
@@ -129,7 +130,8 @@ def run_toy(
     plan = plan_run(cfg, run_dir, resume=resume)
     if resume and plan.finished(cfg) and (done := _complete_summary(cfg, run_dir)) is not None:
         console.print((run_dir / SUMMARY_MD).read_text(), highlight=False, markup=False, soft_wrap=True)
-        console.print(f"{run_dir} is complete ({cfg.training.rounds} rounds, evaluated); --resume changed nothing")
+        console.print(f"{run_dir} is complete ({cfg.training.rounds} rounds, evaluated); --resume changed nothing",
+                      highlight=False, markup=False, soft_wrap=True)
         return {"run_dir": str(run_dir), "finished": True, **done}
     import torch
     from transformers.utils import logging as hf_logging
@@ -145,7 +147,7 @@ def run_toy(
         raise RunInterrupted("interrupted while building the toy base model (nothing cached, no run written); run "
                              "the same command again") from None
     t_base = time.time() - t0
-    console.print(f"base model: {base_dir} ({t_base:.0f} s)")
+    console.print(f"base model: {base_dir} ({t_base:.0f} s)", highlight=False, markup=False, soft_wrap=True)
     out = train(cfg, output_dir=run_dir, resume=resume, stop_after_rounds=stop_after_rounds, progress=True)
     t_train = time.time() - t0 - t_base
     rows = read_metric_rows(run_dir / METRICS_FILE)
@@ -184,6 +186,6 @@ def run_toy(
                   f"wall {wall:.0f} s (base model {t_base:.0f} s, RL {t_train:.0f} s), peak RSS {peak_mb:.0f} MB\n")
     _write_atomic(run_dir / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")  # last: marks the run complete
     console.print(f"wall {wall:.0f} s (base {t_base:.0f} s, RL {t_train:.0f} s, eval {summary['eval_s']:.0f} s); "
-                  f"{summary['tokens_generated']} tokens generated; peak RSS {peak_mb:.0f} MB")
-    console.print(f"wrote {run_dir / SUMMARY_MD}, {plot}")
+                  f"{summary['tokens_generated']} tokens generated; peak RSS {peak_mb:.0f} MB", highlight=False, soft_wrap=True)
+    console.print(f"wrote {run_dir / SUMMARY_MD}, {plot}", highlight=False, markup=False, soft_wrap=True)
     return {**out, **summary}
