@@ -305,7 +305,7 @@ def train(
             raise ConfigError("pass --output-dir on multi-process runs (each process would pick its own timestamped "
                               "default directory)")
         run_dir = output_dir or Path("runs") / f"{cfg.name}-{_time.strftime('%Y%m%d-%H%M%S')}"
-        from siri_rl.toy import is_toy_model
+        from siri_rl.toy import is_toy_data, is_toy_model
 
         if dry_run:
             from siri_rl.engines import train as run_engine
@@ -321,7 +321,11 @@ def train(
         else:
             from siri_rl.engines import train as run_engine
 
-            extra = {"stop_after_rounds": stop_after} if stop_after is not None else {}
+            extra: dict = {"stop_after_rounds": stop_after} if stop_after is not None else {}
+            if is_toy_data(cfg) and cfg.engine == "trl":
+                from siri_rl.toy import toy_train_rows
+
+                extra["train_rows"] = toy_train_rows(cfg)  # the toy's generated problems with another model
             out = run_engine(cfg, output_dir=run_dir, resume=resume, **extra)
             console.print(json.dumps(out, indent=2, default=str))
     except ConfigError as err:

@@ -207,11 +207,11 @@ def test_resume_of_a_finished_toy_run_changes_nothing(tmp_path, monkeypatch):
     assert (run / "checkpoints" / "final" / "siri_checkpoint.json").exists()
     before = _hashes(run)
     summary = json.loads((run / "summary.json").read_text())
-    for args in (["-o", str(run), "--resume"], ["-c", "toy-quick", "-o", str(run), "--resume", *small]):
+    for args in (["-c", "toy-quick", "-o", str(run), "--resume", *small], ["-o", str(run), "--resume"]):
         result = runner.invoke(app, ["train", *args])
         assert result.exit_code == 0, result.output
-        assert "--resume changed nothing" in _text(result) and "| final | 1 |" in result.output
         assert _hashes(run) == before
+        assert "--resume changed nothing" in _text(result) and "| final | 1 |" in result.output
     (run / "summary.json").unlink()  # killed during the evaluation
     result = runner.invoke(app, ["train", "-o", str(run), "--resume"])
     assert result.exit_code == 0, result.output

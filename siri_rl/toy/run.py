@@ -121,7 +121,7 @@ def run_toy(
     without a summary (a kill during the evaluation) it evaluates and writes the summary."""
     from siri_rl.engines.trl import train
     from siri_rl.engines.trl.train import plan_run
-    from siri_rl.toy import toy_model_path, toy_spec
+    from siri_rl.toy import is_toy_data, toy_model_path, toy_spec, toy_train_rows
 
     console = console or Console()
     run_dir = Path(output_dir)
@@ -148,7 +148,9 @@ def run_toy(
                              "the same command again") from None
     t_base = time.time() - t0
     console.print(f"base model: {base_dir} ({t_base:.0f} s)", highlight=False, markup=False, soft_wrap=True)
-    out = train(cfg, output_dir=run_dir, resume=resume, stop_after_rounds=stop_after_rounds, progress=True)
+    # The toy sits above the engine: it resolves its names ("toy") to a model directory and problems first.
+    out = train(cfg, output_dir=run_dir, resume=resume, stop_after_rounds=stop_after_rounds, progress=True,
+                model_path=base_dir, train_rows=toy_train_rows(cfg) if is_toy_data(cfg) else None)
     t_train = time.time() - t0 - t_base
     rows = read_metric_rows(run_dir / METRICS_FILE)
     plot = out["dynamics_png"]  # written by the engine at the end of training

@@ -168,16 +168,14 @@ def describe(cfg: ExperimentConfig, output_dir: str | Path, *, first: int = 8) -
     }
 
 
-def _load_model_and_tokenizer(cfg: ExperimentConfig, weights_dtype: str):
-    """The policy in ``weights_dtype`` (:func:`~siri_rl.engines.trl.config.policy_precision`: float32 unless
-    DeepSpeed/FSDP hold the master weights) and its tokenizer."""
+def _load_model_and_tokenizer(cfg: ExperimentConfig, weights_dtype: str, path: str | Path):
+    """The policy at ``path`` in ``weights_dtype`` (:func:`~siri_rl.engines.trl.config.policy_precision`: float32
+    unless DeepSpeed/FSDP hold the master weights) and its tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    from siri_rl.toy import is_toy_model, toy_model_path
-    from siri_rl.toy.tokenizer import load_tokenizer
+    from siri_rl.data import load_tokenizer
 
-    path = toy_model_path(cfg) if is_toy_model(cfg) else cfg.model.name_or_path
     tok = load_tokenizer(path, trust_remote_code=cfg.model.trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -195,15 +193,12 @@ def _load_model_and_tokenizer(cfg: ExperimentConfig, weights_dtype: str):
     return model, tok
 
 
-def _train_dataset(cfg: ExperimentConfig, tokenizer: Any = None):
+def _train_dataset(cfg: ExperimentConfig, tokenizer: Any = None, rows: list[dict[str, Any]] | None = None):
     from datasets import Dataset
 
     from siri_rl.data import build_messages, load_problems, prompt_token_ids
-    from siri_rl.toy import is_toy_data, toy_train_rows
 
-    if is_toy_data(cfg):
-        rows = toy_train_rows(cfg)
-    else:
+    if rows is None:
         rows = load_problems(cfg.data.train, split=cfg.data.split, problem_field=cfg.data.problem_field,
                              answer_field=cfg.data.answer_field, skip_invalid=cfg.data.skip_invalid)
     if cfg.data.max_problems:
@@ -307,6 +302,8 @@ def train(
     stop_after_rounds: int | None = None,
     progress: bool = True,
     callbacks: list | None = None,
+    model_path: str | Path | None = None,
+    train_rows: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run SIRI with TRL's GRPOTrainer; returns a summary dict (run_dir, rounds, wall_s, tokens_generated, ...).
 
@@ -321,6 +318,11 @@ def train(
         stop_after_rounds: stop (with a resumable checkpoint) after this many rounds in total.
         progress: show the per-round progress (a bar on a terminal, a line every 30 s otherwise).
         callbacks: extra ``TrainerCallback`` instances (e.g. for tests and benchmarks).
+        model_path: load the policy and tokenizer from here instead of ``config.model.name_or_path``, for a caller
+            that resolves a name of its own there (the toy: ``toy`` -> its cached base model). ``config.yaml``
+            keeps the config's name.
+        train_rows: the training problems (``{"problem", "answer"}`` dicts), for a caller that resolves
+            ``config.data.train`` itself (the toy: ``toy`` -> generated sums); default: read ``data.train``.
 
     Raises :class:`ConfigError` (bad config or run directory, before any model is loaded) and
     :class:`~siri_rl.run_metrics.RunInterrupted` (Ctrl-C during training, with the line to print).
@@ -337,6 +339,9 @@ def train(
         # Trainer.train would still take one step before checking should_training_stop (trainer.py:1513-1528).
         rows = read_metrics_rows(run_dir / METRICS_FILE)
         return _summary(cfg, run_dir, rows, None, 0.0)
+    if train_rows is None and cfg.data.train == "toy":
+        raise ConfigError("data.train: toy (the toy's generated problems) is resolved by `siri train`; calling the "
+                          "engine directly, pass train_rows=siri_rl.toy.toy_train_rows(config)")
     kw, precision, resume_from = plan.kw, plan.precision, plan.resume_from
 
     import torch
@@ -350,8 +355,8 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_config(cfg, run_dir)
     args = GRPOConfig(**kw)
-    model, tok = _load_model_and_tokenizer(cfg, precision["weights"])
-    dataset = _train_dataset(cfg, tok)
+    model, tok = _load_model_and_tokenizer(cfg, precision["weights"], model_path or cfg.model.name_or_path)
+    dataset = _train_dataset(cfg, tok, train_rows)
     cap = RolloutCap(cfg.schedule)
     reward = LengthCappedReward(cap, tok, eos_ids=eos_token_ids(tok, model),
                                 require_think_end=cfg.data.require_think_end)
