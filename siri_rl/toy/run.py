@@ -49,7 +49,7 @@ def evaluate_run(cfg: ExperimentConfig, run_dir: Path, base_dir: Path, *, consol
     entries: list[tuple[str, int | None, int | None, Path]] = [("base", None, None, base_dir)]
     ckpts = []
     for path in (run_dir / "checkpoints").glob("*"):
-        if not (path / CHECKPOINT_CARD).is_file():  # an export cut short (redone by --resume), or a temp folder
+        if path.name.endswith(".tmp") or not (path / CHECKPOINT_CARD).is_file():  # cut short: --resume redoes it
             continue
         card = json.loads((path / CHECKPOINT_CARD).read_text())
         ckpts.append((card["step"], path.name, card["max_len"], path))

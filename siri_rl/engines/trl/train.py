@@ -262,7 +262,8 @@ def _summary(cfg: ExperimentConfig, run_dir: Path, rows: list[dict[str, Any]], p
         "rounds": len(rows),
         "wall_s": wall_s,
         "tokens_generated": rows[-1]["tokens_generated"] if rows else 0,
-        "checkpoints": sorted(p.name for p in ckpts.iterdir() if p.is_dir()) if ckpts.exists() else [],
+        "checkpoints": sorted(p.name for p in ckpts.iterdir() if p.is_dir() and not p.name.endswith(".tmp"))
+        if ckpts.exists() else [],
     }
 
 
