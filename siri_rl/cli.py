@@ -272,13 +272,52 @@ def _config_path(name: str) -> Path:
     raise AssertionError  # unreachable
 
 
+def _train_config(config: str | None, overrides: list[str], engine: str | None, output_dir: Path | None,
+                  resume: bool):
+    """The config ``siri train`` runs: ``-c`` (default ``toy``) with the overrides; on ``--resume`` the run's stored
+    ``config.yaml``, which ``-c`` and the overrides may only repeat, or extend with ``training.rounds=N``."""
+    from siri_rl.config import (
+        ENGINES,
+        ConfigError,
+        apply_overrides,
+        config_from_dict,
+        load_config,
+        parse_overrides,
+    )
+    from siri_rl.run_metrics import CONFIG_FILE, check_output_dir, check_resume_config, read_run_config
+
+    if engine is not None and engine not in ENGINES:
+        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if not resume:
+        cfg = load_config(_config_path(config or "toy"), overrides)
+        cfg.engine = engine or cfg.engine
+        return cfg
+    if output_dir is None:
+        raise ConfigError("--resume needs --output-dir/-o: the run directory to continue")
+    check_output_dir(output_dir)
+    stored = read_run_config(output_dir)
+    if stored is None:
+        raise ConfigError(f"--resume: {output_dir} holds no run to resume (no {CONFIG_FILE}); start without --resume")
+    if config is None:
+        cfg = config_from_dict(apply_overrides(stored.to_dict(), overrides), source=stored.source)
+    else:
+        cfg = load_config(_config_path(config), overrides)
+    cfg.engine = engine or cfg.engine
+    # Extending is explicit: training.rounds given on this command line, not a -c file edited since.
+    keys = {item.partition("=")[0] for item in parse_overrides(overrides)}
+    check_resume_config(output_dir, cfg, extend_ok="training.rounds" in keys)
+    return cfg
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train(
     ctx: typer.Context,
-    config: str = typer.Option("toy", "--config", "-c", help="YAML file or shipped config name (default: the CPU toy)"),
+    config: str | None = typer.Option(None, "--config", "-c", help="YAML file or shipped config name (default: the "
+                                      "CPU toy; with --resume: the run's config.yaml)"),
     engine: str | None = typer.Option(None, help="trl | verl (default: the config's engine)"),
     output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="run directory (default runs/<name>-<time>)"),
-    resume: bool = typer.Option(False, help="continue the run in --output-dir from its last checkpoint"),
+    resume: bool = typer.Option(False, help="continue the run in --output-dir from its last checkpoint, with its "
+                                "stored config (add training.rounds=N to extend it)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved config and first caps; load nothing"),
     stop_after: int | None = typer.Option(None, "--stop-after", help="stop after this many rounds (resumable)"),
 ) -> None:
@@ -289,21 +328,17 @@ def train(
 
     import yaml
 
-    from siri_rl.config import ConfigError, load_config
+    from siri_rl.config import ConfigError
+    from siri_rl.run_metrics import CONFIG_FILE, RunInterrupted, check_output_dir
 
+    run_dir = output_dir
     try:
-        cfg = load_config(_config_path(config), ctx.args)
-        if engine is not None:
-            from siri_rl.config import ENGINES
-
-            if engine not in ENGINES:
-                raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-            cfg.engine = engine
+        cfg = _train_config(config, ctx.args, engine, output_dir, resume)
         if output_dir is None and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dry_run:
             raise ConfigError("pass --output-dir on multi-process runs (each process would pick its own timestamped "
                               "default directory)")
         run_dir = output_dir or Path("runs") / f"{cfg.name}-{_time.strftime('%Y%m%d-%H%M%S')}"
-        from siri_rl.toy import is_toy_model
+        from siri_rl.toy import is_toy_data, is_toy_model
 
         if dry_run:
             from siri_rl.engines import train as run_engine
@@ -311,6 +346,7 @@ def train(
             info = run_engine(cfg, output_dir=run_dir, dry_run=True)
             console.print(yaml.safe_dump(info, sort_keys=False), highlight=False, markup=False, soft_wrap=True)
             return
+        check_output_dir(run_dir)
         if is_toy_model(cfg) and cfg.engine == "trl":
             from siri_rl.toy.run import run_toy
 
@@ -318,11 +354,26 @@ def train(
         else:
             from siri_rl.engines import train as run_engine
 
-            extra = {"stop_after_rounds": stop_after} if stop_after is not None else {}
+            extra: dict = {"stop_after_rounds": stop_after} if stop_after is not None else {}
+            if is_toy_data(cfg) and cfg.engine == "trl":
+                from siri_rl.toy import toy_train_rows
+
+                extra["train_rows"] = toy_train_rows(cfg)  # the toy's generated problems with another model
             out = run_engine(cfg, output_dir=run_dir, resume=resume, **extra)
             console.print(json.dumps(out, indent=2, default=str))
     except ConfigError as err:
         fail(str(err))
+    except KeyboardInterrupt as err:
+        # One line on the main process (every process of a launcher gets the Ctrl-C); 130 = killed by SIGINT.
+        if int(os.environ.get("RANK", "0")) == 0:
+            if isinstance(err, RunInterrupted):
+                line = str(err)
+            elif run_dir is not None and (run_dir / CONFIG_FILE).exists():
+                line = "interrupted; continue with --resume"
+            else:
+                line = "interrupted before the run started; run the same command again"
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(130) from None
 
 
 toy_app = typer.Typer(help="The embedded toy task and its base model.", no_args_is_help=True)

@@ -49,6 +49,15 @@ def _cfg(model_dir: Path, *, rounds=6, schedule=None, training=None, trl=None, m
     })
 
 
+def train(cfg, **kwargs):
+    """The TRL engine on a :func:`_cfg` config, whose ``data.train: toy`` (generated sums) the caller resolves, as
+    `siri train` does (no engine imports the toy)."""
+    from siri_rl.engines.trl import train as run
+    from siri_rl.toy import toy_train_rows
+
+    return run(cfg, train_rows=toy_train_rows(cfg), **kwargs)
+
+
 def _rows(run: Path) -> list[dict]:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
 
@@ -69,8 +78,6 @@ def _grpo(cfg, tmp_path):
     ids=["plain", "spg>ga", "num_iterations=2"],
 )
 def test_cap_applied_per_rollout_round(tiny_toy_model, tmp_path, training, trl):
-    from siri_rl.engines.trl import train
-
     cfg = _cfg(tiny_toy_model, training=training, trl=trl)
     out = train(cfg, output_dir=tmp_path / "run", progress=False)
     rows = _rows(tmp_path / "run")
@@ -90,8 +97,6 @@ def test_cap_applied_per_rollout_round(tiny_toy_model, tmp_path, training, trl):
 
 
 def test_checkpoints_at_trough_and_peak(tiny_toy_model, tmp_path):
-    from siri_rl.engines.trl import train
-
     cfg = _cfg(tiny_toy_model, rounds=8)
     assert cfg.schedule.checkpoints(8) == [(2, "cycle1-compressed"), (4, "cycle1-expanded"),
                                            (6, "cycle2-compressed"), (7, "cycle2-expanded")]
@@ -107,7 +112,7 @@ def test_checkpoints_at_trough_and_peak(tiny_toy_model, tmp_path):
 
 
 def test_resume_continues_schedule_and_metrics(tiny_toy_model, tmp_path):
-    from siri_rl.engines.trl import latest_checkpoint, train
+    from siri_rl.engines.trl import latest_checkpoint
 
     cfg = _cfg(tiny_toy_model, rounds=6, training={"updates_per_round": 2})
     run = tmp_path / "run"
@@ -144,23 +149,17 @@ def test_resume_continues_schedule_and_metrics(tiny_toy_model, tmp_path):
     ],
 )
 def test_bad_trl_sections_fail_before_loading(tiny_toy_model, tmp_path, trl, match):
-    from siri_rl.engines.trl import train
-
     with pytest.raises(ConfigError, match=match):
         train(_cfg(tiny_toy_model, trl=trl), output_dir=tmp_path / "run", dry_run=True)
     assert not (tmp_path / "run").exists()
 
 
 def test_batch_not_divisible_fails(tiny_toy_model, tmp_path):
-    from siri_rl.engines.trl import train
-
     with pytest.raises(ConfigError, match="not divisible"):
         train(_cfg(tiny_toy_model, training={"updates_per_round": 3}), output_dir=tmp_path, dry_run=True)
 
 
 def test_l_max_above_context_fails(tiny_toy_model, tmp_path):
-    from siri_rl.engines.trl import train
-
     cfg = _cfg(tiny_toy_model, schedule={"kind": "cosine", "l_max": 400, "l_min": 100, "cycle": 4})
     with pytest.raises(ConfigError, match="context"):
         train(cfg, output_dir=tmp_path, dry_run=True)
@@ -205,8 +204,6 @@ def test_two_processes_sum_statistics_and_export(tiny_toy_model, tmp_path):
 def test_round_statistics_reach_report_to(tiny_toy_model, tmp_path):
     """With report_to=tensorboard, TRL's logs carry the same per-round values as metrics.jsonl (siri/*)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from siri_rl.engines.trl import train
 
     cfg = _cfg(tiny_toy_model, rounds=4, trl={"report_to": "tensorboard"})
     train(cfg, output_dir=tmp_path / "run", progress=False)
@@ -271,8 +268,6 @@ def test_one_update_at_lr_1e6_moves_the_weights(tiny_toy_model_bf16, tmp_path):
     model (zero advantages, zero policy gradient), so TRL's entropy bonus supplies the gradient."""
     import torch
 
-    from siri_rl.engines.trl import train
-
     cfg = _cfg(tiny_toy_model_bf16, rounds=1, model={"dtype": "auto"}, training={"learning_rate": 1e-6},
                trl={"bf16": True, "entropy_coef": 0.1})
     probe = _weight_probe()
@@ -299,8 +294,6 @@ def test_one_update_at_lr_1e6_moves_the_weights(tiny_toy_model_bf16, tmp_path):
     ids=["bf16", "fp16", "fsdp-no-amp", "fsdp", "zero2", "accelerate-deepspeed", "continuous-batching"],
 )
 def test_pure_half_precision_weights_are_refused(tiny_toy_model, tmp_path, monkeypatch, dtype, trl, env, match):
-    from siri_rl.engines.trl import train
-
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     cfg = _cfg(tiny_toy_model, model={"dtype": dtype}, trl=trl)
@@ -313,8 +306,6 @@ def test_pure_half_precision_weights_are_refused(tiny_toy_model, tmp_path, monke
 
 
 def test_dry_run_states_the_precision(tiny_toy_model, tmp_path):
-    from siri_rl.engines.trl import train
-
     info = train(_cfg(tiny_toy_model, model={"dtype": "auto"}, trl={"bf16": True}), output_dir=tmp_path, dry_run=True)
     assert info["precision"] == {"weights": "float32", "compute": "bfloat16", "master_weights": "fp32 parameters"}
 
@@ -377,8 +368,6 @@ def test_round_stats_take_min_of_mins_and_max_of_maxes():
 
 def test_resume_after_a_half_written_metrics_line(tiny_toy_model, tmp_path):
     """A run killed while appending a row leaves a half-written last line; --resume drops it and redoes the round."""
-    from siri_rl.engines.trl import train
-
     cfg = _cfg(tiny_toy_model, rounds=2)
     run = tmp_path / "run"
     train(cfg, output_dir=run, stop_after_rounds=1, progress=False)
@@ -392,8 +381,6 @@ def test_resume_after_a_half_written_metrics_line(tiny_toy_model, tmp_path):
 
 
 def test_resume_from_a_mid_round_checkpoint_fails(tiny_toy_model, tmp_path):
-    from siri_rl.engines.trl import train
-
     ckpt = tmp_path / "run" / "trainer" / "checkpoint-3"
     ckpt.mkdir(parents=True)
     (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": 3}))
@@ -424,3 +411,126 @@ def test_reward_counts_every_eos_and_keeps_a_special_think_end(think_special_mod
     rewards = reward(prompts=["p", "p"], completions=["c", "c"], completion_ids=[ended_on_eot, cut], answer=["4", "4"])
     assert rewards == [1.0, 1.0]  # the box closed inside L in both
     assert cap.pending[0]["clipped_frac"] == 0.5
+
+
+# --- resume cannot damage a run (issue 12, items 1, 2 and 10) -------------------------------------------------
+
+
+def _hashes(run: Path, *, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """sha256 of every file under ``run`` (relative path -> digest)."""
+    import hashlib
+
+    return {str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run.rglob("*"))
+            if p.is_file() and str(p.relative_to(run)) not in skip}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_toy_model, tmp_path_factory):
+    """A finished 2-round run (no trough/peak in 2 rounds of the cycle-4 cosine: a ``final`` export), trained with
+    the progress display on and stdout redirected to a string, as in a job log. Returns (run dir, output)."""
+    import contextlib
+    import io
+
+    run = tmp_path_factory.mktemp("finished") / "run"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        train(_cfg(tiny_toy_model, rounds=2), output_dir=run, progress=True)
+    assert (run / "checkpoints" / "final" / "siri_checkpoint.json").exists()
+    return run, out.getvalue()
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, tmp_path / "run"))
+
+
+def test_resume_of_a_finished_run_changes_nothing(tiny_toy_model, finished_run, tmp_path):
+    """The old engine ran one more optimizer step, appended a row {"step": 0, "max_len": 0}, wrote checkpoint-3 and
+    overwrote checkpoints/final with changed weights."""
+    run = _copy(finished_run[0], tmp_path)
+    before = _hashes(run)
+    out = train(_cfg(tiny_toy_model, rounds=2), output_dir=run, resume=True, progress=False)
+    assert _hashes(run) == before
+    assert out["finished"] is True and out["rounds"] == 2
+
+
+def test_resume_after_a_kill_during_the_final_export_completes_it(tiny_toy_model, finished_run, tmp_path):
+    """A kill while checkpoints/final was being written (after the last Trainer checkpoint): --resume writes the same
+    export again, from that checkpoint, and the plot; it trains nothing and leaves every other file alone."""
+    run = _copy(finished_run[0], tmp_path)
+    before = _hashes(run, skip=("dynamics.png",))
+    final = run / "checkpoints" / "final"
+    (final / "siri_checkpoint.json").unlink()
+    (final / "README.md").unlink()
+    (final / "model.safetensors").write_bytes(b"cut short")
+    (run / "dynamics.png").unlink()
+    train(_cfg(tiny_toy_model, rounds=2), output_dir=run, resume=True, progress=False)
+    assert _hashes(run, skip=("dynamics.png",)) == before  # the same bytes as the export at the end of training
+    assert (run / "dynamics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_keeps_the_stored_config_and_extends_only_rounds(tiny_toy_model, finished_run, tmp_path):
+    """A changed schedule (or fewer rounds) on --resume is refused, naming the key, and the run is untouched; more
+    rounds alone extend it: the earlier rows stay, the new rounds follow the same schedule, config.yaml says so."""
+    import yaml
+
+    run = _copy(finished_run[0], tmp_path)
+    before = _hashes(run)
+    rows = _rows(run)
+    changed = _cfg(tiny_toy_model, rounds=2, schedule={"kind": "cosine", "l_max": 12, "l_min": 4, "cycle": 8})
+    with pytest.raises(ConfigError, match=r"schedule\.cycle 4 -> 8"):
+        train(changed, output_dir=run, resume=True, progress=False)
+    with pytest.raises(ConfigError, match="not shortened"):
+        train(_cfg(tiny_toy_model, rounds=1), output_dir=run, resume=True, progress=False)
+    assert _hashes(run) == before
+    cfg = _cfg(tiny_toy_model, rounds=4)
+    train(cfg, output_dir=run, resume=True, progress=False)
+    longer = _rows(run)
+    assert longer[:2] == rows and [r["step"] for r in longer] == [0, 1, 2, 3]
+    assert [r["max_len"] for r in longer] == [r["completion_len_max"] for r in longer] == [cfg.schedule(s) for s in range(4)]
+    assert longer[-1]["tokens_generated"] == sum(8 * cfg.schedule(s) for s in range(4))
+    assert yaml.safe_load((run / "config.yaml").read_text())["training"]["rounds"] == 4
+
+
+def test_resume_before_the_first_checkpoint_starts_again(tiny_toy_model, finished_run, tmp_path):
+    """A run stopped before its first resumable checkpoint (the first one of a 1920-round run is at round 320) has
+    rows and no checkpoint: the old engine refused both --resume ("no checkpoint") and a fresh start ("already
+    holds a run"). --resume now starts it again at round 0."""
+    import shutil
+
+    run = _copy(finished_run[0], tmp_path)
+    first = _rows(run)
+    shutil.rmtree(run / "trainer")
+    shutil.rmtree(run / "checkpoints")
+    train(_cfg(tiny_toy_model, rounds=2), output_dir=run, resume=True, progress=False)
+    rows = _rows(run)
+    assert [r["step"] for r in rows] == [0, 1]
+    assert [r["tokens_generated"] for r in rows] == [r["tokens_generated"] for r in first]
+
+
+def test_progress_prints_lines_when_output_is_not_a_terminal(finished_run):
+    """Redirected output gets a progress line (the first round, then at most every 30 s, and the last round)
+    instead of a bar that cannot redraw: the old engine printed the bar once, at the end."""
+    output = finished_run[1]
+    lines = [x for x in output.splitlines() if x.startswith("SIRI round ")]
+    assert [x.split(":")[0] for x in lines] == ["SIRI round 1/2", "SIRI round 2/2"], output
+    assert "L=12 acc=0.00" in lines[0] and "eta" in lines[0]
+    assert "━" not in output
+
+
+def test_trl_engine_imports_no_toy_analysis_compare_or_eval_driver():
+    """The engine sits below the toy, analysis, compare and the evaluation driver (issue 13): the toy resolves its
+    names before calling it, metrics.jsonl is read with siri_rl.run_metrics."""
+    import ast
+
+    from siri_rl.engines import trl
+
+    banned = ("siri_rl.toy", "siri_rl.analysis", "siri_rl.compare", "siri_rl.evaluate")
+    found = []
+    for path in sorted(Path(trl.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.name}:{node.lineno} {n}" for n in names if n.startswith(banned)]
+    assert not found, found

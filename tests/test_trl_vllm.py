@@ -60,6 +60,7 @@ def test_vllm_rollouts_follow_the_cap_and_the_updated_policy(vllm_toy_model, vll
     from transformers import TrainerCallback
 
     from siri_rl.engines.trl import train
+    from siri_rl.toy import toy_train_rows
 
     class Logs(TrainerCallback):
         def __init__(self):
@@ -84,7 +85,7 @@ def test_vllm_rollouts_follow_the_cap_and_the_updated_policy(vllm_toy_model, vll
     })
     logs = Logs()
     run = tmp_path / "run"
-    train(cfg, output_dir=run, progress=False, callbacks=[logs])
+    train(cfg, output_dir=run, progress=False, callbacks=[logs], train_rows=toy_train_rows(cfg))  # data: toy
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     expected = [cfg.schedule(s) for s in range(4)]
     assert len(set(expected)) > 2

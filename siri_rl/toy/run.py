@@ -2,7 +2,8 @@
 every trough/peak checkpoint at one fixed cap on held-out problems, and write the summary table and the
 training-dynamics plot.
 
-Run directory additions: ``RUN/summary.json``, ``RUN/summary.md``, ``RUN/dynamics.png``.
+Run directory additions: ``RUN/summary.json``, ``RUN/summary.md``, ``RUN/dynamics.png``. ``summary.json`` is
+written last: a run whose ``summary.json`` counts all its rounds is complete, and ``--resume`` leaves it as it is.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from siri_rl.config import ExperimentConfig
+from siri_rl.run_metrics import METRICS_FILE, RunInterrupted, read_metric_rows
+
+SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
 
 
 def eval_settings(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -33,6 +37,7 @@ def eval_settings(cfg: ExperimentConfig) -> dict[str, Any]:
 
 def evaluate_run(cfg: ExperimentConfig, run_dir: Path, base_dir: Path, *, console: Console | None = None) -> list[dict]:
     """Evaluate the base model and every checkpoint under ``RUN/checkpoints`` (in round order)."""
+    from siri_rl.engines.trl.callback import CHECKPOINT_CARD
     from siri_rl.toy import toy_spec
     from siri_rl.toy.evaluate import evaluate_toy_model
     from siri_rl.toy.task import balanced_problems
@@ -44,14 +49,17 @@ def evaluate_run(cfg: ExperimentConfig, run_dir: Path, base_dir: Path, *, consol
     entries: list[tuple[str, int | None, int | None, Path]] = [("base", None, None, base_dir)]
     ckpts = []
     for path in (run_dir / "checkpoints").glob("*"):
-        card = json.loads((path / "siri_checkpoint.json").read_text())
+        if path.name.endswith(".tmp") or not (path / CHECKPOINT_CARD).is_file():  # cut short: --resume redoes it
+            continue
+        card = json.loads((path / CHECKPOINT_CARD).read_text())
         ckpts.append((card["step"], path.name, card["max_len"], path))
     for step, name, max_len, path in sorted(ckpts):
         entries.append((name, step, max_len, path))
     results = []
     for name, step, max_len, path in entries:
         if console is not None:
-            console.print(f"evaluating {name} on {len(problems)} held-out problems at cap {ev['max_len']} ...")
+            console.print(f"evaluating {name} on {len(problems)} held-out problems at cap {ev['max_len']} ...",
+                          highlight=False, soft_wrap=True)
         r = evaluate_toy_model(path, problems, max_len=ev["max_len"], temperature=ev["temperature"],
                                seed=ev["seed"])
         results.append({"name": name, "step": step, "train_cap": max_len, **r})
@@ -81,6 +89,23 @@ def render_summary(results: list[dict], *, title: str) -> tuple[Table, str]:
     return table, "\n".join(lines)
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _complete_summary(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The run's ``summary.json`` if it covers all ``training.rounds`` (an evaluated, finished run), else None."""
+    path = run_dir / SUMMARY_JSON
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    done = isinstance(summary, dict) and summary.get("rounds") == cfg.training.rounds
+    return summary if done and (run_dir / SUMMARY_MD).is_file() else None
+
+
 def run_toy(
     cfg: ExperimentConfig,
     output_dir: str | Path,
@@ -89,13 +114,25 @@ def run_toy(
     stop_after_rounds: int | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:
-    """``siri train`` on a toy config: base model (cached), SIRI on TRL, fixed-cap evaluation, summary + plot."""
+    """``siri train`` on a toy config: base model (cached), SIRI on TRL, fixed-cap evaluation, summary + plot.
+
+    The engine's cheap checks (:func:`siri_rl.engines.trl.train.plan_run`) run before the base model is built or
+    loaded. ``resume`` of a finished and evaluated run changes nothing and prints its summary; of a finished run
+    without a summary (a kill during the evaluation) it evaluates and writes the summary."""
     from siri_rl.engines.trl import train
-    from siri_rl.toy import toy_model_path
+    from siri_rl.engines.trl.train import plan_run
+    from siri_rl.toy import is_toy_data, toy_model_path, toy_spec, toy_train_rows
 
     console = console or Console()
     run_dir = Path(output_dir)
     t0 = time.time()
+    toy_spec(cfg)  # toy.base is checked before anything runs
+    plan = plan_run(cfg, run_dir, resume=resume)
+    if resume and plan.finished(cfg) and (done := _complete_summary(cfg, run_dir)) is not None:
+        console.print((run_dir / SUMMARY_MD).read_text(), highlight=False, markup=False, soft_wrap=True)
+        console.print(f"{run_dir} is complete ({cfg.training.rounds} rounds, evaluated); --resume changed nothing",
+                      highlight=False, markup=False, soft_wrap=True)
+        return {"run_dir": str(run_dir), "finished": True, **done}
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -104,14 +141,25 @@ def run_toy(
     # The toy loads and saves a tiny model a dozen times: transformers' per-file bars would bury the round bar.
     hf_logging.disable_progress_bar()
     console.print("[bold]toy base model[/] (built once, then cached) ...")
-    base_dir = toy_model_path(cfg)
+    try:
+        base_dir = toy_model_path(cfg)
+    except KeyboardInterrupt:
+        raise RunInterrupted("interrupted while building the toy base model (nothing cached, no run written); run "
+                             "the same command again") from None
     t_base = time.time() - t0
-    console.print(f"base model: {base_dir} ({t_base:.0f} s)")
-    out = train(cfg, output_dir=run_dir, resume=resume, stop_after_rounds=stop_after_rounds, progress=True)
+    console.print(f"base model: {base_dir} ({t_base:.0f} s)", highlight=False, markup=False, soft_wrap=True)
+    # The toy sits above the engine: it resolves its names ("toy") to a model directory and problems first.
+    out = train(cfg, output_dir=run_dir, resume=resume, stop_after_rounds=stop_after_rounds, progress=True,
+                model_path=base_dir, train_rows=toy_train_rows(cfg) if is_toy_data(cfg) else None)
     t_train = time.time() - t0 - t_base
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    rows = read_metric_rows(run_dir / METRICS_FILE)
     plot = out["dynamics_png"]  # written by the engine at the end of training
-    results = evaluate_run(cfg, run_dir, base_dir, console=console)
+    try:
+        results = evaluate_run(cfg, run_dir, base_dir, console=console)
+    except KeyboardInterrupt:
+        left = ("training is complete: it only evaluates" if len(rows) >= cfg.training.rounds
+                else "it trains the remaining rounds, then evaluates")
+        raise RunInterrupted(f"interrupted during the toy's evaluation; continue with --resume ({left})") from None
     wall = time.time() - t0
     ev = eval_settings(cfg)
     table, markdown = render_summary(
@@ -135,11 +183,11 @@ def run_toy(
         "eval": ev,
         "results": results,
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (run_dir / "summary.md").write_text(
-        f"# {cfg.name}\n\n{markdown}\n\nrounds {len(rows)}, tokens generated {summary['tokens_generated']}, "
-        f"wall {wall:.0f} s (base model {t_base:.0f} s, RL {t_train:.0f} s), peak RSS {peak_mb:.0f} MB\n")
+    _write_atomic(run_dir / SUMMARY_MD,
+                  f"# {cfg.name}\n\n{markdown}\n\nrounds {len(rows)}, tokens generated {summary['tokens_generated']}, "
+                  f"wall {wall:.0f} s (base model {t_base:.0f} s, RL {t_train:.0f} s), peak RSS {peak_mb:.0f} MB\n")
+    _write_atomic(run_dir / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")  # last: marks the run complete
     console.print(f"wall {wall:.0f} s (base {t_base:.0f} s, RL {t_train:.0f} s, eval {summary['eval_s']:.0f} s); "
-                  f"{summary['tokens_generated']} tokens generated; peak RSS {peak_mb:.0f} MB")
-    console.print(f"wrote {run_dir / 'summary.md'}, {plot}")
+                  f"{summary['tokens_generated']} tokens generated; peak RSS {peak_mb:.0f} MB", highlight=False, soft_wrap=True)
+    console.print(f"wrote {run_dir / SUMMARY_MD}, {plot}", highlight=False, markup=False, soft_wrap=True)
     return {**out, **summary}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,10 @@ from typing import Any
 from transformers import TrainerCallback
 
 from siri_rl.config import ConfigError
+from siri_rl.run_metrics import METRICS_FILE, read_metric_rows
 from siri_rl.schedule import LengthSchedule
+
+CHECKPOINT_CARD = "siri_checkpoint.json"  # written last: an export folder without it is incomplete
 
 # TRL log keys (GRPOTrainer._metrics, and the Trainer's loss/grad_norm/learning_rate) copied into metrics.jsonl,
 # under our names; averaged over the round's optimizer steps, except *_min (min) and *_max (max).
@@ -79,17 +83,40 @@ def _round_stats_from_logs(logs: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def read_metrics_rows(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The rows of ``RUN/metrics.jsonl`` (none if there is no file), through the one tolerant reader
-    (:func:`siri_rl.analysis.read_metrics`: a half-written last line is skipped); a damaged line elsewhere is a
-    :class:`ConfigError`."""
-    from siri_rl.analysis import read_metrics
-    from siri_rl.evaluate import EvalError
-
+def read_metrics_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a ``metrics.jsonl`` in file order (none if there is no file), through the one tolerant reader
+    (:func:`siri_rl.run_metrics.read_metric_rows`: a half-written last line is skipped); a damaged line elsewhere
+    is a :class:`ConfigError`."""
     try:
-        return read_metrics(run_dir, missing_ok=True)
-    except EvalError as err:
+        return read_metric_rows(path)
+    except ValueError as err:
         raise ConfigError(str(err)) from None
+
+
+def _clock(seconds: float) -> str:
+    """``H:MM:SS`` (hours past 24 too: a 1920-round run takes days)."""
+    m, s = divmod(int(max(0.0, seconds)), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}"
+
+
+def write_checkpoint_card(path: Path, name: str, row: dict[str, Any], schedule: LengthSchedule) -> None:
+    """``siri_checkpoint.json`` (the round's metrics row) and the model card ``README.md`` of an exported
+    checkpoint. ``siri_checkpoint.json`` goes last, each file atomically: its presence means the export is
+    complete (a kill during ``save_model`` leaves a folder without it)."""
+    kind = ("SIRI-low (end of compression)" if "compressed" in name
+            else "SIRI-high (end of expansion)" if "expanded" in name else "Final")
+    metrics = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in row.items())
+    card = (
+        f"---\ntags: [siri, grpo, trl]\n---\n# {name}\n\n{kind} checkpoint of a SIRI run "
+        f"(Wen et al. 2025, arXiv 2509.25176), taken after rollout round {row['step']} "
+        f"with rollout cap L = {row['max_len']} tokens ({schedule.kind} schedule, "
+        f"L_max {schedule.l_max}, L_min {schedule.l_min}, "
+        f"cycle {schedule.cycle}).\n\n| metric at this round | value |\n|---|---|\n{metrics}\n"
+    )
+    for file, text in (("README.md", card), (CHECKPOINT_CARD, json.dumps(row, indent=2) + "\n")):
+        tmp = path / (file + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path / file)
 
 
 class LengthScheduleCallback(TrainerCallback):
@@ -103,8 +130,12 @@ class LengthScheduleCallback(TrainerCallback):
         save_every: also ask the Trainer for a resumable checkpoint every this many rounds (None: only at
             trough/peak rounds, the last round and ``stop_after_rounds``).
         stop_after_rounds: stop training once this many rounds are complete (a resumable checkpoint is saved).
-        progress: show a rich progress bar with the cap and accuracy per round.
+        progress: show the rounds on the main process: a rich progress bar with the cap and accuracy per round on
+            a terminal; where output goes to a file (a cluster job log) a line at most every
+            :attr:`progress_log_every_s` seconds and after the last round, as ``siri eval`` does.
     """
+
+    progress_log_every_s = 30.0  # seconds between progress lines when the output is not a terminal
 
     def __init__(
         self,
@@ -128,8 +159,11 @@ class LengthScheduleCallback(TrainerCallback):
         self._last_row: dict[str, Any] | None = None
         self._wall0 = time.time()
         self._wall_offset = 0.0
-        self._progress = None
-        self._task = None
+        self._progress: Any = None  # rich Progress (terminal)
+        self._task: Any = None
+        self._log_console: Any = None  # rich Console for progress lines (not a terminal)
+        self._log_last: float | None = None
+        self._log_start = (0.0, 0)  # (monotonic s, rounds done) when this process started training
         self._show_progress = progress
 
     # -- wiring ---------------------------------------------------------------------------------------------
@@ -146,6 +180,11 @@ class LengthScheduleCallback(TrainerCallback):
 
     def round_of(self, micro_step: int) -> int:
         return micro_step // self.micro_steps_per_round
+
+    @property
+    def current_round(self) -> int:
+        """The round being trained now (0-based; ``num_rounds`` once all are done)."""
+        return min(self.round_of(self._micro), self.num_rounds) if self.trainer is not None else 0
 
     def _apply_cap(self, args) -> None:
         r = self.round_of(self._micro)
@@ -174,16 +213,8 @@ class LengthScheduleCallback(TrainerCallback):
         self._wall0 = time.time()
         self.cap.tokens_generated = int(rows[-1]["tokens_generated"]) if rows else 0
         self._apply_cap(args)
-        if self._show_progress:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(
-                TextColumn("[bold]SIRI rounds"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("{task.fields[info]}"),
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("rounds", total=self.num_rounds,
-                                                 completed=self.round_of(self._micro), info="")
+        if self._show_progress and state.is_world_process_zero:
+            self._start_progress()
 
     def on_substep_end(self, args, state, control, **kwargs):
         self._micro += 1
@@ -221,13 +252,57 @@ class LengthScheduleCallback(TrainerCallback):
         # have none, and their final model is what gets compared). Every process takes part in the export.
         if last is not None and done >= self.num_rounds and (self.num_rounds - 1) not in self.checkpoints:
             self.export_checkpoint("final", last)
+        self.close_progress()
+
+    # -- progress -------------------------------------------------------------------------------------------
+    def _start_progress(self) -> None:
+        from rich import get_console
+
+        console = get_console()
+        done = self.round_of(self._micro)
+        self._log_start = (time.monotonic(), done)
+        if not console.is_terminal:  # a bar cannot redraw in a file: print lines instead
+            self._log_console = console
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]SIRI rounds"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"), console=console,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("rounds", total=self.num_rounds, completed=done, info="")
+
+    def _show_round(self, row: dict[str, Any]) -> None:
+        done = row["step"] + 1
+        info = f"L={row['max_len']} acc={row['accuracy']:.2f} len={row['completion_len_mean']:.0f}"
+        if self._progress is not None:
+            self._progress.update(self._task, completed=done, info=info)
+            return
+        if self._log_console is None:
+            return
+        now = time.monotonic()
+        end = min(self.num_rounds, self.stop_after_rounds or self.num_rounds)
+        if self._log_last is not None and now - self._log_last < self.progress_log_every_s and done < end:
+            return
+        self._log_last = now
+        t0, done0 = self._log_start
+        elapsed = now - t0
+        eta = _clock(elapsed / (done - done0) * (self.num_rounds - done)) if done > done0 else "?"
+        self._log_console.print(f"SIRI round {done}/{self.num_rounds}: {info}, elapsed {_clock(elapsed)}, "
+                                f"eta {eta}", highlight=False, markup=False, soft_wrap=True)
+
+    def close_progress(self) -> None:
+        """End the progress bar (its last line and a newline; the terminal cursor is shown again). Idempotent;
+        also called when training is interrupted."""
         if self._progress is not None:
             self._progress.stop()
+            self._progress = None
 
     # -- run directory --------------------------------------------------------------------------------------
     @property
     def metrics_path(self) -> Path:
-        return self.run_dir / "metrics.jsonl"
+        return self.run_dir / METRICS_FILE
 
     def _rows(self) -> list[dict[str, Any]]:
         return read_metrics_rows(self.metrics_path)
@@ -251,10 +326,8 @@ class LengthScheduleCallback(TrainerCallback):
                 f.write(json.dumps(row) + "\n")
         if r in self.checkpoints:
             self.export_checkpoint(self.checkpoints[r], row)  # every process: sharded weights are gathered
-        if state.is_world_process_zero and self._progress is not None:
-            self._progress.update(self._task, completed=r + 1,
-                                  info=f"L={row['max_len']} acc={row['accuracy']:.2f} "
-                                       f"len={row['completion_len_mean']:.0f}")
+        if state.is_world_process_zero:
+            self._show_round(row)
 
     def export_checkpoint(self, name: str, row: dict[str, Any]) -> Path:
         """Save the current policy as a Hugging Face model (+ tokenizer + model card) in ``checkpoints/<name>``.
@@ -268,16 +341,5 @@ class LengthScheduleCallback(TrainerCallback):
         if not self.trainer.is_world_process_zero():
             return path
         path.mkdir(parents=True, exist_ok=True)
-        (path / "siri_checkpoint.json").write_text(json.dumps(row, indent=2) + "\n")
-        kind = ("SIRI-low (end of compression)" if "compressed" in name
-                else "SIRI-high (end of expansion)" if "expanded" in name else "Final")
-        metrics = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
-                            for k, v in row.items())
-        (path / "README.md").write_text(
-            f"---\ntags: [siri, grpo, trl]\n---\n# {name}\n\n{kind} checkpoint of a SIRI run "
-            f"(Wen et al. 2025, arXiv 2509.25176), taken after rollout round {row['step']} "
-            f"with rollout cap L = {row['max_len']} tokens ({self.cap.schedule.kind} schedule, "
-            f"L_max {self.cap.schedule.l_max}, L_min {self.cap.schedule.l_min}, "
-            f"cycle {self.cap.schedule.cycle}).\n\n| metric at this round | value |\n|---|---|\n{metrics}\n"
-        )
+        write_checkpoint_card(path, name, row, self.cap.schedule)
         return path

@@ -10,7 +10,9 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +20,115 @@ import yaml
 
 from siri_rl.config import ConfigError, ExperimentConfig
 from siri_rl.data import eos_token_ids
-from siri_rl.engines.trl.callback import LengthScheduleCallback, RolloutCap, read_metrics_rows
+from siri_rl.engines.trl.callback import (
+    CHECKPOINT_CARD,
+    LengthScheduleCallback,
+    RolloutCap,
+    read_metrics_rows,
+    write_checkpoint_card,
+)
 from siri_rl.engines.trl.colocate import check_colocated_vllm
 from siri_rl.engines.trl.config import grpo_kwargs, policy_precision, round_layout
 from siri_rl.engines.trl.reward import LengthCappedReward
+from siri_rl.run_metrics import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    RunInterrupted,
+    check_output_dir,
+    check_resume_config,
+    refuse_existing_run,
+    truncate_metrics,
+)
 
 logger = logging.getLogger(__name__)
 
 TRAINER_SUBDIR = "trainer"
 
 
+def _saved_step(checkpoint: Path) -> int | None:
+    """``global_step`` of a complete Trainer checkpoint, else None. trainer_state.json is the last file
+    Trainer._save_checkpoint writes (transformers/trainer.py:3074-3114), not atomically: a checkpoint without it,
+    or with a half-written one, was cut short."""
+    try:
+        return int(json.loads((checkpoint / "trainer_state.json").read_text())["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest resumable Trainer checkpoint in ``RUN/trainer/checkpoint-N`` (None if there is none)."""
     root = Path(run_dir) / TRAINER_SUBDIR
     found = [(int(m.group(1)), p) for p in root.glob("checkpoint-*") if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))
-             and (p / "trainer_state.json").exists()]
+             and _saved_step(p) is not None]
     return max(found)[1] if found else None
+
+
+# What Trainer._save_checkpoint adds to save_model's files in checkpoint-N (transformers/trainer.py:3097-3114).
+_TRAINER_STATE_FILES = ("optimizer.pt", "optimizer.bin", "scheduler.pt", "scaler.pt", "trainer_state.json")
+
+
+@dataclass
+class RunPlan:
+    """What :func:`plan_run` found: the Trainer arguments and where the run starts.
+
+    ``done_rounds``: rounds the resumed checkpoint holds (0 for a fresh run, or a run interrupted before its first
+    checkpoint); ``stored_rounds``: ``training.rounds`` of the run's ``config.yaml`` (None if it has none).
+    """
+
+    kw: dict[str, Any]
+    precision: dict[str, str]
+    resume_from: Path | None
+    done_rounds: int
+    stored_rounds: int | None
+
+    def finished(self, cfg: ExperimentConfig) -> bool:
+        return self.done_rounds >= cfg.training.rounds
+
+
+def plan_run(cfg: ExperimentConfig, output_dir: str | Path, *, resume: bool = False) -> RunPlan:
+    """The checks of a real run that need no model (seconds, downloads nothing), in the order a user meets them:
+    the output path, the ``trl`` section and batch geometry, the context budget, an existing run without
+    ``--resume``, and on ``--resume`` the stored config (:func:`siri_rl.run_metrics.check_resume_config`), the
+    checkpoint and ``metrics.jsonl``. Raises :class:`ConfigError`; writes nothing."""
+    run_dir = Path(output_dir)
+    check_output_dir(run_dir)
+    kw = grpo_kwargs(cfg, run_dir / TRAINER_SUBDIR)
+    _check_context(cfg)
+    precision = policy_precision(cfg, kw)
+    refuse_existing_run(run_dir, resume=resume)
+    if not resume:
+        return RunPlan(kw, precision, None, 0, None)
+    stored_rounds = check_resume_config(run_dir, cfg)
+    resume_from = latest_checkpoint(run_dir)
+    done = 0
+    if resume_from is None:
+        if stored_rounds is None:
+            raise ConfigError(f"--resume: {run_dir} holds no run to resume (no {CONFIG_FILE}, no checkpoint under "
+                              f"{TRAINER_SUBDIR}/); start without --resume")
+        # Started, but stopped before its first resumable checkpoint: it starts again at round 0.
+    else:
+        step = _saved_step(resume_from)
+        assert step is not None
+        per_round = round_layout(cfg).optimizer_steps_per_round
+        if step % per_round:
+            # The callback counts rounds from global_step and TRL regenerates on its own counter: both only line up
+            # with a round start (callback.on_train_begin).
+            raise ConfigError(f"--resume: {resume_from} was saved after {step} optimizer steps, not on a round "
+                              f"boundary ({per_round} per round); delete it to resume from the previous checkpoint")
+        done = step // per_round
+        if done > cfg.training.rounds:
+            raise ConfigError(f"--resume: {resume_from} holds {done} rounds, more than training.rounds="
+                              f"{cfg.training.rounds}")
+    # Read on every process, so that a damaged file fails on all of them before any barrier.
+    read_metrics_rows(run_dir / METRICS_FILE)
+    if stored_rounds is not None and cfg.training.rounds > stored_rounds and done < cfg.training.rounds:
+        lr = kw.get("lr_scheduler_type", "linear")
+        if str(lr) not in ("constant", "constant_with_warmup"):
+            # The Trainer rebuilds its LR schedule over the new max_steps: later rounds would get other rates.
+            raise ConfigError(f"--resume: training.rounds={cfg.training.rounds} cannot extend a run with "
+                              f"trl.lr_scheduler_type={lr} (its rates are spread over training.rounds); start a new "
+                              f"run to train longer")
+    return RunPlan(kw, precision, resume_from, done, stored_rounds)
 
 
 def _check_context(cfg: ExperimentConfig) -> None:
@@ -74,16 +169,14 @@ def describe(cfg: ExperimentConfig, output_dir: str | Path, *, first: int = 8) -
     }
 
 
-def _load_model_and_tokenizer(cfg: ExperimentConfig, weights_dtype: str):
-    """The policy in ``weights_dtype`` (:func:`~siri_rl.engines.trl.config.policy_precision`: float32 unless
-    DeepSpeed/FSDP hold the master weights) and its tokenizer."""
+def _load_model_and_tokenizer(cfg: ExperimentConfig, weights_dtype: str, path: str | Path):
+    """The policy at ``path`` in ``weights_dtype`` (:func:`~siri_rl.engines.trl.config.policy_precision`: float32
+    unless DeepSpeed/FSDP hold the master weights) and its tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    from siri_rl.toy import is_toy_model, toy_model_path
-    from siri_rl.toy.tokenizer import load_tokenizer
+    from siri_rl.data import load_tokenizer
 
-    path = toy_model_path(cfg) if is_toy_model(cfg) else cfg.model.name_or_path
     tok = load_tokenizer(path, trust_remote_code=cfg.model.trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -101,15 +194,12 @@ def _load_model_and_tokenizer(cfg: ExperimentConfig, weights_dtype: str):
     return model, tok
 
 
-def _train_dataset(cfg: ExperimentConfig, tokenizer: Any = None):
+def _train_dataset(cfg: ExperimentConfig, tokenizer: Any = None, rows: list[dict[str, Any]] | None = None):
     from datasets import Dataset
 
     from siri_rl.data import build_messages, load_problems, prompt_token_ids
-    from siri_rl.toy import is_toy_data, toy_train_rows
 
-    if is_toy_data(cfg):
-        rows = toy_train_rows(cfg)
-    else:
+    if rows is None:
         rows = load_problems(cfg.data.train, split=cfg.data.split, problem_field=cfg.data.problem_field,
                              answer_field=cfg.data.answer_field, skip_invalid=cfg.data.skip_invalid)
     if cfg.data.max_problems:
@@ -132,11 +222,77 @@ def _train_dataset(cfg: ExperimentConfig, tokenizer: Any = None):
     return Dataset.from_list([{"prompt": build_messages(r["problem"]), "answer": str(r["answer"])} for r in rows])
 
 
-def _write_rows(metrics_path: Path, rows: list[dict[str, Any]]) -> None:
-    """Replace ``metrics.jsonl`` by ``rows`` atomically (a reader sees the old file or the new one)."""
-    tmp = metrics_path.with_name(metrics_path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, metrics_path)
+def _write_config(cfg: ExperimentConfig, run_dir: Path) -> None:
+    tmp = run_dir / (CONFIG_FILE + ".tmp")
+    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    os.replace(tmp, run_dir / CONFIG_FILE)
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _export_from_checkpoint(checkpoint: Path, dest: Path, row: dict[str, Any], cfg: ExperimentConfig) -> None:
+    """Export ``checkpoints/<dest.name>`` from a Trainer checkpoint of the same weights: its files are
+    ``save_model``'s (the call :meth:`LengthScheduleCallback.export_checkpoint` makes, trainer.py:3074) plus the
+    optimizer, scheduler, RNG and trainer state, which are left out. Written beside ``dest`` and renamed."""
+    files = [p for p in checkpoint.iterdir() if p.is_file() and p.name not in _TRAINER_STATE_FILES
+             and not (p.name.startswith("rng_state") and p.suffix == ".pth")]
+    weights = [p for p in files if p.suffix == ".safetensors" or (p.name.startswith("pytorch_model") and p.suffix == ".bin")]
+    if not weights or not (checkpoint / "config.json").exists():
+        raise ConfigError(f"--resume: {dest} is missing and {checkpoint} holds no Hugging Face model to export it from "
+                          f"(sharded DeepSpeed/FSDP state); delete {checkpoint} and --resume to train the last "
+                          f"rounds again")
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for p in files:
+        shutil.copy2(p, tmp / p.name)
+    assert cfg.schedule is not None
+    write_checkpoint_card(tmp, dest.name, row, cfg.schedule)
+    shutil.rmtree(dest, ignore_errors=True)  # a half-written export of a kill during save_model
+    tmp.rename(dest)
+
+
+def _summary(cfg: ExperimentConfig, run_dir: Path, rows: list[dict[str, Any]], plot: str | None,
+             wall_s: float) -> dict[str, Any]:
+    ckpts = run_dir / "checkpoints"
+    return {
+        "run_dir": str(run_dir),
+        "dynamics_png": plot,
+        "rounds": len(rows),
+        "wall_s": wall_s,
+        "tokens_generated": rows[-1]["tokens_generated"] if rows else 0,
+        "checkpoints": sorted(p.name for p in ckpts.iterdir() if p.is_dir() and not p.name.endswith(".tmp"))
+        if ckpts.exists() else [],
+    }
+
+
+def _plot(cfg: ExperimentConfig, run_dir: Path, rows: list[dict[str, Any]]) -> str:
+    from siri_rl.plots import plot_training_dynamics
+
+    return str(plot_training_dynamics(rows, run_dir / "dynamics.png", title=f"{cfg.name}: SIRI on TRL"))
+
+
+def _complete_finished_run(cfg: ExperimentConfig, run_dir: Path, plan: RunPlan) -> dict[str, Any]:
+    """``--resume`` of a run whose newest checkpoint is after its last round: train nothing; export ``final``
+    and plot ``dynamics.png`` if a kill after training left them undone. Nothing that exists is rewritten."""
+    rows = read_metrics_rows(run_dir / METRICS_FILE)
+    last_round = cfg.training.rounds - 1
+    assert cfg.schedule is not None and plan.resume_from is not None
+    plot = run_dir / "dynamics.png"
+    if _is_main_process():
+        final = run_dir / "checkpoints" / "final"
+        if last_round not in dict(cfg.schedule.checkpoints(cfg.training.rounds)) and not (final / CHECKPOINT_CARD).exists():
+            last = [r for r in rows if r.get("step") == last_round]
+            if not last:
+                raise ConfigError(f"--resume: {run_dir / METRICS_FILE} has no row of the last round ({last_round}); "
+                                  f"delete {plan.resume_from} and --resume to train it again")
+            _export_from_checkpoint(plan.resume_from, final, last[-1], cfg)
+            logger.info("exported %s from %s", final, plan.resume_from)
+        if rows and not plot.exists():
+            _plot(cfg, run_dir, rows)
+    return {**_summary(cfg, run_dir, rows, str(plot) if plot.exists() else None, 0.0), "finished": True}
 
 
 def train(
@@ -148,43 +304,47 @@ def train(
     stop_after_rounds: int | None = None,
     progress: bool = True,
     callbacks: list | None = None,
+    model_path: str | Path | None = None,
+    train_rows: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run SIRI with TRL's GRPOTrainer; returns a summary dict (run_dir, rounds, wall_s, tokens_generated, ...).
 
     Args:
         config: a validated experiment config (``siri_rl.config.load_config``).
         output_dir: the run directory.
-        resume: continue from the newest ``RUN/trainer/checkpoint-N``, at the same schedule step.
+        resume: continue from the newest ``RUN/trainer/checkpoint-N``, at the same schedule step, with the config
+            the run was started with (:func:`siri_rl.run_metrics.check_resume_config`; a larger
+            ``training.rounds`` alone extends it). A finished run trains nothing more: only a missing ``final``
+            export or ``dynamics.png`` is written (the result then has ``finished: True``).
         dry_run: only resolve and return :func:`describe` (no model is loaded).
         stop_after_rounds: stop (with a resumable checkpoint) after this many rounds in total.
-        progress: show the per-round progress bar.
+        progress: show the per-round progress (a bar on a terminal, a line every 30 s otherwise).
         callbacks: extra ``TrainerCallback`` instances (e.g. for tests and benchmarks).
+        model_path: load the policy and tokenizer from here instead of ``config.model.name_or_path``, for a caller
+            that resolves a name of its own there (the toy: ``toy`` -> its cached base model). ``config.yaml``
+            keeps the config's name.
+        train_rows: the training problems (``{"problem", "answer"}`` dicts), for a caller that resolves
+            ``config.data.train`` itself (the toy: ``toy`` -> generated sums); default: read ``data.train``.
+
+    Raises :class:`ConfigError` (bad config or run directory, before any model is loaded) and
+    :class:`~siri_rl.run_metrics.RunInterrupted` (Ctrl-C during training, with the line to print).
     """
     run_dir = Path(output_dir)
     if dry_run:
         return describe(config, run_dir)
     cfg = config
     assert cfg.schedule is not None
-    kw = grpo_kwargs(cfg, run_dir / TRAINER_SUBDIR)
-    _check_context(cfg)
-    precision = policy_precision(cfg, kw)
-    resume_from, kept_rows = None, []
-    if resume:
-        resume_from = latest_checkpoint(run_dir)
-        if resume_from is None:
-            raise ConfigError(f"--resume: no checkpoint under {run_dir / TRAINER_SUBDIR}; start without --resume")
-        step = json.loads((resume_from / "trainer_state.json").read_text())["global_step"]
-        per_round = round_layout(cfg).optimizer_steps_per_round
-        if step % per_round:
-            # The callback counts rounds from global_step and TRL regenerates on its own counter: both only line up
-            # with a round start (callback.on_train_begin).
-            raise ConfigError(f"--resume: {resume_from} was saved after {step} optimizer steps, not on a round "
-                              f"boundary ({per_round} per round); delete it to resume from the previous checkpoint")
-        # Rounds after the checkpoint are produced again: keep the rows before it (a half-written last line goes
-        # too). Read on every process, so that a damaged file fails on all of them before any barrier.
-        kept_rows = [r for r in read_metrics_rows(run_dir) if r["step"] < step // per_round]
-    elif (run_dir / "metrics.jsonl").exists():
-        raise ConfigError(f"{run_dir} already holds a run (metrics.jsonl); pass --resume or pick a new --output-dir")
+    plan = plan_run(cfg, run_dir, resume=resume)
+    if plan.finished(cfg):
+        return _complete_finished_run(cfg, run_dir, plan)
+    if stop_after_rounds is not None and plan.done_rounds >= stop_after_rounds:
+        # Trainer.train would still take one step before checking should_training_stop (trainer.py:1513-1528).
+        rows = read_metrics_rows(run_dir / METRICS_FILE)
+        return _summary(cfg, run_dir, rows, None, 0.0)
+    if train_rows is None and cfg.data.train == "toy":
+        raise ConfigError("data.train: toy (the toy's generated problems) is resolved by `siri train`; calling the "
+                          "engine directly, pass train_rows=siri_rl.toy.toy_train_rows(config)")
+    kw, precision, resume_from = plan.kw, plan.precision, plan.resume_from
 
     import torch
     from transformers.trainer_callback import PrinterCallback
@@ -192,11 +352,13 @@ def train(
 
     if kw["use_cpu"] and cfg.toy.get("torch_threads"):
         torch.set_num_threads(int(cfg.toy["torch_threads"]))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if _is_main_process() and (not resume or plan.stored_rounds != cfg.training.rounds):
+        # A fresh run, or an extension (training.rounds raised); a plain resume keeps the file it was started with.
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_config(cfg, run_dir)
     args = GRPOConfig(**kw)
-    model, tok = _load_model_and_tokenizer(cfg, precision["weights"])
-    dataset = _train_dataset(cfg, tok)
+    model, tok = _load_model_and_tokenizer(cfg, precision["weights"], model_path or cfg.model.name_or_path)
+    dataset = _train_dataset(cfg, tok, train_rows)
     cap = RolloutCap(cfg.schedule)
     reward = LengthCappedReward(cap, tok, eos_ids=eos_token_ids(tok, model),
                                 require_think_end=cfg.data.require_think_end)
@@ -208,24 +370,32 @@ def train(
     trainer.remove_callback(PrinterCallback)
     cb = LengthScheduleCallback(cap, run_dir, num_rounds=cfg.training.rounds, save_every=cfg.training.save_every,
                                 stop_after_rounds=stop_after_rounds, progress=progress).bind(trainer)
-    if resume_from is not None:
+    if resume:
+        # Rounds from the checkpoint on are produced again: drop their rows (a half-written last line goes too).
         # One writer; every process waits for it before the callback reads the running totals (on_train_begin).
         if trainer.is_world_process_zero():
-            _write_rows(cb.metrics_path, kept_rows)
+            truncate_metrics(cb.metrics_path, plan.done_rounds)
         trainer.accelerator.wait_for_everyone()
     t0 = time.time()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except KeyboardInterrupt:
+        cb.close_progress()  # the bar's last line, a newline, the cursor back
+        raise RunInterrupted(_interrupted_line(cfg, run_dir, cb.current_round)) from None
     rows = cb._rows()
-    plot = None
-    if rows and trainer.is_world_process_zero():
-        from siri_rl.plots import plot_training_dynamics
+    plot = _plot(cfg, run_dir, rows) if rows and trainer.is_world_process_zero() else None
+    return _summary(cfg, run_dir, rows, plot, time.time() - t0)
 
-        plot = str(plot_training_dynamics(rows, run_dir / "dynamics.png", title=f"{cfg.name}: SIRI on TRL"))
-    return {
-        "run_dir": str(run_dir),
-        "dynamics_png": plot,
-        "rounds": len(rows),
-        "wall_s": time.time() - t0,
-        "tokens_generated": rows[-1]["tokens_generated"] if rows else 0,
-        "checkpoints": sorted(p.name for p in (run_dir / "checkpoints").glob("*")) if (run_dir / "checkpoints").exists() else [],
-    }
+
+def _interrupted_line(cfg: ExperimentConfig, run_dir: Path, current: int) -> str:
+    """Where a Ctrl-C stopped the run and what ``--resume`` will redo, in one line."""
+    ckpt = latest_checkpoint(run_dir)
+    start = 0
+    if ckpt is not None:
+        start = (_saved_step(ckpt) or 0) // round_layout(cfg).optimizer_steps_per_round
+    if start >= cfg.training.rounds:
+        return (f"interrupted after the last round ({cfg.training.rounds}); continue with --resume (it trains "
+                f"nothing more, only finishes the exports)")
+    where = (f"it restarts at round {start}, after the last checkpoint" if ckpt is not None
+             else "no checkpoint yet: it starts again at round 0")
+    return f"interrupted at round {current} of {cfg.training.rounds}; continue with --resume ({where})"
