@@ -224,12 +224,13 @@ def plot_entropy(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     return Path(path)
 
 
-def plot_tokens(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Tokens generated: per round (bars) and in total (line, second axis), against the rollout round."""
+def tokens_figure(rows: Sequence[dict[str, Any]]) -> Any:
+    """The figure of :func:`plot_tokens` (a matplotlib Figure; the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter
 
     total = cumulative_tokens(rows)
     if total is None:
@@ -237,18 +238,29 @@ def plot_tokens(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     steps = [r["step"] for r in rows]
     per_round = [b - a for a, b in zip([0] + total[:-1], total, strict=True)]
     fig, ax = plt.subplots(figsize=(9, 3.6), dpi=100)
-    ax.bar(steps, per_round, width=1.0, color="#9ecae1", label="per round")
+    ax.bar(steps, per_round, width=1.0, color="#9ecae1", label="per round (bars, left axis)")
     ax.set_xlabel("rollout round (step)")
     ax.set_ylabel("tokens generated per round")
     ax2 = ax.twinx()
-    ax2.plot(steps, total, color="#08519c", label="total")
+    ax2.plot(steps, total, color="#08519c", label="total (line, right axis)")
     ax2.set_ylabel("tokens generated (total)")
+    for axis in (ax, ax2):  # 50k, 60M: no "1e7" offset text up where the legend goes
+        axis.yaxis.set_major_formatter(EngFormatter(sep=""))
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left")
+    # Above the axes, beside the title: inside, the legend covered the tallest bars (the first rounds at L_max).
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False)
     ax.grid(alpha=0.3)
-    ax.set_title("Rollout tokens generated", fontsize=10)
+    ax.set_title("Rollout tokens generated", fontsize=10, loc="left")
     fig.tight_layout()
+    return fig
+
+
+def plot_tokens(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Tokens generated: per round (bars) and in total (line, second axis), against the rollout round."""
+    import matplotlib.pyplot as plt
+
+    fig = tokens_figure(rows)
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
@@ -274,6 +286,12 @@ def run_markdown(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def analysis_dir(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Where :func:`run_analysis` writes: ``out``, else ``RUN/analysis`` (beside a metrics.jsonl path)."""
+    run = Path(run_dir)
+    return Path(out) if out else (run.parent if run.suffix == ".jsonl" else run) / "analysis"
+
+
 def run_analysis(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     """Plots of a training run into ``out`` (default ``RUN/analysis``): dynamics.png (Figure 4, via
     :func:`siri_rl.plots.plot_training_dynamics`), entropy.png (Figure 9) and tokens.png where the metrics have
@@ -281,8 +299,7 @@ def run_analysis(run_dir: str | Path, out: str | Path | None = None) -> list[Pat
     from siri_rl.plots import plot_training_dynamics
 
     rows = read_metrics(run_dir)
-    run = Path(run_dir)
-    out = Path(out) if out else (run.parent if run.suffix == ".jsonl" else run) / "analysis"
+    out = analysis_dir(run_dir, out)
     out.mkdir(parents=True, exist_ok=True)
     written = [plot_training_dynamics(rows, out / DYNAMICS_PNG,
                                       title="Accuracy and response length against the length schedule")]

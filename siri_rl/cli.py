@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(
     help="SIRI: iterative RL with interleaved length compression for reasoning models.",
@@ -24,10 +28,45 @@ def _root() -> None:
     """SIRI: iterative RL with interleaved length compression for reasoning models."""
 
 
-def fail(message: str) -> None:
-    """Print a one-line error and exit with status 2 (bad input), without a traceback."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+def fail(message: str) -> NoReturn:
+    """Print a one-line error and exit with status 2 (bad input), without a traceback.
+
+    The message is plain text, never rich markup (``pip install 'siri-rl[vllm]'`` would lose ``[vllm]``), and is
+    not wrapped: rich wraps at 80 columns when the output is a file or a pipe, which splits the line in a job log.
+    """
+    line = Text("error:", style="bold red")
+    line.append(" " + " ".join(str(message).splitlines()))
+    console.print(line, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+# OS errors of a path that cannot be written (read-only filesystem, no permission, a file or folder in the way, disk
+# full): one line from main() wherever they happen.
+_WRITE_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOSPC,
+                 errno.EDQUOT}
+
+
+def check_output_dir(path: Path, option: str, *, shown: Path | None = None) -> None:
+    """Fail now, before anything is loaded, if ``path`` cannot be (or become) a directory this command writes into:
+    it or a parent is a regular file, or the nearest existing parent does not take new entries (a read-only
+    filesystem, no permission). Creates nothing: a probe directory is made in that parent and removed at once.
+    ``shown``: the path named in the message (default ``path``)."""
+    shown = path if shown is None else shown
+    target = Path(path).expanduser().absolute()
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        fail(f"{option} {shown}: {existing} is a file, not a directory; pick another path")
+    try:
+        tempfile.TemporaryDirectory(dir=existing, prefix=".siri-write-check-").cleanup()
+    except OSError as err:
+        fail(f"{option} {shown}: cannot write in {existing} ({err.strerror}); pick a writable directory")
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """:func:`check_output_dir` for the folder of a file to be written; the file itself must not be a folder."""
+    if Path(path).is_dir():
+        fail(f"{option} {path} is a directory; give a file name such as {Path(path) / 'schedule.png'}")
+    check_output_dir(Path(path).expanduser().absolute().parent, option, shown=path)
 
 
 def _parse_stages(text: str) -> list[tuple[int, int]]:
@@ -36,6 +75,11 @@ def _parse_stages(text: str) -> list[tuple[int, int]]:
     except ValueError:
         fail(f"--stages must look like '0:8192,320:16384' (start_step:L,...), got {text!r}")
         raise  # unreachable
+
+
+# `siri schedule` evaluates every round it shows (the checkpoint marks scan each cycle): 10^5 rounds take ~2 s,
+# 10^8 took minutes, far more than anyone reads.
+MAX_SCHEDULE_STEPS = 100_000
 
 
 @app.command()
@@ -54,8 +98,11 @@ def schedule(
     """Print (and plot) the rollout length cap L per rollout round."""
     from siri_rl.schedule import CYCLIC_KINDS, ScheduleError, make_schedule
 
-    if steps < 1:
-        fail(f"--steps must be >= 1, got {steps}")
+    if not 1 <= steps <= MAX_SCHEDULE_STEPS:
+        fail(f"--steps {steps}: show between 1 and {MAX_SCHEDULE_STEPS} rollout rounds (the paper's runs have 1920; "
+             "the cap of any round is make_schedule(...)(round) in Python)")
+    if plot is not None:
+        check_output_file(plot, "--plot")
     kinds = list(CYCLIC_KINDS) if kind == "all" else [kind]
     try:
         built = {
@@ -77,7 +124,7 @@ def schedule(
 
         path = plot_schedule(built, steps, plot)
         if not as_json:
-            console.print(f"wrote {path}")
+            console.print(f"wrote {path}", markup=False, highlight=False)
     if as_json:
         rows = []
         for k, sched in built.items():
@@ -163,6 +210,7 @@ def eval_(
     if model is None or out is None:
         fail("siri eval needs --model and --out (or --report-only DIR to recompute an existing results directory)")
         return
+    check_output_dir(out, "--out")
     try:
         cfg = EvalConfig(
             model=model, out=out, benchmarks=benchmarks.split(","), n=n, temperature=temperature, top_p=top_p,
@@ -177,7 +225,8 @@ def eval_(
         fail(str(err))
         return
     console.print((out / SUMMARY_MD).read_text(), highlight=False, markup=False, soft_wrap=True)
-    console.print(f"wrote {out}/ (samples.jsonl, summary.json, summary.md, budget_curve.png)")
+    console.print(f"wrote {out}/ (samples.jsonl, summary.json, summary.md, budget_curve.png)", markup=False,
+                  highlight=False)
 
 
 @app.command()
@@ -201,6 +250,7 @@ def compare(
             fail(f"--pair must look like 'NAME_A,NAME_B', got {text!r}")
             return
         pairs.append((parts[0], parts[1]))
+    check_output_dir(out, "--out")
     try:
         run_compare(base, results, out, compact=compact, pairs=pairs)
     except EvalError as err:
@@ -208,7 +258,7 @@ def compare(
         return
     # raw markdown (wide tables stay readable and can be pasted as they are)
     console.print((out / TABLE_MD).read_text(), highlight=False, markup=False, soft_wrap=True)
-    console.print(f"wrote {out}/ (table.md, comparison.json, pareto.png)")
+    console.print(f"wrote {out}/ (table.md, comparison.json, pareto.png)", markup=False, highlight=False)
 
 
 analyze_app = typer.Typer(
@@ -228,13 +278,14 @@ def analyze_patterns(
     from siri_rl.analysis import PATTERNS_MD, run_patterns
     from siri_rl.evaluate import EvalError
 
+    check_output_dir(out, "--out")
     try:
         run_patterns(results, out, words.split(","), names.split(",") if names else None)
     except EvalError as err:
         fail(str(err))
         return
     console.print((out / PATTERNS_MD).read_text(), highlight=False, markup=False, soft_wrap=True)
-    console.print(f"wrote {out}/ (patterns.md, patterns.json, patterns.png)")
+    console.print(f"wrote {out}/ (patterns.md, patterns.json, patterns.png)", markup=False, highlight=False)
 
 
 @analyze_app.command("run")
@@ -243,16 +294,17 @@ def analyze_run(
     out: Path | None = typer.Option(None, help="output directory (default RUN_DIR/analysis)"),
 ) -> None:
     """Accuracy and length against the scheduled cap, entropy, tokens generated (PNGs + run.md)."""
-    from siri_rl.analysis import run_analysis
+    from siri_rl.analysis import analysis_dir, run_analysis
     from siri_rl.evaluate import EvalError
 
+    check_output_dir(analysis_dir(run_dir, out), "--out" if out else "RUN_DIR/analysis")
     try:
         written = run_analysis(run_dir, out)
     except EvalError as err:
         fail(str(err))
         return
     console.print(written[-1].read_text(), highlight=False, markup=False, soft_wrap=True)
-    console.print("wrote " + ", ".join(str(p) for p in written))
+    console.print("wrote " + ", ".join(str(p) for p in written), markup=False, highlight=False)
 
 
 def _config_path(name: str) -> Path:
@@ -329,7 +381,9 @@ def train(
     import yaml
 
     from siri_rl.config import ConfigError
-    from siri_rl.run_metrics import CONFIG_FILE, RunInterrupted, check_output_dir
+    from siri_rl.data import DataError
+    from siri_rl.engines import EngineError
+    from siri_rl.run_metrics import CONFIG_FILE, RunInterrupted
 
     run_dir = output_dir
     try:
@@ -346,7 +400,7 @@ def train(
             info = run_engine(cfg, output_dir=run_dir, dry_run=True)
             console.print(yaml.safe_dump(info, sort_keys=False), highlight=False, markup=False, soft_wrap=True)
             return
-        check_output_dir(run_dir)
+        _check_train_inputs(cfg, run_dir, resume=resume)
         if is_toy_model(cfg) and cfg.engine == "trl":
             from siri_rl.toy.run import run_toy
 
@@ -360,8 +414,8 @@ def train(
 
                 extra["train_rows"] = toy_train_rows(cfg)  # the toy's generated problems with another model
             out = run_engine(cfg, output_dir=run_dir, resume=resume, **extra)
-            console.print(json.dumps(out, indent=2, default=str))
-    except ConfigError as err:
+            console.print(_train_summary(out, cfg.training.rounds), highlight=False, markup=False, soft_wrap=True)
+    except (ConfigError, DataError, EngineError) as err:
         fail(str(err))
     except KeyboardInterrupt as err:
         # One line on the main process (every process of a launcher gets the Ctrl-C); 130 = killed by SIGINT.
@@ -374,6 +428,44 @@ def train(
                 line = "interrupted before the run started; run the same command again"
             console.print(line, highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(130) from None
+
+
+def _check_train_inputs(cfg, run_dir: Path, *, resume: bool) -> None:
+    """What a run needs, checked before anything is written or loaded (a big model loads for minutes): the run
+    directory can be written, a local model directory exists (or the hub answers), and every training row has a
+    problem and an answer, so that a bad row leaves no half run directory behind. The engine reads the rows again
+    (a local file costs little; a hub dataset comes from the datasets cache the second time)."""
+    from siri_rl.data import check_model_source, load_problems
+    from siri_rl.toy import is_toy_data, is_toy_model
+
+    check_output_dir(run_dir, "--output-dir")
+    if not is_toy_model(cfg):
+        check_model_source(cfg.model.name_or_path, option="model.name_or_path")
+    if not resume and not is_toy_data(cfg):  # a resumed run's directory exists already
+        d = cfg.data
+        load_problems(d.train, split=d.split, problem_field=d.problem_field, answer_field=d.answer_field,
+                      skip_invalid=d.skip_invalid)
+
+
+def _train_summary(out: dict, total_rounds: int) -> str:
+    """The closing lines of a non-toy ``siri train`` (the engines return a dict): rounds, tokens, where things are."""
+    rounds = out.get("rounds")
+    if rounds is None:
+        head, facts = "training done", []
+    elif rounds < total_rounds:
+        head, facts = f"stopped after {rounds} of {total_rounds} rounds (continue with --resume)", []
+    else:
+        head, facts = "training done", [f"{rounds} round{'s' if rounds != 1 else ''}"]
+    if out.get("tokens_generated"):
+        facts.append(f"{out['tokens_generated']:,} tokens generated")
+    if out.get("wall_s") is not None:
+        facts.append(f"{out['wall_s']:.0f} s")
+    lines = [head + (": " + ", ".join(facts) if facts else ""), f"run directory: {out['run_dir']}"]
+    if out.get("checkpoints"):  # a list of names (TRL) or {name: path} (veRL)
+        lines.append("checkpoints: " + ", ".join(out["checkpoints"]))
+    if out.get("dynamics_png"):
+        lines.append(f"dynamics plot: {out['dynamics_png']}")
+    return "\n".join(lines)
 
 
 toy_app = typer.Typer(help="The embedded toy task and its base model.", no_args_is_help=True)
@@ -391,7 +483,7 @@ def toy_build(
 
     try:
         cfg = load_config(_config_path(config))
-        console.print(f"toy base model: {toy_model_path(cfg, force=force)}")
+        console.print(f"toy base model: {toy_model_path(cfg, force=force)}", markup=False, highlight=False)
     except ConfigError as err:
         fail(str(err))
 
@@ -414,11 +506,21 @@ def export(
     if not merged:
         fail(f"no veRL checkpoints of trough/peak rounds found under {run_dir} yet")
     for ckpt, path in merged.items():
-        console.print(f"{ckpt}: {path}", highlight=False)
+        console.print(f"{ckpt}: {path}", highlight=False, markup=False)
 
 
 def main() -> None:
-    app()
+    """The ``siri`` entry point. A path that cannot be written, found only while writing (the disk fills up, a
+    folder where a file goes), is one error line too; other OS errors keep their traceback."""
+    try:
+        app()
+    except OSError as err:
+        if err.errno not in _WRITE_ERRNOS or not err.filename:
+            raise
+        try:
+            fail(f"{err.filename}: {err.strerror}")
+        except typer.Exit as exit_:
+            raise SystemExit(exit_.exit_code) from None
 
 
 if __name__ == "__main__":

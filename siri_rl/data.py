@@ -27,7 +27,7 @@ ID_ALIASES = ("id", "unique_id", "problem_idx", "ID")
 
 
 class DataError(ValueError):
-    """A dataset that cannot be used as given (missing file, field or row)."""
+    """A dataset or model that cannot be used as given (missing file, field, row, model directory or hub repo)."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,8 @@ def _read_local(path: Path) -> list[dict[str, Any]]:
     raise DataError(f"unsupported data file {path}: use one of {', '.join(LOCAL_SUFFIXES)}")
 
 
-def _read_hub(hub_id: str, split: str, config: str | None = None) -> list[dict[str, Any]]:
+def _read_hub(hub_id: str, split: str, config: str | None = None, *,
+              local_hint: str = f"Point to local files with --data-dir or ${DATA_DIR_ENV}") -> list[dict[str, Any]]:
     import datasets
 
     try:
@@ -100,7 +101,7 @@ def _read_hub(hub_id: str, split: str, config: str | None = None) -> list[dict[s
     except Exception as err:  # noqa: BLE001 - network/hub errors come in many types; say what to do instead
         raise DataError(
             f"could not load {hub_id!r} (split {split!r}) from the dataset hub: {type(err).__name__}: {err}. "
-            f"Offline? Point to local files with --data-dir or ${DATA_DIR_ENV}."
+            f"Offline? {local_hint}."
         ) from err
     return [dict(row) for row in ds]
 
@@ -133,9 +134,11 @@ def normalize_rows(
     id_field: str | None = None,
     skip_invalid: bool = False,
     keep: Iterable[str] = (),
+    skip_hint: str | None = None,
 ) -> list[dict[str, Any]]:
     """Turn raw rows into ``{"id", "problem", "answer", ...}`` dicts, failing on the first bad row with its place
-    (or skipping bad rows, with a count, when ``skip_invalid``)."""
+    (or skipping bad rows, with a count, when ``skip_invalid``). ``skip_hint``: how the caller's user turns
+    ``skip_invalid`` on (named in the error), or None where skipping is not offered."""
     out, skipped = [], []
     problem_names = (problem_field,) if problem_field else PROBLEM_ALIASES
     answer_names = (answer_field,) if answer_field else ANSWER_ALIASES
@@ -153,7 +156,8 @@ def normalize_rows(
             wanted = problem_names if "problem" in missing else answer_names
             raise DataError(
                 f"{where} has no {' or '.join(missing)} (looked for field(s) {', '.join(wanted)}; "
-                f"row has {', '.join(sorted(row)) or 'no fields'}); fix the row or pass skip_invalid / --skip-invalid"
+                f"row has {', '.join(sorted(row)) or 'no fields'}); fix the row"
+                + (f" or skip such rows with {skip_hint}" if skip_hint else "")
             )
         ident = _first(row, id_names)
         record = {"id": str(ident) if ident is not None else f"{prefix}-{index}", "problem": problem, "answer": answer}
@@ -187,6 +191,13 @@ def _local_benchmark_file(name: str, data_dir: str | os.PathLike | None) -> Path
     return None
 
 
+def benchmark_name(name: str) -> str:
+    """The name a benchmark is known by in samples and tables: a data file's stem (``sets/my-set.jsonl`` ->
+    ``my-set``), else the lower-cased name (``AIME24`` -> ``aime24``)."""
+    path = Path(name)
+    return path.stem if path.suffix.lower() in LOCAL_SUFFIXES else name.strip().lower()
+
+
 def load_benchmark(
     name: str, data_dir: str | os.PathLike | None = None, *, skip_invalid: bool = False, keep: Iterable[str] = ()
 ) -> list[dict[str, Any]]:
@@ -199,11 +210,11 @@ def load_benchmark(
     """
     path = Path(name)
     from_hub = False
+    bench = benchmark_name(name)
     if path.suffix.lower() in LOCAL_SUFFIXES:
-        rows, source, bench = _read_local(path), str(path), path.stem
+        rows, source = _read_local(path), str(path)
         spec = BENCHMARKS.get(bench)
     else:
-        bench = name.strip().lower()
         spec = BENCHMARKS.get(bench)
         local = _local_benchmark_file(bench, data_dir)
         if local is not None:
@@ -240,12 +251,15 @@ def load_problems(
     skip_invalid: bool = False,
 ) -> list[dict[str, Any]]:
     """Load training problems from a local file (.jsonl/.json/.parquet) or a dataset-hub id (default: the
-    DeepScaleR-Preview 40K set). Returns dicts with ``id``, ``problem``, ``answer``."""
+    DeepScaleR-Preview 40K set). Returns dicts with ``id``, ``problem``, ``answer``. A row without a problem or
+    an answer is an error naming the row and ``data.skip_invalid=true`` (the config key that sets
+    ``skip_invalid``)."""
     path = Path(source)
     if path.suffix.lower() in LOCAL_SUFFIXES or path.exists():
         rows, name = _read_local(path), str(path)
     else:
-        rows, name = _read_hub(str(source), split), str(source)
+        rows = _read_hub(str(source), split, local_hint="Set data.train to a local .jsonl/.json/.parquet file")
+        name = str(source)
     return normalize_rows(
         rows,
         source=name,
@@ -253,7 +267,100 @@ def load_problems(
         problem_field=problem_field,
         answer_field=answer_field,
         skip_invalid=skip_invalid,
+        skip_hint="data.skip_invalid=true",
     )
+
+
+# --- models ------------------------------------------------------------------------------------------------------
+
+
+def _looks_local(text: str) -> bool:
+    """Whether a model name can only mean a local path: absolute, ``~``, ``./`` or ``../``, more than two parts (a
+    hub id is ``org/name``), or ``a/b`` where ``a`` is a local directory (``runs/my-run``)."""
+    if text.startswith(("~", "./", "../", ".\\", "..\\")) or text in (".", "..") or os.path.isabs(text):
+        return True
+    parts = Path(text).parts
+    return len(parts) > 2 or (len(parts) == 2 and Path(parts[0]).is_dir())
+
+
+def check_model_source(name_or_path: str | os.PathLike, *, option: str = "--model") -> None:
+    """Fail at once, with one line, where a model cannot be loaded, before minutes of loading anything else.
+
+    A name that can only be a local path (:func:`_looks_local`) must be an existing directory ("no such local
+    directory", not the hub's repo-id format error). A hub id must be in the local cache, or the hub must answer
+    one metadata request: huggingface_hub retries an unreachable hub with backoff for ~25 s per file before
+    transformers gives up (huggingface_hub/file_download.py:1170-1189, utils/_http.py:459-559), while a cached file
+    is used without retries (file_download.py:1142-1168). Offline mode (``HF_HUB_OFFLINE=1``,
+    huggingface_hub/constants.py:194) only checks the cache. ``option`` names the setting in messages. URLs
+    (``hdfs://...``) are left to the engine.
+    """
+    text = str(name_or_path)
+    if "://" in text:
+        return
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return
+    if path.exists():
+        raise DataError(f"{option} {text} is a file; give a model directory (config.json and weights) or a hub id")
+    if _looks_local(text):
+        raise DataError(f"no such local directory: {text} ({option}); give a model directory (config.json and "
+                        "weights), e.g. RUN/checkpoints/<name>, or a hub id such as org/name")
+    _check_hub_model(text, option)
+
+
+def _check_hub_model(repo_id: str, option: str) -> None:
+    import httpx
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
+
+    try:
+        if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+            return
+    except HFValidationError as err:
+        raise DataError(f"{option} {repo_id!r} is neither a local directory nor a hub id (org/name): {err}") from None
+    if constants.HF_HUB_OFFLINE:
+        raise DataError(f"{option} {repo_id} is not in the local cache and HF_HUB_OFFLINE=1 forbids downloading it; "
+                        "download it once online, or give a local model directory")
+    try:
+        # One request: retry_on_errors defaults to False here (file_download.py:1617-1670).
+        get_hf_file_metadata(hf_hub_url(repo_id, "config.json"), timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except (httpx.TimeoutException, httpx.NetworkError) as err:
+        raise DataError(
+            f"cannot reach the hub at {constants.ENDPOINT} to download {option} {repo_id} ({type(err).__name__}), "
+            "and it is not in the local cache; check the network (or HF_ENDPOINT), give a local model directory, or "
+            "set HF_HUB_OFFLINE=1 to use only the cache") from None
+    except GatedRepoError:
+        raise DataError(f"{option} {repo_id} is gated on the hub: accept its terms on the model page, then log in "
+                        "(hf auth login)") from None
+    except RepositoryNotFoundError:
+        raise DataError(f"{option} {repo_id}: no such local directory, and no such model on the hub (or it is "
+                        "private: log in with hf auth login)") from None
+    # Anything else (e.g. a repo without config.json) is left to transformers' own message.
+
+
+_QUIET_BARS = ("Loading weights", "Writing model shards")
+_bars_hooked = False
+
+
+def quiet_weight_bars() -> None:
+    """Hide transformers' "Loading weights" and "Writing model shards" bars, which every load and save of a model
+    prints (a training run saves many times; they bury siri's own progress), and keep every other bar (the hub's
+    downloads). Through transformers' hook on its tqdm (transformers/utils/logging.py:424 ``set_tqdm_hook``; the
+    bars: transformers/core_model_loading.py:1460, modeling_utils.py:3537). Idempotent."""
+    global _bars_hooked
+    from transformers.utils import logging as hf_logging
+
+    if _bars_hooked or not hasattr(hf_logging, "set_tqdm_hook"):
+        return
+    previous = None
+
+    def hook(factory: Any, args: tuple, kwargs: dict) -> Any:
+        if kwargs.get("desc") in _QUIET_BARS:
+            return hf_logging.EmptyTqdm(*args, **kwargs)
+        return previous(factory, args, kwargs) if previous else factory(*args, **kwargs)
+
+    previous = hf_logging.set_tqdm_hook(hook)
+    _bars_hooked = True
 
 
 # --- tokenizer and prompts -------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ and answers are graded by the core's :func:`siri_rl.reward.grade_batch` (math-ve
 
 Results directory (``--out``)::
 
-    eval_args.json   the arguments that determine the samples; a rerun must match them to resume
+    eval_args.json   the arguments that determine the samples (written with the first samples); a rerun must
+                     match them to resume
     samples.jsonl    one JSON per sample, appended as soon as it is graded (a rerun skips finished samples)
     summary.json     {"benchmarks": {name: {"acc", "length", ...}}, "meta": {...}}  (feeds metrics.delta_acc_cr)
     summary.md       Table-1-style markdown
@@ -40,7 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from siri_rl.data import eos_token_ids
+from siri_rl.data import benchmark_name, eos_token_ids, quiet_weight_bars
 from siri_rl.reward import decode_response
 
 # Paper §5.1 evaluation settings.
@@ -101,6 +102,11 @@ class EvalConfig:
             raise EvalError("no benchmarks given; pass e.g. --benchmarks aime24,aime25,amc,math500")
         if len(set(self.benchmarks)) != len(self.benchmarks):
             raise EvalError(f"benchmark listed twice in {self.benchmarks}")
+        names = [benchmark_name(b) for b in self.benchmarks]
+        clash = [b for b in self.benchmarks if names.count(benchmark_name(b)) > 1]
+        if clash:
+            raise EvalError(f"benchmarks {', '.join(clash)} have the same name {benchmark_name(clash[0])!r} in "
+                            "samples and tables (a file is named by its stem); rename one")
         if self.backend not in BACKENDS:
             raise EvalError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.n < 1 or self.max_tokens < 1 or self.batch_size < 1:
@@ -189,6 +195,7 @@ class TransformersBackend:
         dtype = cfg.dtype
         if dtype == "auto":
             dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
+        quiet_weight_bars()  # siri's own bars show progress; transformers' "Loading weights" bar is noise
         self.model = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype)).to(self.device)
         self.model.eval()
         self.tokenizer = tokenizer
@@ -293,15 +300,19 @@ class VLLMBackend:
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.eos_ids = eos_token_ids(tokenizer, model)  # vLLM stops on generation_config.json's list
-        self.llm = LLM(
-            model=model,
-            tensor_parallel_size=cfg.tensor_parallel_size,
-            dtype=cfg.dtype,
-            seed=cfg.seed,
-            # the KV cache only has to hold the longest prompt plus the longest response
-            max_model_len=max_prompt_tokens + cfg.max_tokens,
-            enforce_eager=cfg.enforce_eager,
-        )
+        try:
+            self.llm = LLM(
+                model=model,
+                tensor_parallel_size=cfg.tensor_parallel_size,
+                dtype=cfg.dtype,
+                seed=cfg.seed,
+                # the KV cache only has to hold the longest prompt plus the longest response
+                max_model_len=max_prompt_tokens + cfg.max_tokens,
+                enforce_eager=cfg.enforce_eager,
+            )
+        except Exception as err:  # noqa: BLE001 - vLLM fails in many types (pydantic, RuntimeError from its engine)
+            raise EvalError(f"vLLM could not start on --model {model!r}: {_first_lines(err)} (its log is above; "
+                            "--backend transformers runs without vLLM)") from err
 
     def generate(self, units: list[Unit], seed: int) -> list[list[Completion]]:
         rows = [(ui, i) for ui, u in enumerate(units) for i in u.sample_indices]
@@ -394,22 +405,42 @@ def read_samples(path: Path, *, repair: bool = False) -> list[dict]:
     return list(iter_samples(path, repair=repair))
 
 
-def _check_args(out: Path, cfg: EvalConfig) -> None:
+def _first_lines(err: BaseException, n: int = 3) -> str:
+    """The first ``n`` non-empty lines of an exception's message, joined into one line."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return " ".join(lines[:n]) or type(err).__name__
+
+
+def _check_args(out: Path, cfg: EvalConfig) -> bool:
+    """Refuse a results directory whose samples were made with other arguments; returns whether it holds samples.
+
+    Arguments bind only once samples exist: eval_args.json is written together with the first samples
+    (:func:`_write_args`), so a run that failed before generating anything (vLLM did not start) leaves nothing that
+    refuses a retry with other arguments, and an eval_args.json without samples is replaced.
+    """
+    if not out.is_dir() and out.exists():
+        raise EvalError(f"--out {out} is a file, not a directory; pick another path")
+    if next(iter_samples(out / SAMPLES_FILE), None) is None:
+        return False
     args_path = out / ARGS_FILE
-    ident = cfg.identity()
-    if args_path.exists():
-        old = json.loads(args_path.read_text())
-        diff = [f"{k}: {old.get(k)!r} -> {ident[k]!r}" for k in ident if old.get(k) != ident[k]]
-        if diff:
-            raise EvalError(
-                f"{out} holds samples made with other arguments ({'; '.join(diff)}); "
-                "rerun with the same arguments to resume, or use a new --out"
-            )
-    elif (out / SAMPLES_FILE).exists():
+    if not args_path.exists():
         raise EvalError(f"{out / SAMPLES_FILE} exists but {ARGS_FILE} does not; use a new --out")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        args_path.write_text(json.dumps(ident, indent=2) + "\n")
+    ident = cfg.identity()
+    old = json.loads(args_path.read_text())
+    diff = [f"{k}: {old.get(k)!r} -> {ident[k]!r}" for k in ident if old.get(k) != ident[k]]
+    if diff:
+        raise EvalError(
+            f"{out} holds samples made with other arguments ({'; '.join(diff)}); "
+            "rerun with the same arguments to resume, or use a new --out"
+        )
+    return True
+
+
+def _write_args(out: Path, cfg: EvalConfig) -> None:
+    """eval_args.json, atomically (a reader sees no file or the whole file)."""
+    tmp = out / (ARGS_FILE + ".tmp")
+    tmp.write_text(json.dumps(cfg.identity(), indent=2) + "\n")
+    tmp.replace(out / ARGS_FILE)
 
 
 def sample_seed(seed: int, benchmark: str, problem_id: str, sample_index: int) -> int:
@@ -527,7 +558,7 @@ def load_eval_problems(cfg: EvalConfig) -> dict[str, list[dict]]:
     problems = {}
     for b in cfg.benchmarks:
         rows = load_benchmark(b, cfg.data_dir)
-        problems[b] = rows[: cfg.limit] if cfg.limit else rows
+        problems[benchmark_name(b)] = rows[: cfg.limit] if cfg.limit else rows  # a file: its stem, not its path
     return problems
 
 
@@ -536,17 +567,18 @@ def run_eval(cfg: EvalConfig) -> dict:
 
     Returns the summary dict written to ``summary.json``.
     """
-    from siri_rl.data import load_tokenizer, prompt_token_ids
+    from siri_rl.data import check_model_source, load_tokenizer, prompt_token_ids
 
     out = Path(cfg.out)
-    # bad benchmarks or model paths fail before the results directory is created
+    # bad model paths or benchmarks fail before the results directory is created
+    check_model_source(cfg.model, option="--model")
     problems = load_eval_problems(cfg)
     try:
         tokenizer = load_tokenizer(cfg.model)
     except (OSError, ValueError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise EvalError(f"cannot load the tokenizer of --model {cfg.model!r}: {reason}") from None
-    _check_args(out, cfg)
+    args_on_disk = _check_args(out, cfg)
     samples_path = out / SAMPLES_FILE
     done = {sample_key(r) for r in iter_samples(samples_path, repair=True)}
 
@@ -566,6 +598,7 @@ def run_eval(cfg: EvalConfig) -> dict:
 
             factory = EnginePool
         backend = factory(cfg.model, tokenizer, cfg, max_prompt_tokens=max(len(p) for p in prompt_ids.values()))
+        out.mkdir(parents=True, exist_ok=True)
         n_done = len(done & wanted)
         with _progress(cfg.progress) as bar, open(samples_path, "a", encoding="utf-8") as f, \
                 concurrent.futures.ThreadPoolExecutor(max_workers=1) as grader:
@@ -575,8 +608,12 @@ def run_eval(cfg: EvalConfig) -> dict:
 
             def flush(wait_all: bool) -> None:
                 # Write graded calls in order; grading of call i overlaps generation of call i+1.
+                nonlocal args_on_disk
                 while pending and (wait_all or pending[0].done() or len(pending) > 1):
                     recs = pending.pop(0).result()
+                    if recs and not args_on_disk:
+                        _write_args(out, cfg)
+                        args_on_disk = True
                     for r in recs:
                         f.write(json.dumps(r, ensure_ascii=False) + "\n")
                     f.flush()
@@ -1038,7 +1075,7 @@ def summarize_run(records: Iterable[dict], cfg: EvalConfig, tokenizer: Any) -> d
                                                       grade=lambda rs: grade_records(rs, cfg),
                                                       require_think_end=cfg.require_think_end)
     benchmarks = summarize_samples(slim)
-    order = {b: i for i, b in enumerate(cfg.benchmarks)}
+    order = {benchmark_name(b): i for i, b in enumerate(cfg.benchmarks)}
     benchmarks = dict(sorted(benchmarks.items(), key=lambda kv: order.get(kv[0], len(order))))
     majority = summarize_majority(slim, equivalent=lambda a, b: is_equivalent(a, b, timeout=cfg.grade_timeout),
                                   workers=cfg.grade_workers or os.cpu_count() or 1)

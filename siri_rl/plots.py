@@ -68,34 +68,49 @@ def _smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
-def plot_training_dynamics(
-    rows: Sequence[Mapping[str, Any]], path: str | Path, *, smooth: int | None = None, title: str | None = None
-) -> Path:
-    """Accuracy (mean reward) and mean completion length against the rollout round, with the scheduled cap
-    overlaid (Figure 4), from ``metrics.jsonl`` rows (``step``, ``accuracy``, ``completion_len_mean``,
-    ``max_len``). Curves are smoothed by a trailing mean over ``smooth`` rounds (default: ~2% of the run)."""
+def training_dynamics_figure(
+    rows: Sequence[Mapping[str, Any]], *, smooth: int | None = None, title: str | None = None
+) -> Any:
+    """The figure of :func:`plot_training_dynamics` (a matplotlib Figure; the caller closes it)."""
     if not rows:
         raise ValueError("no metrics rows to plot")
     smooth = smooth or max(1, len(rows) // 50)
     fig, (ax_acc, ax_len) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    # Each panel: the per-round values faint, their trailing mean solid (one line when there is nothing to smooth).
+    mean = f"mean of {smooth} rounds"
     steps, acc = _series(rows, "accuracy")
     if steps:
-        ax_acc.plot(steps, acc, color="#1f77b4", alpha=0.25, linewidth=0.8)
-        ax_acc.plot(steps, _smooth(acc, smooth), color="#1f77b4", label="training accuracy (mean reward)")
-    ax_acc.set_ylabel("accuracy")
+        if smooth > 1:
+            ax_acc.plot(steps, acc, color="#1f77b4", alpha=0.25, linewidth=0.8, label="per round")
+        ax_acc.plot(steps, _smooth(acc, smooth), color="#1f77b4", label=mean if smooth > 1 else "per round")
+    ax_acc.set_ylabel("training accuracy\n(mean reward)")
     ax_acc.grid(alpha=0.3)
-    ax_acc.legend(loc="lower right", fontsize=9)
 
     steps, length = _series(rows, "completion_len_mean")
     if steps:
-        ax_len.plot(steps, length, color="#ff7f0e", alpha=0.25, linewidth=0.8)
-        ax_len.plot(steps, _smooth(length, smooth), color="#ff7f0e", label="mean response length")
+        if smooth > 1:
+            ax_len.plot(steps, length, color="#ff7f0e", alpha=0.25, linewidth=0.8, label="response length per round")
+        ax_len.plot(steps, _smooth(length, smooth), color="#ff7f0e",
+                    label=mean if smooth > 1 else "response length per round")
     cap_steps, cap = _series(rows, "max_len")
     if cap_steps:
         ax_len.plot(cap_steps, cap, color="#555555", linestyle="--", linewidth=1.2, label="length cap L")
     ax_len.set_xlabel("rollout round (step)")
     ax_len.set_ylabel("tokens")
     ax_len.grid(alpha=0.3)
-    ax_len.legend(loc="upper right", fontsize=9)
+    # Legends beside the panels, never over a curve (inside, they hid the last peaks of L).
+    for ax in (ax_acc, ax_len):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
     fig.suptitle(title or "Training dynamics against the length schedule")
-    return _save(fig, path)
+    return fig
+
+
+def plot_training_dynamics(
+    rows: Sequence[Mapping[str, Any]], path: str | Path, *, smooth: int | None = None, title: str | None = None
+) -> Path:
+    """Accuracy (mean reward) and mean completion length against the rollout round, with the scheduled cap
+    overlaid (Figure 4), from ``metrics.jsonl`` rows (``step``, ``accuracy``, ``completion_len_mean``,
+    ``max_len``). Curves are smoothed by a trailing mean over ``smooth`` rounds (default: ~2% of the run), drawn
+    over the faint per-round values."""
+    return _save(training_dynamics_figure(rows, smooth=smooth, title=title), path)

@@ -9,6 +9,11 @@ from typing import Any
 ENGINES = ("trl", "verl")
 
 
+class EngineError(RuntimeError):
+    """The engine's own process failed (e.g. ``verl.trainer.main_ppo`` exited non-zero); the message is one line
+    naming its log and the way to continue."""
+
+
 def train(config: Any, *, engine: str | None = None, output_dir: str | Path, resume: bool = False,
           dry_run: bool = False, **kwargs: Any) -> dict[str, Any]:
     """Run ``config`` on ``engine`` (default: ``config.engine``); see each engine's ``train`` for ``kwargs``."""

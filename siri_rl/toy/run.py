@@ -71,8 +71,10 @@ def render_summary(results: list[dict], *, title: str) -> tuple[Table, str]:
     diffs = sorted({int(k) for r in results for k in r["by_difficulty"]})
     base = results[0]
     head = ["checkpoint", "round", "L", "acc", "len", "Δlen", "checks", *[f"n={d}" for d in diffs]]
-    table = Table(title=title, caption="acc: accuracy (%), len: mean tokens, Δlen: vs base, checks: verification "
-                                       "segments per response, n=K: accuracy (%) on problems of K steps")
+    legend = ("round: rollout round of the checkpoint, L: its training cap (tokens), acc: accuracy (%), len: mean "
+              "response length (tokens), Δlen: mean length vs base, checks: verification segments per response, "
+              "n=K: accuracy (%) on problems of K steps")
+    table = Table(title=title, caption=legend)
     for h in head:
         table.add_column(h, justify="left" if h == "checkpoint" else "right", no_wrap=True)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -81,11 +83,12 @@ def render_summary(results: list[dict], *, title: str) -> tuple[Table, str]:
         cells = [
             r["name"], "-" if r["step"] is None else str(r["step"]), "-" if r["train_cap"] is None else str(r["train_cap"]),
             f"{100 * r['accuracy']:.1f}", f"{r['mean_length']:.1f}",
-            "-" if r is base else f"{-100 * shorter:+.0f}%", f"{r['wait_per_response']:.2f}",
+            "-" if r is base else _percent_change(-100 * shorter), f"{r['wait_per_response']:.2f}",
             *[f"{100 * r['by_difficulty'].get(str(d), r['by_difficulty'].get(d, 0.0)):.0f}" for d in diffs],
         ]
         table.add_row(*cells)
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", legend]  # summary.md and a non-terminal console get the legend the rich table has
     return table, "\n".join(lines)
 
 
@@ -104,6 +107,12 @@ def _complete_summary(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Any] | 
         return None
     done = isinstance(summary, dict) and summary.get("rounds") == cfg.training.rounds
     return summary if done and (run_dir / SUMMARY_MD).is_file() else None
+
+
+def _percent_change(value: float) -> str:
+    """``+12%`` / ``-40%``; a change that rounds to zero is ``0%`` (not ``-0%``)."""
+    rounded = round(value)
+    return f"{rounded:+d}%" if rounded else "0%"
 
 
 def run_toy(

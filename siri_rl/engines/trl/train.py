@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from siri_rl.config import ConfigError, ExperimentConfig
-from siri_rl.data import eos_token_ids
+from siri_rl.data import eos_token_ids, quiet_weight_bars
 from siri_rl.engines.trl.callback import (
     CHECKPOINT_CARD,
     LengthScheduleCallback,
@@ -185,7 +185,15 @@ def _load_model_and_tokenizer(cfg: ExperimentConfig, weights_dtype: str, path: s
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": cfg.model.trust_remote_code}
     if cfg.model.attn_implementation:
         kwargs["attn_implementation"] = cfg.model.attn_implementation
+    quiet_weight_bars()  # the round bar shows progress; transformers' load/save bars for every save are noise
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    # Tied weights (small Qwen2s tie lm_head to the input embedding) are not saved, so a resumed Trainer loads a
+    # state dict without them and warns "missing keys ['lm_head.weight']" unless exactly those keys are in
+    # _keys_to_ignore_on_save; then it re-ties them instead (transformers/trainer.py:3757-3767). Saving drops them
+    # either way (modeling_utils.py:3481-3491), so the files written do not change.
+    tied = set(getattr(model, "all_tied_weights_keys", None) or ())
+    if tied:
+        model._keys_to_ignore_on_save = set(model._keys_to_ignore_on_save or ()) | tied
     limit = cfg.model.max_context or getattr(model.config, "max_position_embeddings", None)
     assert cfg.schedule is not None
     if limit is not None and cfg.schedule.l_max + cfg.data.max_prompt_length > limit:

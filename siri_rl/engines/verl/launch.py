@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from siri_rl.config import ConfigError, ExperimentConfig
+from siri_rl.engines import EngineError
 from siri_rl.engines.verl.checkpoints import checkpoint_steps, latest_saved_step, prune_checkpoints, save_plan
 from siri_rl.engines.verl.reward import __file__ as REWARD_FILE
 from siri_rl.run_metrics import read_metric_rows, refuse_existing_run
@@ -318,6 +319,59 @@ def compose_with_main_ppo(overrides: list[str]) -> str:
 # --- the run ---------------------------------------------------------------------------------------------------
 
 
+LOG_FILE = "train.log"  # RUN/verl/train.log: veRL's output, every attempt appended
+
+# An exception line of a Python traceback ("ValueError: ...", "torch.OutOfMemoryError: ..."), after Ray's
+# "(TaskRunner pid=N)" prefix and colour codes are removed.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception)(?:\([\w.]*\))?(?::\s|$)")
+_RAY_PREFIX = re.compile(r"^\([^)]*pid=\d+[^)]*\)\s*")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def last_exception_line(text: str) -> str | None:
+    """The last exception line of the tracebacks in ``text`` (a log), or None."""
+    for line in reversed(text.splitlines()):
+        line = _RAY_PREFIX.sub("", _ANSI.sub("", line)).strip()
+        if _EXCEPTION_LINE.match(line):
+            return line
+    return None
+
+
+def run_logged(command: list[str], log_path: str | Path, *, what: str = "veRL") -> None:
+    """Run ``command`` with its output (stdout and stderr, merged) shown here as it comes and appended to
+    ``log_path``. A non-zero exit raises :class:`~siri_rl.engines.EngineError`: one line with the status, the
+    child's last exception line and the log's path."""
+    import os
+    import subprocess
+
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    out = getattr(sys.stdout, "buffer", None)
+    # Unbuffered: through a pipe the child's Python would otherwise hold its lines back until a buffer fills.
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log_path, "ab") as log:
+        start = log.tell()
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        try:
+            assert proc.stdout is not None
+            for chunk in iter(lambda: proc.stdout.read1(1 << 16), b""):
+                log.write(chunk)
+                log.flush()
+                if out is not None:
+                    out.write(chunk)
+                    out.flush()
+                else:
+                    sys.stdout.write(chunk.decode(errors="replace"))
+        finally:
+            status = proc.wait()  # also on Ctrl-C: the child got the SIGINT too and shuts Ray down
+    if status != 0:
+        with open(log_path, "rb") as log:
+            log.seek(max(start, log_path.stat().st_size - (1 << 20)))  # this attempt's last MiB
+            error = last_exception_line(log.read().decode(errors="replace"))
+        raise EngineError(f"{what} exited with status {status}" + (f" ({error})" if error else "")
+                          + f"; full log: {log_path}")
+
+
 def run_paths(output_dir: str | Path) -> dict[str, Path]:
     """Where a veRL run keeps its files, under the run directory."""
     # Absolute: veRL's trainer runs in a Ray actor, whose working directory need not be this one.
@@ -395,7 +449,6 @@ def train(
     is refused; ``resume`` needs a veRL checkpoint, and the manager drops the rows of the rounds veRL redoes.
     """
     import json
-    import subprocess
 
     from omegaconf import OmegaConf
 
@@ -438,11 +491,12 @@ def train(
             f"(pip install {rollout}, next to the verl extra of siri-rl; see docs/scaling-out.md)"
         )
     run = Path(output_dir)
-    run.mkdir(parents=True, exist_ok=True)
     from siri_rl.engines.verl.dataset import write_verl_parquet
 
-    if not (resume and paths["train_file"].exists()):
-        problems, val = _load_data(cfg)
+    fresh_data = not (resume and paths["train_file"].exists())
+    problems, val = _load_data(cfg) if fresh_data else ([], [])  # a bad row fails before the run dir exists
+    run.mkdir(parents=True, exist_ok=True)
+    if fresh_data:
         write_verl_parquet(problems, paths["train_file"], split="train")
         write_verl_parquet(val, paths["val_file"], split="test")
     write_agent_loop_yaml(paths["agent_loop_yaml"])
@@ -456,11 +510,16 @@ def train(
     }
     (run / "verl" / "plan.json").write_text(json.dumps(plan, indent=2))
     (run / "verl" / "launch.sh").write_text("#!/usr/bin/env bash\nset -e\n" + format_command(command) + "\n")
-    proc = subprocess.run(command)
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"veRL exited with status {proc.returncode}; its log is above (rerun with --resume)"
-        )
+    try:
+        run_logged(command, run / "verl" / LOG_FILE)
+    except EngineError as err:
+        if latest_saved_step(paths["checkpoint_dir"]) is not None:
+            then = "fix the cause, then continue with --resume"
+        elif paths["metrics_path"].exists():
+            then = "no checkpoint was saved: fix the cause, then start again with a new --output-dir"
+        else:
+            then = "no checkpoint was saved: fix the cause, then rerun the same command"
+        raise EngineError(f"{err}; {then}") from None
 
     from siri_rl.engines.verl.merge import export_checkpoints
 
