@@ -326,7 +326,10 @@ def test_resume_is_quiet(tmp_path, tiny_toy_model):
         "trl": {"generation_kwargs": {"suppress_tokens": [build_toy_tokenizer().eos_token_id]}},
     }))
     run = tmp_path / "run"
-    train(load_config(config), output_dir=run, stop_after_rounds=1, progress=False)  # the first round, in-process
+    from siri_rl.toy import toy_train_rows
+
+    cfg = load_config(config)
+    train(cfg, output_dir=run, stop_after_rounds=1, progress=False, train_rows=toy_train_rows(cfg))  # round 1
     resumed = siri("train", "-c", config, "-o", run, "--resume")
     out = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, out[-3000:]

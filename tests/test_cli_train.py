@@ -54,7 +54,7 @@ def _bad_call(case: str, tmp: Path) -> tuple[list[str], str]:
         return ["-o", str(tmp / "notes.txt")], "is a file"
     assert case == "output inside a file"
     (tmp / "notes.txt").write_text("x")
-    return ["-o", str(tmp / "notes.txt" / "run")], "which is a file"
+    return ["-o", str(tmp / "notes.txt" / "run")], "notes.txt is a file"
 
 
 @pytest.mark.parametrize("case", ["holds a run", "nothing to resume", "batch geometry", "unknown trl key",
