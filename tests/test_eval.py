@@ -497,18 +497,6 @@ def test_resume_of_a_batch_cut_part_way_gives_the_same_samples(tiny_run, tiny_qw
     assert read_samples(copy / SAMPLES_FILE) == read_samples(out / SAMPLES_FILE)
 
 
-def test_vllm_backend_without_vllm_is_a_clear_error(tmp_path, tiny_qwen2_dir, benchmarks_dir):
-    pytest.importorskip("torch")
-    try:
-        import vllm  # noqa: F401
-
-        pytest.skip("vLLM is installed here; this checks the message shown without it")
-    except ImportError:
-        pass
-    with pytest.raises(EvalError, match=r"needs vLLM: pip install 'siri-rl\[vllm\]'"):
-        run_eval(_cfg(tiny_qwen2_dir, tmp_path / "v", benchmarks_dir, backend="vllm"))
-
-
 def test_eval_resumes_after_a_real_kill(tmp_path, tiny_qwen2_dir, benchmarks_dir):
     """Kill `siri eval` (SIGKILL) after some samples are written; the rerun loses and duplicates nothing."""
     out = tmp_path / "killed"
