@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SIRI_SHARED_DIR", REPO.parent / "shared"))
 
 
-def build_tiny_model(path: Path, hidden: int, layers: int) -> str:
+def build_tiny_model(path: Path, hidden: int, layers: int, *, heads: int = 4, kv_heads: int = 2) -> str:
     """A random-init Qwen2 with the real R1-distill tokenizer (the same shape family as the tests use)."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -40,7 +40,7 @@ def build_tiny_model(path: Path, hidden: int, layers: int) -> str:
     tok = load_tokenizer(str(SHARED / "tokenizers" / "deepseek-r1-distill-qwen"))
     torch.manual_seed(0)
     cfg = Qwen2Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
-                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
                       max_position_embeddings=4096, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                       pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
     Qwen2ForCausalLM(cfg).save_pretrained(path)

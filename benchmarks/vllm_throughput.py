@@ -39,21 +39,10 @@ SHARED = Path(os.environ.get("SIRI_SHARED_DIR", REPO.parent / "shared"))
 
 
 def build_model(path: Path, hidden: int, layers: int) -> str:
-    """A random-init Qwen2 that vLLM's CPU attention accepts (head_dim 64) with the real R1-distill tokenizer."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    """eval_throughput's random Qwen2 with heads of 64 (vLLM's CPU attention rejects smaller ones)."""
+    from eval_throughput import build_tiny_model  # the sibling script (benchmarks/ is on sys.path when run)
 
-    from siri_rl.data import load_tokenizer
-
-    tok = load_tokenizer(str(SHARED / "tokenizers" / "deepseek-r1-distill-qwen"))
-    torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
-                      num_hidden_layers=layers, num_attention_heads=hidden // 64, num_key_value_heads=1,
-                      max_position_embeddings=4096, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
-    Qwen2ForCausalLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
+    return build_tiny_model(path, hidden, layers, heads=hidden // 64, kv_heads=1)
 
 
 def eval_paths(args, work: Path) -> dict:

@@ -145,3 +145,40 @@ def think_special_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_qwen2
     think_end = reloaded.convert_tokens_to_ids("</think>")
     assert think_end == 151649 and reloaded.added_tokens_decoder[think_end].special, "</think> did not stay special"
     return path
+
+
+def _toy_qwen2(path: Path, *, hidden_size: int, intermediate_size: int, tie: bool = True,
+               lm_head_scale: float = 1.0) -> Path:
+    """A random one-layer Qwen2 with two heads and the toy tokenizer, saved at ``path``."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from siri_rl.toy.tokenizer import build_toy_tokenizer
+
+    torch.manual_seed(0)
+    tok = build_toy_tokenizer()
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=hidden_size,
+                                         intermediate_size=intermediate_size, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                                         tie_word_embeddings=tie, eos_token_id=tok.eos_token_id,
+                                         pad_token_id=tok.pad_token_id))
+    if lm_head_scale != 1.0:
+        with torch.no_grad():
+            model.lm_head.weight.mul_(lm_head_scale)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_toy_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen2 (hidden 16) with the toy tokenizer: TRL engine runs in seconds."""
+    return _toy_qwen2(tmp_path_factory.mktemp("tiny-toy"), hidden_size=16, intermediate_size=32)
+
+
+@pytest.fixture(scope="session")
+def vllm_toy_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random Qwen2 with the toy tokenizer that vLLM's CPU attention accepts (head_dim 64), with an output layer
+    sharp enough (untied, x10) that a change of the weights moves the log-probs measurably."""
+    return _toy_qwen2(tmp_path_factory.mktemp("vllm-toy"), hidden_size=128, intermediate_size=128, tie=False,
+                      lm_head_scale=10.0)

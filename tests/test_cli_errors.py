@@ -287,25 +287,6 @@ def test_unreachable_hub_fails_fast(tmp_path):
 # --- item 9: noise -----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_toy_model(tmp_path_factory) -> Path:
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    from siri_rl.toy.tokenizer import build_toy_tokenizer
-
-    torch.manual_seed(0)
-    tok = build_toy_tokenizer()
-    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=16, intermediate_size=32,
-                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
-                                         max_position_embeddings=256, tie_word_embeddings=True,
-                                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
-    path = tmp_path_factory.mktemp("tiny-toy")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def test_resume_is_quiet(tmp_path, tiny_toy_model):
     """A non-toy TRL run stopped after one round, resumed by `siri train --resume`: no transformers "missing keys
     ['lm_head.weight']" (the tied output embedding is re-tied to the input embedding, not missing), no "Loading

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_train_trl import _cfg, tiny_toy_model  # noqa: F401 - the tiny model fixture
+from test_train_trl import _cfg
 from typer.testing import CliRunner
 
 from siri_rl.cli import app
@@ -141,7 +141,7 @@ def test_resume_uses_the_stored_config_and_names_every_difference(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_says_where_to_continue_and_restores_the_terminal(tiny_toy_model, tmp_path):  # noqa: F811
+def test_ctrl_c_says_where_to_continue_and_restores_the_terminal(tiny_toy_model, tmp_path):
     """SIGINT to the process group of `siri train` in a pseudo-terminal (what Ctrl-C does) once a round is logged:
     exit 130, the bar ends its line, the cursor is shown again, one line says how to continue, no traceback."""
     import pty

@@ -14,25 +14,6 @@ import pytest
 from siri_rl.config import ConfigError, config_from_dict
 
 
-@pytest.fixture(scope="module")
-def tiny_toy_model(tmp_path_factory) -> Path:
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    from siri_rl.toy.tokenizer import build_toy_tokenizer
-
-    torch.manual_seed(0)
-    tok = build_toy_tokenizer()
-    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=16, intermediate_size=32,
-                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
-                                         max_position_embeddings=256, tie_word_embeddings=True,
-                                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
-    path = tmp_path_factory.mktemp("tiny-toy")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def _cfg(model_dir: Path, *, rounds=6, schedule=None, training=None, trl=None, model=None):
     from siri_rl.toy.tokenizer import build_toy_tokenizer
 

@@ -21,29 +21,6 @@ pytestmark = pytest.mark.vllm
 LOGP_DIFF = "sampling/sampling_logp_difference/mean"
 
 
-@pytest.fixture(scope="module")
-def vllm_toy_model(tmp_path_factory) -> Path:
-    """A random Qwen2 with the toy tokenizer that vLLM's CPU attention accepts (head_dim 64), with an output layer
-    sharp enough that a change of the weights moves the log-probs measurably."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    from siri_rl.toy.tokenizer import build_toy_tokenizer
-
-    torch.manual_seed(0)
-    tok = build_toy_tokenizer()
-    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=128, intermediate_size=128,
-                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
-                                         max_position_embeddings=256, tie_word_embeddings=False,
-                                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
-    with torch.no_grad():
-        model.lm_head.weight.mul_(10.0)
-    path = tmp_path_factory.mktemp("vllm-toy")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def _completion_logps(model_dir: Path, seqs: list[list[int]], prompt_len: int):
     import torch
     from transformers import AutoModelForCausalLM
