@@ -85,7 +85,7 @@ def eval_paths(args, work: Path) -> dict:
             t = time.perf_counter()
             tokens[name] = fn()
             times[name].append(time.perf_counter() - t)
-    backend.llm = None  # free the engine before the transformers backend runs
+    backend.close()  # stop the engine before the transformers backend runs
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     tb = TransformersBackend(model, tok, tcfg)

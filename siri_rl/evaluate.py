@@ -29,6 +29,7 @@ Results directory (``--out``)::
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import math
@@ -203,6 +204,9 @@ class TransformersBackend:
         self.eos_ids = eos_token_ids(tokenizer, self.model)
         self.cfg = cfg
 
+    def close(self) -> None:
+        """Nothing to stop: the model lives in this process."""
+
     def generate(self, units: list[Unit], seed: int) -> list[list[Completion]]:
         rows = [(ui, u.prompt_ids) for ui, u in enumerate(units) for _ in u.sample_indices]
         # One seed per call: the driver gives a call the same units whatever was finished before it.
@@ -313,6 +317,15 @@ class VLLMBackend:
         except Exception as err:  # noqa: BLE001 - vLLM fails in many types (pydantic, RuntimeError from its engine)
             raise EvalError(f"vLLM could not start on --model {model!r}: {_first_lines(err)} (its log is above; "
                             "--backend transformers runs without vLLM)") from err
+
+    def close(self) -> None:
+        """Stop the engine's processes now. Left to garbage collection, the engine object (in reference cycles) can
+        outlive ``run_eval`` and multiprocessing's exit handler then waits forever for the engine process it
+        never told to stop. ``engine_core`` is the engine client, whose ``shutdown`` is what vLLM's own finalizer
+        calls (vllm/v1/engine/core_client.py:373, 758)."""
+        if self.llm is not None:
+            self.llm.llm_engine.engine_core.shutdown()
+            self.llm = None
 
     def generate(self, units: list[Unit], seed: int) -> list[list[Completion]]:
         rows = [(ui, i) for ui, u in enumerate(units) for i in u.sample_indices]
@@ -600,8 +613,9 @@ def run_eval(cfg: EvalConfig) -> dict:
         backend = factory(cfg.model, tokenizer, cfg, max_prompt_tokens=max(len(p) for p in prompt_ids.values()))
         out.mkdir(parents=True, exist_ok=True)
         n_done = len(done & wanted)
-        with _progress(cfg.progress) as bar, open(samples_path, "a", encoding="utf-8") as f, \
-                concurrent.futures.ThreadPoolExecutor(max_workers=1) as grader:
+        # closing(): the engine stops when generation ends, also on errors and Ctrl-C (see VLLMBackend.close)
+        with contextlib.closing(backend), _progress(cfg.progress) as bar, \
+                open(samples_path, "a", encoding="utf-8") as f, concurrent.futures.ThreadPoolExecutor(max_workers=1) as grader:
             gen_task = bar.add_task("generate", total=n_done + todo, completed=n_done)
             grade_task = bar.add_task("grade", total=n_done + todo, completed=n_done)
             pending: list[concurrent.futures.Future] = []

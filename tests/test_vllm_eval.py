@@ -52,7 +52,7 @@ def test_vllm_backend_prompts_caps_and_per_sample_seeds(vllm_qwen2_dir, vllm_env
         again = backend.generate([Unit(u.benchmark, u.problem_id, u.gold, u.prompt_ids, [2, 3], 0)
                                   for u in units], seed=0)
     finally:
-        del backend
+        backend.close()
 
     reasons = set()
     for u, comps in zip(units, full, strict=True):
