@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -183,26 +184,32 @@ def local_ray():
         ray.shutdown()
 
 
+def _aime_batch(config, tokenizer, shared_dir: Path, tmp_path: Path) -> dict:
+    """Two AIME training problems as veRL's RL dataset and collate function make a training batch of them."""
+    from torch.utils.data import DataLoader
+    from verl.utils.dataset.rl_dataset import collate_fn, get_dataset_class
+
+    problems = load_problems(shared_dir / "data/train/deepscaler_aime.jsonl")[:2]
+    write_verl_parquet(problems, tmp_path / "train.parquet")
+    dataset = get_dataset_class(config.data)(
+        data_files=str(tmp_path / "train.parquet"), tokenizer=tokenizer, config=config.data
+    )
+    return next(iter(DataLoader(dataset, batch_size=2, collate_fn=collate_fn)))
+
+
 def test_manager_attaches_scheduled_cap_per_training_round_in_ray(
     local_ray, tiny_qwen2_dir, tokenizer, shared_dir, tmp_path
 ):
     """Rounds 0, T/4, T/2, 3T/4 and T (veRL global_steps 1, 3, 5, 7, 9) get L = schedule(round); validation
     batches get no cap. veRL's own AgentLoopWorker runs in a Ray actor and loads the agent loop from the yaml;
     veRL's RewardLoopWorker actor scores every response with our compute_score, which sees the round's L."""
-    from torch.utils.data import DataLoader
     from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
     from verl.protocol import DataProto
-    from verl.utils.dataset.rl_dataset import collate_fn, get_dataset_class
 
     from siri_rl.engines.verl.manager import SiriAgentLoopManager
 
     config = siri_config(tiny_qwen2_dir, tmp_path, **{"data.filter_overlong_prompts": False})
-    problems = load_problems(shared_dir / "data/train/deepscaler_aime.jsonl")[:2]
-    write_verl_parquet(problems, tmp_path / "train.parquet")
-    dataset = get_dataset_class(config.data)(
-        data_files=str(tmp_path / "train.parquet"), tokenizer=tokenizer, config=config.data
-    )
-    batch_dict = next(iter(DataLoader(dataset, batch_size=2, collate_fn=collate_fn)))
+    batch_dict = _aime_batch(config, tokenizer, shared_dir, tmp_path)
 
     server = FakeServer(natural_response(tokenizer, NATURAL_LEN), response_length=L_MAX)
     reward_worker = local_ray.remote(RewardLoopWorker).options(num_cpus=0).remote(config)
@@ -267,20 +274,13 @@ def test_manager_attaches_scheduled_cap_per_training_round_in_ray(
 def make_manager(local_ray, tiny_qwen2_dir, tokenizer, shared_dir, tmp_path):
     """A SIRI agent-loop manager in the real local Ray (veRL's AgentLoopWorker actor, the fake server, no reward
     workers) and a function that runs one training round through it at a given veRL global step."""
-    from torch.utils.data import DataLoader
     from verl.protocol import DataProto
-    from verl.utils.dataset.rl_dataset import collate_fn, get_dataset_class
 
     from siri_rl.engines.verl.manager import SiriAgentLoopManager
 
     def make(**training):
         config = siri_config(tiny_qwen2_dir, tmp_path, training, **{"data.filter_overlong_prompts": False})
-        problems = load_problems(shared_dir / "data/train/deepscaler_aime.jsonl")[:2]
-        write_verl_parquet(problems, tmp_path / "train.parquet")
-        dataset = get_dataset_class(config.data)(
-            data_files=str(tmp_path / "train.parquet"), tokenizer=tokenizer, config=config.data
-        )
-        batch_dict = next(iter(DataLoader(dataset, batch_size=2, collate_fn=collate_fn)))
+        batch_dict = _aime_batch(config, tokenizer, shared_dir, tmp_path)
         server = FakeServer(natural_response(tokenizer, NATURAL_LEN), response_length=L_MAX)
         manager = SiriAgentLoopManager.create(config=config, llm_client=server)
 
