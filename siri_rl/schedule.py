@@ -90,17 +90,7 @@ class LengthSchedule:
         return shape(step, self.l_max, self.l_min, self.cycle)
 
     def __call__(self, step: int) -> int:
-        value = self.raw(step)
-        if not self.round_to:
-            return int(round(value))
-        m = self.round_to
-        length = int(round(value / m)) * m
-        # Rounding must never leave [L_min, L_max]: step back inside by one multiple.
-        if length > self.l_max:
-            length -= m
-        if length < self.l_min:
-            length += m
-        return length
+        return round_cap(self.raw(step), self.l_min, self.l_max, self.round_to)
 
     def phase(self, step: int) -> str:
         """``"compressing"`` where the cap is about to fall, ``"expanding"`` where it is about to rise, else
@@ -170,6 +160,20 @@ class LengthSchedule:
         return out
 
 
+def round_cap(value: float, l_min: int, l_max: int, round_to: int | None = None) -> int:
+    """The integer cap (tokens) of an unrounded one: the nearest integer, or the nearest multiple of ``round_to``
+    kept inside [l_min, l_max]."""
+    if not round_to:
+        return int(round(value))
+    length = int(round(value / round_to)) * round_to
+    # Rounding must never leave [L_min, L_max]: step back inside by one multiple.
+    if length > l_max:
+        length -= round_to
+    if length < l_min:
+        length += round_to
+    return length
+
+
 def _last_extreme(steps: range, value, *, lowest: bool) -> int:
     best_step, best = steps[0], value(steps[0])
     for t in steps[1:]:
@@ -183,6 +187,13 @@ def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value <= 0:
         raise ScheduleError(f"{name} must be a positive integer number of tokens, got {value!r}")
     return int(value)
+
+
+def _refuse_adaptive(kind: Any) -> None:
+    # Closed loop: its cap depends on the training accuracy, so it is no function of the step alone.
+    if str(kind).strip().lower() == "adaptive":
+        raise ScheduleError("kind 'adaptive' is a closed-loop schedule (siri_rl.adaptive) that the engines do not "
+                            "drive yet; use cosine, stair or stair-cosine for now")
 
 
 def make_schedule(
@@ -208,6 +219,7 @@ def make_schedule(
         ScheduleError: on impossible parameters, with what was wrong and how to fix it.
     """
     kind = str(kind).strip().lower().replace("_", "-")
+    _refuse_adaptive(kind)
     if kind not in KINDS:
         raise ScheduleError(f"unknown schedule kind {kind!r}; choose one of {', '.join(KINDS)}")
     l_max = _positive_int("l_max", l_max)
@@ -266,6 +278,7 @@ SCHEDULE_KEYS = ("kind", "l_max", "l_min", "cycle", "stages", "round_to")
 
 def schedule_from_dict(config: dict[str, Any]) -> LengthSchedule:
     """Build a schedule from a config mapping with keys ``kind, l_max, l_min, cycle, stages, round_to``."""
+    _refuse_adaptive(config.get("kind"))
     unknown = sorted(set(config) - set(SCHEDULE_KEYS))
     if unknown:
         raise ScheduleError(f"unknown schedule keys {unknown}; allowed: {', '.join(SCHEDULE_KEYS)}")
