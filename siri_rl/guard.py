@@ -143,7 +143,7 @@ class NoLearningGuard:
             causes = ("usual causes: the cap L is below the shortest correct answer (raise l_min / l_max), a chat "
                       "template that breaks </think> (check the prompt template and data.require_think_end), or a "
                       "grader mismatch (the gold answers do not match \\boxed{} answers; `siri eval` the base model)")
-        verb = "stopping with a resumable checkpoint" if self.mode == "stop" else "training continues"
+        verb = "Stopping with a resumable checkpoint" if self.mode == "stop" else "Training continues"
         return (f"no-learning guard: for {where} GRPO had almost nothing to learn from: {'; '.join(found)}; "
                 f"{causes}. {verb} (training.guard: warn | stop | off)")
 

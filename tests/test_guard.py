@@ -55,7 +55,7 @@ def test_a_starved_run_warns_once():
     assert message.startswith("no-learning guard: for rounds 0-3 GRPO had almost nothing to learn from")
     for part in ("0.00 of the prompt groups had any reward variance (threshold 0.05)",
                  "1.00 of the completions hit the cap L=36 (threshold 0.95)", "training accuracy 0.00",
-                 "below the shortest correct answer", "</think>", "grader mismatch", "training continues"):
+                 "below the shortest correct answer", "</think>", "grader mismatch", "Training continues"):
         assert part in message
     assert "\n" not in message
 
@@ -65,7 +65,7 @@ def test_stop_mode_stops_and_stops_again_after_a_resume():
     rows = [_starved(r) for r in range(3)]
     verdicts = guard.replay(rows)
     assert [v.action for v in verdicts] == ["ok", "ok", "stop"]
-    assert "stopping with a resumable checkpoint" in verdicts[-1].message
+    assert "Stopping with a resumable checkpoint" in verdicts[-1].message
     # The resumed run rebuilds the state from the kept rows; still starved, it stops again at once.
     state = guard.replay(rows)[-1].state
     assert guard.check(state, _starved(3)).action == "stop"
