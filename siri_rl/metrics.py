@@ -83,6 +83,43 @@ def delta_acc_cr(base: Mapping[str, Mapping[str, Any]], model: Mapping[str, Mapp
     return delta_acc_cr_table(base, model)["delta_acc_cr"]
 
 
+def pareto_front(points: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Indices of the non-dominated points, higher accuracy and lower length being better (``siri select``,
+    ``siri compare``; the paper's Figure 1 front).
+
+    Each point is a mapping with ``acc`` (or ``accuracy``; any scale, the same for all) and ``length`` (tokens),
+    e.g. a ``summary.json``'s ``average``. A point is dominated when another is at least as accurate and at most
+    as long, and strictly better in one of the two. Ties: equal points dominate neither each other, so all of
+    them are on the front; of points with the same length only the most accurate are, and of points with the same
+    accuracy only the shortest. Values are compared exactly (round them first to treat near-equal as equal).
+    Returned sorted by length (the order to draw the front in), ties by index.
+    """
+    coords = []
+    for i, p in enumerate(points):
+        acc = p.get("acc", p.get("accuracy")) if isinstance(p, Mapping) else None
+        length = p.get("length") if isinstance(p, Mapping) else None
+        try:
+            acc, length = float(acc), float(length)
+        except (TypeError, ValueError):
+            raise ValueError(f"pareto_front: point {i} must have numeric 'acc' and 'length', got {p!r}") from None
+        if math.isnan(acc) or math.isnan(length):
+            raise ValueError(f"pareto_front: point {i} has a NaN accuracy or length: {p!r}")
+        coords.append((length, acc))
+    front: list[int] = []
+    best = -math.inf  # the highest accuracy among strictly shorter points
+    order = sorted(range(len(coords)), key=lambda i: (coords[i][0], -coords[i][1], i))
+    k = 0
+    while k < len(order):  # one group of equal length at a time
+        length = coords[order[k]][0]
+        group = [i for i in order[k:] if coords[i][0] == length]
+        top = coords[group[0]][1]  # sorted: the group's most accurate come first
+        if top > best:
+            front += [i for i in group if coords[i][1] == top]
+            best = top
+        k += len(group)
+    return front
+
+
 # --------------------------------------------------------------------------------------------------------------
 # pass@k and maj@k over the n samples of each problem.
 

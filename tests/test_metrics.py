@@ -222,3 +222,50 @@ def test_sampling_standard_error_matches_reruns():
     se_len = np.array([sampling_se_of_mean([n] * problems, x.sum(1), (x**2).sum(1)) for x in lengths])
     assert se_len.mean() == pytest.approx(lengths.mean(axis=(1, 2)).std(), rel=0.1)
     assert sampling_se_of_rate([1, 4], [1, 2]) is None  # one sample says nothing about sampling noise
+
+
+# --- the accuracy/length Pareto front --------------------------------------------------------------------------
+
+
+def test_pareto_front_on_known_points():
+    from siri_rl.metrics import pareto_front
+
+    points = [
+        {"acc": 30.0, "length": 9000},   # 0: dominated by 3 (as accurate, shorter)
+        {"acc": 34.0, "length": 12000},  # 1: front (the most accurate)
+        {"acc": 25.0, "length": 5000},   # 2: front (the shortest)
+        {"acc": 31.0, "length": 8000},   # 3: front
+        {"acc": 34.0, "length": 13000},  # 4: dominated by 1 (same accuracy, longer)
+        {"acc": 20.0, "length": 5000},   # 5: dominated by 2 (same length, less accurate)
+        {"acc": 28.0, "length": 11000},  # 6: dominated by 3
+    ]
+    assert pareto_front(points) == [2, 3, 1]  # by length
+    # an exact duplicate of a front point dominates neither: both are on it; metrics rows' "accuracy" works too
+    dup = points + [{"accuracy": 31.0, "length": 8000}]
+    assert pareto_front(dup) == [2, 3, 7, 1]
+    assert pareto_front([{"acc": 0.5, "length": 100}]) == [0] and pareto_front([]) == []
+    # exact comparison: a hair more accurate at the same length wins alone
+    assert pareto_front([{"acc": 0.5, "length": 100}, {"acc": 0.5 + 1e-12, "length": 100}]) == [1]
+
+
+def test_pareto_front_agrees_with_the_definition():
+    import random
+
+    from siri_rl.metrics import pareto_front
+
+    rng = random.Random(0)
+    for _ in range(200):
+        pts = [{"acc": rng.randint(0, 5), "length": rng.randint(0, 5)} for _ in range(rng.randint(1, 9))]
+        beats = lambda q, p: (q["acc"] >= p["acc"] and q["length"] <= p["length"]  # noqa: E731
+                              and (q["acc"] > p["acc"] or q["length"] < p["length"]))
+        expected = [i for i, p in enumerate(pts) if not any(beats(q, p) for q in pts)]
+        assert sorted(pareto_front(pts)) == expected
+
+
+def test_pareto_front_errors():
+    from siri_rl.metrics import pareto_front
+
+    with pytest.raises(ValueError, match="point 1 must have numeric 'acc' and 'length'"):
+        pareto_front([{"acc": 1, "length": 2}, {"acc": None, "length": 3}])
+    with pytest.raises(ValueError, match="point 0 has a NaN"):
+        pareto_front([{"acc": float("nan"), "length": 2}])
