@@ -24,21 +24,27 @@ recorded where the schedule actually turned.
 **The causal rule.** :meth:`AdaptiveSchedule.step` takes the signal of round r and returns the cap of round r+1:
 the cap of round r depends only on the signals of rounds < r. How each engine gets the signal in time:
 
-* TRL: ``GRPOTrainer`` scores a round's completions when it generates them, before that round's updates, and
-  :class:`siri_rl.engines.trl.reward.LengthCappedReward` leaves the round's ``accuracy`` in ``RolloutCap.pending``;
-  the callback sets the next round's cap after the round's last optimizer step (``on_step_end``), so it can call
-  ``step`` with round r's accuracy there.
+* TRL: ``GRPOTrainer`` scores a round's completions when it generates them, at the round's first micro-step
+  (``_prepare_inputs``, ``trl/trainer/grpo_trainer.py:1538-1546``), before that round's updates, and
+  :class:`siri_rl.engines.trl.reward.LengthCappedReward` leaves the round's ``accuracy`` (summed over processes)
+  in ``RolloutCap.pending``; the callback sets the next round's cap in ``on_step_end`` of the round's last
+  optimizer step (``transformers/trainer.py:1783``), before the next generation, so it can call ``step`` with
+  round r's accuracy there. Every process gets the same accuracy and so computes the same cap.
 * veRL: ``SiriAgentLoopManager.generate_sequences`` gets round r's scored batch back (``rm_scores``, filled by the
   agent loop's reward, veRL ``experimental/agent_loop/agent_loop.py:1097-1099``) before veRL updates on it, and is
   called again for round r+1 only after that update (``ray_trainer.py`` ``fit``: one ``generate_sequences`` per
   step, ``:1513``): it can call ``step`` with round r's accuracy right after generating round r. This needs the
   reward computed inside the agent loop; a colocated reward model scores the batch after the manager returns
-  (``ray_trainer.py:1563-1564``), and then the manager has no accuracy to give.
+  (``ray_trainer.py:1563-1564``), and then the manager has no accuracy to give. Trainers that generate round r+1
+  before updating on round r (veRL's one-step-off and fully-async recipes) know only rounds < r at round r+1's
+  generation: they would need a one-round lag, which this schedule does not model.
 
 **State.** Every decision comes with the whole controller state as a JSON-serialisable dict; saved with the
 resumable checkpoint and passed back, it continues the same cap sequence (the rounding is fixed and the mean is
 taken in a fixed order, so a replay is bit-identical). The state also names the parameters that made it, and a
-state from other parameters is refused.
+state from other parameters is refused. Since the state is a function of the signals alone, a resumed run can
+also rebuild it from the rows ``metrics.jsonl`` keeps (:meth:`AdaptiveSchedule.resume`, which checks every
+row's cap on the way).
 """
 
 from __future__ import annotations
@@ -226,6 +232,23 @@ class AdaptiveSchedule:
             out.append(self.step(state, state["round"], signal))
             state = out[-1].state
         return out
+
+    def resume(self, rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """The state after the rounds of ``rows`` (a run's kept ``metrics.jsonl`` rows, rounds 0, 1, ... in order,
+        each with ``step``, ``max_len`` and ``accuracy``), rebuilt by replaying their accuracies. Each row's
+        ``max_len`` must be the cap the replay gives that round; the first that is not raises ScheduleError (the
+        rows are from another schedule, or the run did not follow this one)."""
+        state = self.initial_state()
+        for row in rows:
+            r = state["round"]
+            if int(row.get("step", -1)) != r:
+                raise ScheduleError(f"adaptive resume: expected the row of round {r}, got step {row.get('step')!r}; "
+                                    "pass the run's rows in order, one per round")
+            if int(row.get("max_len", -1)) != state["max_len"]:
+                raise ScheduleError(f"adaptive resume: round {r} ran with max_len={row.get('max_len')!r}, but this "
+                                    f"schedule gives {state['max_len']} there; resume with the run's own schedule")
+            state = self.step(state, r, row.get("accuracy")).state
+        return state
 
     @staticmethod
     def checkpoints(state: Mapping[str, Any]) -> list[tuple[int, str]]:

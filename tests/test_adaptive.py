@@ -212,3 +212,23 @@ def test_config_errors():
     cfg["schedule"]["tolerance"] = 0.05  # an adaptive-only key: still named as the adaptive kind, not unknown
     with pytest.raises(ConfigError, match="closed-loop schedule"):
         config_from_dict(cfg)
+
+
+def test_resume_from_metrics_rows_rebuilds_the_state_and_checks_the_caps():
+    s = make_adaptive_schedule(l_max=L_MAX, l_min=L_MIN, cycle=16, window=3, patience=4)
+    rows, _ = lagging_model(s, 40, floor=60, lag=4)
+    metrics = [{"step": r["round"], "max_len": r["cap"], "accuracy": r["signal"]} for r in rows]
+    state = s.initial_state()
+    for r in range(23):
+        state = s.step(state, r, metrics[r]["accuracy"]).state
+    assert s.resume(metrics[:23]) == state
+    assert s.resume([]) == s.initial_state()
+    tampered = [dict(m) for m in metrics[:23]]
+    tampered[10]["max_len"] += 1
+    with pytest.raises(ScheduleError, match="round 10 ran with max_len="):
+        s.resume(tampered)
+    with pytest.raises(ScheduleError, match="expected the row of round 1, got step 2"):
+        s.resume([metrics[0], metrics[2]])
+    other = make_adaptive_schedule(l_max=L_MAX, l_min=L_MIN, cycle=40, window=3, patience=4)
+    with pytest.raises(ScheduleError, match="resume with the run's own schedule"):
+        other.resume(metrics[:23])
