@@ -62,7 +62,6 @@ KIND = "adaptive"
 # patience: None means cycle // 4 rounds, the middle of the 100-200-step lag the paper measures at T = 640.
 DEFAULT_WINDOW = 8
 DEFAULT_TOLERANCE = 0.03
-MODES = ("filling", "compressing", "holding", "expanding")
 
 
 class Decision(NamedTuple):
@@ -92,7 +91,8 @@ class Decision(NamedTuple):
 
 @dataclass(frozen=True)
 class AdaptiveSchedule:
-    """The closed-loop length controller (parameters in tokens and rollout rounds; see the module docstring).
+    """The closed-loop length controller (parameters in tokens and rollout rounds; see the module docstring);
+    build it with :func:`make_adaptive_schedule`, which validates them.
 
     Use: ``state = s.initial_state()``; the cap of round 0 is ``state["max_len"]``; after round r,
     ``state, L, phase, reason, checkpoint = s.step(state, r, accuracy_of_round_r)``, and L is round r+1's cap.
@@ -101,8 +101,8 @@ class AdaptiveSchedule:
     l_max: int
     l_min: int
     cycle: int
+    patience: int  # no class default: make_adaptive_schedule's is cycle // 4
     tolerance: float = DEFAULT_TOLERANCE
-    patience: int = 0
     window: int = DEFAULT_WINDOW
     round_to: int | None = None
     kind: str = KIND
@@ -241,10 +241,10 @@ class AdaptiveSchedule:
         state = self.initial_state()
         for row in rows:
             r = state["round"]
-            if int(row.get("step", -1)) != r:
+            if row.get("step") != r:
                 raise ScheduleError(f"adaptive resume: expected the row of round {r}, got step {row.get('step')!r}; "
                                     "pass the run's rows in order, one per round")
-            if int(row.get("max_len", -1)) != state["max_len"]:
+            if row.get("max_len") != state["max_len"]:
                 raise ScheduleError(f"adaptive resume: round {r} ran with max_len={row.get('max_len')!r}, but this "
                                     f"schedule gives {state['max_len']} there; resume with the run's own schedule")
             state = self.step(state, r, row.get("accuracy")).state
