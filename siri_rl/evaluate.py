@@ -961,24 +961,6 @@ def problem_fields(cfg: EvalConfig) -> tuple[dict[str, dict[str, dict[str, Any]]
     return out, None
 
 
-def clip_to_budget(records: Sequence[dict], budget: int, decode: Callable[[list[int]], str]) -> list[dict]:
-    """Records as if generation had stopped at ``budget`` tokens; ``correct`` is None where it must be regraded.
-
-    A response no longer than the budget is unchanged (sampling is autoregressive, so with the same random stream
-    a run with max_tokens=budget would have produced it too). A longer one keeps its first ``budget`` token ids,
-    is decoded, counted as ``budget`` tokens and finish reason "length".
-    """
-    out = []
-    for r in records:
-        if r["response_tokens"] <= budget:
-            out.append(r)
-            continue
-        ids = r["token_ids"][:budget]
-        out.append({**r, "response": decode(ids), "response_tokens": budget, "token_ids": ids,
-                    "finish_reason": "length", "correct": None, "answer": None})
-    return out
-
-
 # "answer" is kept for maj@k (a short string); text and token ids are dropped.
 SLIM_KEYS = ("benchmark", "problem_id", "sample_index", "correct", "answer", "response_tokens", "finish_reason",
              "grade_status")
@@ -994,9 +976,10 @@ def budget_pass(
 ) -> tuple[list[dict], dict[str, list[dict]]]:
     """One pass over the samples: slim records (no text, no token ids) and the accuracy-vs-budget curve.
 
-    For each budget B shorter than a response, the first B token ids are decoded (same rule as
-    :func:`clip_to_budget`); clipped texts without an extractable answer are wrong without grading, the others are
-    graded in one ``grade`` call. Returns ``(slim_records, {benchmark: [{budget, acc, acc_ci, length, length_ci},
+    For each budget B shorter than a response, the first B token ids are decoded, as if generation had stopped
+    there (sampling is autoregressive: with the same random stream, a run with max_tokens=B would have produced
+    that prefix), and the clipped response counts B tokens; clipped texts without an extractable answer are wrong
+    without grading, the others are graded in one ``grade`` call. Returns ``(slim_records, {benchmark: [{budget, acc, acc_ci, length, length_ci},
     ...]})``.
     """
     slim, curve, _ = budget_pass_with_average(records, budgets, tokenizer, grade=grade,
@@ -1050,19 +1033,6 @@ def budget_pass_with_average(
             avg = summarize_average(problem_table(view))
             average.append({"budget": b, **{k: avg[k] for k in keys}})
     return slim, dict(curve), average
-
-
-def budget_curve(
-    records: Iterable[dict],
-    budgets: Sequence[int],
-    tokenizer: Any,
-    *,
-    grade: Callable[[list[dict]], list[dict]],
-    require_think_end: bool = True,
-) -> dict[str, list[dict]]:
-    """Accuracy (percent) and mean length (tokens) per benchmark if every response were capped at each budget
-    (tokens). Returns {benchmark: [{budget, acc, acc_ci, length, length_ci}, ...]}; see :func:`budget_pass`."""
-    return budget_pass(records, budgets, tokenizer, grade=grade, require_think_end=require_think_end)[1]
 
 
 def _git_revision() -> str | None:
@@ -1347,11 +1317,6 @@ def report_only(
     return summary
 
 
-def iter_result_samples(result_dir: Path) -> Iterator[dict]:
-    """Samples of a results directory (used by ``siri analyze patterns``)."""
-    yield from read_samples(Path(result_dir) / SAMPLES_FILE)
-
-
 __all__ = [
     "EvalConfig",
     "EvalError",
@@ -1364,8 +1329,6 @@ __all__ = [
     "problem_fields",
     "problem_table",
     "replace_atomically",
-    "clip_to_budget",
-    "budget_curve",
     "summary_markdown",
     "write_summary",
     "plot_budget_curve",
