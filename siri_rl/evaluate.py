@@ -31,18 +31,33 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import hashlib
+import itertools
 import json
 import math
 import os
 import subprocess
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from siri_rl.data import benchmark_name, eos_token_ids, quiet_weight_bars
+from siri_rl.results import (
+    ARGS_FILE,
+    BUDGET_PNG,
+    SAMPLES_FILE,
+    SUMMARY_JSON,
+    SUMMARY_MD,
+    EvalError,
+    finished_samples,
+    iter_samples,
+    read_samples,
+    replace_atomically,
+    sample_key,
+    write_args,
+)
 from siri_rl.reward import decode_response
 
 # Paper §5.1 evaluation settings.
@@ -52,20 +67,10 @@ PAPER_TEMPERATURE = 0.6
 PAPER_TOP_P = 0.95
 PAPER_MAX_TOKENS = 16384
 
-SAMPLES_FILE = "samples.jsonl"
-ARGS_FILE = "eval_args.json"
-SUMMARY_JSON = "summary.json"
-SUMMARY_MD = "summary.md"
-BUDGET_PNG = "budget_curve.png"
-
 BACKENDS = ("vllm", "transformers")
 
 # Display names used in tables (Table 1 of the paper).
 BENCHMARK_TITLES = {"aime24": "AIME24", "aime25": "AIME25", "amc": "AMC", "math500": "MATH500"}
-
-
-class EvalError(ValueError):
-    """Bad evaluation input (arguments, results directory); the message says how to fix it."""
 
 
 @dataclass
@@ -354,106 +359,10 @@ class VLLMBackend:
         return result
 
 
-# --------------------------------------------------------------------------------------------------------------
-# samples.jsonl: append-only, resumable.
-
-
-def sample_key(rec: dict) -> tuple[str, str, int]:
-    return (rec["benchmark"], str(rec["problem_id"]), int(rec["sample_index"]))
-
-
-def iter_samples(path: Path, *, repair: bool = False) -> Iterator[dict]:
-    """Records of samples.jsonl, one line at a time (a full paper-scale file holds gigabytes of token ids).
-
-    A half-written last line (a kill mid-write) is skipped, and cut off the file if ``repair``. Duplicate
-    (benchmark, problem, sample) keys keep the first record. A bad line elsewhere is an error.
-    """
-    path = Path(path)
-    if not path.exists():
-        return
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        # everything after the last newline is an unfinished write
-        f.seek(max(0, size - 1))
-        if size and f.read(1) != b"\n":
-            end = _last_newline_end(f, size)
-            if repair:
-                with open(path, "r+b") as w:
-                    w.truncate(end)
-            size = end
-        f.seek(0)
-        seen: set[tuple[str, str, int]] = set()
-        lineno = 0
-        while f.tell() < size:
-            line = f.readline()
-            lineno += 1
-            if f.tell() > size:  # the half-written line
-                break
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise EvalError(f"{path}:{lineno} is not valid JSON ({e.msg}); fix or delete that line") from None
-            key = sample_key(rec)
-            if key not in seen:
-                seen.add(key)
-                yield rec
-
-
-def _last_newline_end(f: Any, size: int, chunk: int = 1 << 20) -> int:
-    pos = size
-    while pos > 0:
-        start = max(0, pos - chunk)
-        f.seek(start)
-        i = f.read(pos - start).rfind(b"\n")
-        if i >= 0:
-            return start + i + 1
-        pos = start
-    return 0
-
-
-def read_samples(path: Path, *, repair: bool = False) -> list[dict]:
-    """All records of samples.jsonl (see :func:`iter_samples`)."""
-    return list(iter_samples(path, repair=repair))
-
-
 def _first_lines(err: BaseException, n: int = 3) -> str:
     """The first ``n`` non-empty lines of an exception's message, joined into one line."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return " ".join(lines[:n]) or type(err).__name__
-
-
-def _check_args(out: Path, cfg: EvalConfig) -> bool:
-    """Refuse a results directory whose samples were made with other arguments; returns whether it holds samples.
-
-    Arguments bind only once samples exist: eval_args.json is written together with the first samples
-    (:func:`_write_args`), so a run that failed before generating anything (vLLM did not start) leaves nothing that
-    refuses a retry with other arguments, and an eval_args.json without samples is replaced.
-    """
-    if not out.is_dir() and out.exists():
-        raise EvalError(f"--out {out} is a file, not a directory; pick another path")
-    if next(iter_samples(out / SAMPLES_FILE), None) is None:
-        return False
-    args_path = out / ARGS_FILE
-    if not args_path.exists():
-        raise EvalError(f"{out / SAMPLES_FILE} exists but {ARGS_FILE} does not; use a new --out")
-    ident = cfg.identity()
-    old = json.loads(args_path.read_text())
-    diff = [f"{k}: {old.get(k)!r} -> {ident[k]!r}" for k in ident if old.get(k) != ident[k]]
-    if diff:
-        raise EvalError(
-            f"{out} holds samples made with other arguments ({'; '.join(diff)}); "
-            "rerun with the same arguments to resume, or use a new --out"
-        )
-    return True
-
-
-def _write_args(out: Path, cfg: EvalConfig) -> None:
-    """eval_args.json, atomically (a reader sees no file or the whole file)."""
-    tmp = out / (ARGS_FILE + ".tmp")
-    tmp.write_text(json.dumps(cfg.identity(), indent=2) + "\n")
-    tmp.replace(out / ARGS_FILE)
 
 
 def sample_seed(seed: int, benchmark: str, problem_id: str, sample_index: int) -> int:
@@ -591,9 +500,11 @@ def run_eval(cfg: EvalConfig) -> dict:
     except (OSError, ValueError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise EvalError(f"cannot load the tokenizer of --model {cfg.model!r}: {reason}") from None
-    args_on_disk = _check_args(out, cfg)
+    # samples.jsonl is read twice per run: its keys here (where to resume), its records for the summary (holding
+    # them in memory in between would take gigabytes at paper scale)
+    done = finished_samples(out, cfg.identity())
+    args_on_disk = bool(done)
     samples_path = out / SAMPLES_FILE
-    done = {sample_key(r) for r in iter_samples(samples_path, repair=True)}
 
     prompt_ids = {(b, str(p["id"])): prompt_token_ids(p["problem"], tokenizer) for b, rows in problems.items()
                   for p in rows}
@@ -602,6 +513,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     todo = len(wanted - done)
 
     t0 = time.perf_counter()
+    written: set[tuple[str, str, int]] = set()  # keys appended by this run
     gen_tokens = 0
     gen_seconds = 0.0
     if calls:
@@ -626,11 +538,12 @@ def run_eval(cfg: EvalConfig) -> dict:
                 while pending and (wait_all or pending[0].done() or len(pending) > 1):
                     recs = pending.pop(0).result()
                     if recs and not args_on_disk:
-                        _write_args(out, cfg)
+                        write_args(out, cfg.identity())
                         args_on_disk = True
                     for r in recs:
                         f.write(json.dumps(r, ensure_ascii=False) + "\n")
                     f.flush()
+                    written.update(sample_key(r) for r in recs)
                     bar.advance(grade_task, len(recs))
 
             try:
@@ -668,7 +581,7 @@ def run_eval(cfg: EvalConfig) -> dict:
                 # also on Ctrl-C: keep what has been generated and graded
                 flush(wait_all=True)
 
-    have = {sample_key(r) for r in iter_samples(samples_path)} & wanted
+    have = (done | written) & wanted
     if len(have) < len(wanted):
         raise EvalError(f"{len(wanted) - len(have)} samples missing from {samples_path}; rerun to resume")
     records = (r for r in iter_samples(samples_path) if sample_key(r) in wanted)
@@ -1183,17 +1096,6 @@ def summary_markdown(summary: dict, name: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def replace_atomically(write: Callable[[Path], Any], path: Path) -> None:
-    """Write ``path`` through ``write(tmp)`` on a temporary file beside it, then one rename: a reader (or a kill)
-    sees the old file or the new one, never half of one. The temporary name keeps the suffix (savefig's format)."""
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_summary(summary: dict, out: Path) -> None:
     """Write summary.json, summary.md and budget_curve.png into ``out``, each atomically."""
     out = Path(out)
@@ -1306,10 +1208,11 @@ def report_only(
         raise EvalError(f"cannot load the tokenizer of {source!r} ({reason}); pass --model with a folder or hub id "
                         "that has the run's tokenizer") from None
     wanted = set(cfg.benchmarks)
-    if not any(r["benchmark"] in wanted for r in iter_samples(samples_path)):
-        raise EvalError(f"{samples_path} holds no samples of {', '.join(cfg.benchmarks)}")
     records = (r for r in iter_samples(samples_path) if r["benchmark"] in wanted)
-    summary = summarize_run(records, cfg, tokenizer)
+    first = next(records, None)  # one read of samples.jsonl: its first record tells whether there are any
+    if first is None:
+        raise EvalError(f"{samples_path} holds no samples of {', '.join(cfg.benchmarks)}")
+    summary = summarize_run(itertools.chain([first], records), cfg, tokenizer)
     if "generation" in old.get("meta", {}):
         summary["meta"]["generation"] = old["meta"]["generation"]
     summary["meta"]["report_only"] = {"tokenizer": str(source)}
