@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from siri_rl.evaluate import SAMPLES_FILE, EvalError, read_samples
+from siri_rl.results import EvalError, load_samples
 from siri_rl.run_metrics import read_metric_rows
 
 # §5.4: the words whose frequency the paper tracks through compression and expansion.
@@ -133,12 +133,7 @@ def run_patterns(
     freqs: dict[str, dict[str, Any]] = {}
     for i, d in enumerate(result_dirs):
         d = Path(d)
-        samples = d / SAMPLES_FILE if d.is_dir() else d
-        if not samples.exists():
-            raise EvalError(f"{samples} not found; pass results directories written by `siri eval`")
-        records = read_samples(samples)
-        if not records:
-            raise EvalError(f"{samples} holds no samples")
+        records = load_samples(d)
         name = names[i] if names else (d.name if d.is_dir() else d.parent.name)
         if name in freqs:
             name = f"{d.parent.name}/{name}"

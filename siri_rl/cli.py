@@ -193,8 +193,9 @@ def eval_(
 ) -> None:
     """Sample a model on the math benchmarks, grade, and write samples/summary/budget curve (paper §5.1)."""
     from siri_rl.data import DataError
-    from siri_rl.evaluate import SUMMARY_MD, EvalConfig, EvalError, run_eval
+    from siri_rl.evaluate import EvalConfig, run_eval
     from siri_rl.evaluate import report_only as recompute
+    from siri_rl.results import SUMMARY_MD, EvalError
 
     groups = group_by.split(",") if group_by else []
     if report_only is not None:
@@ -241,7 +242,7 @@ def compare(
     """Table 1 (Acc/Length per benchmark with 95% intervals, ΔAcc/CR, best in bold), paired bootstrap differences
     against --base, and the accuracy-vs-length Pareto plot with error bars."""
     from siri_rl.compare import TABLE_MD, run_compare
-    from siri_rl.evaluate import EvalError
+    from siri_rl.results import EvalError
 
     pairs = []
     for text in pair or []:
@@ -276,7 +277,7 @@ def analyze_patterns(
 ) -> None:
     """Mean occurrences per response of each word, in correct vs incorrect responses, across results."""
     from siri_rl.analysis import PATTERNS_MD, run_patterns
-    from siri_rl.evaluate import EvalError
+    from siri_rl.results import EvalError
 
     check_output_dir(out, "--out")
     try:
@@ -295,7 +296,7 @@ def analyze_run(
 ) -> None:
     """Accuracy and length against the scheduled cap, entropy, tokens generated (PNGs + run.md)."""
     from siri_rl.analysis import analysis_dir, run_analysis
-    from siri_rl.evaluate import EvalError
+    from siri_rl.results import EvalError
 
     check_output_dir(analysis_dir(run_dir, out), "--out" if out else "RUN_DIR/analysis")
     try:

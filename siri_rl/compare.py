@@ -13,66 +13,17 @@ much narrower than the two separate intervals suggest.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siri_rl.evaluate import BENCHMARK_TITLES, PAPER_BENCHMARKS, SUMMARY_JSON, EvalError, replace_atomically
+from siri_rl.evaluate.config import BENCHMARK_TITLES, PAPER_BENCHMARKS
+from siri_rl.evaluate.stats import summarize_average
+from siri_rl.results import EvalError, Result, load_result, replace_atomically
 
 TABLE_MD = "table.md"
 COMPARISON_JSON = "comparison.json"
 PARETO_PNG = "pareto.png"
 DASH = "–"
-PROBLEM_COLUMNS = ("problem_id", "n", "correct", "tokens", "tokens_sq")
-
-
-@dataclass
-class Result:
-    """One ``siri eval`` results directory: ``benchmarks`` as in summary.json (acc in percent, length in tokens),
-    ``problems`` its per-problem counts (None for summaries written before siri-rl reported them)."""
-
-    name: str
-    path: Path
-    benchmarks: dict[str, dict[str, Any]]
-    meta: dict[str, Any] = field(default_factory=dict)
-    problems: dict[str, dict[str, list]] | None = None
-    average: dict[str, Any] | None = None
-
-    def average_of(self, names: list[str]) -> tuple[float | None, float | None]:
-        """Mean accuracy (percent) and mean length (tokens) over the benchmarks of ``names`` this result has."""
-        have = [n for n in names if n in self.benchmarks]
-        if not have:
-            return None, None
-        return (sum(self.benchmarks[n]["acc"] for n in have) / len(have),
-                sum(self.benchmarks[n]["length"] for n in have) / len(have))
-
-
-def _check_problems(problems: Any) -> dict[str, dict[str, list]]:
-    if not isinstance(problems, dict):
-        raise TypeError("problems must map benchmark -> columns")
-    for bench, cols in problems.items():
-        lengths = {len(cols[k]) for k in PROBLEM_COLUMNS}
-        if len(lengths) != 1 or 0 in lengths or min(cols["n"]) < 1:
-            raise ValueError(f"problems[{bench!r}] needs equally long, non-empty columns and n >= 1")
-    return problems
-
-
-def load_result(path: str | Path, name: str | None = None) -> Result:
-    """Read ``path/summary.json`` (or a summary.json path) written by ``siri eval``."""
-    path = Path(path)
-    file = path if path.is_file() else path / SUMMARY_JSON
-    if not file.exists():
-        raise EvalError(f"{file} not found; run `siri eval --out {path}` first (or finish it: reruns resume)")
-    try:
-        data = json.loads(file.read_text())
-        benchmarks = data["benchmarks"]
-        for v in benchmarks.values():
-            float(v["acc"]), float(v["length"])
-        problems = _check_problems(data["problems"]) if data.get("problems") is not None else None
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise EvalError(f"{file} is not a siri eval summary ({type(e).__name__}: {e})") from None
-    folder = file.parent
-    return Result(name or folder.name, folder, benchmarks, data.get("meta", {}), problems, data.get("average"))
 
 
 def _unique_names(results: list[Result]) -> None:
@@ -92,8 +43,6 @@ def benchmark_order(results: list[Result]) -> list[str]:
 def _average_intervals(r: Result, names: list[str]) -> tuple[list[float] | None, list[float] | None]:
     """The 95% intervals of a row's average accuracy and length: a stratified bootstrap over the per-problem
     counts of the benchmarks the row has, else the summary's own average where it covers the same benchmarks."""
-    from siri_rl.evaluate import summarize_average
-
     have = [n for n in names if n in r.benchmarks]
     if not have:
         return None, None

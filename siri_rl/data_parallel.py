@@ -8,7 +8,7 @@ vLLM's multi-process recipe (examples/features/data_parallel/data_parallel_offli
 from it and every rank would wait for the slowest one at every step. Independent engines need no coordination:
 each is a plain ``VLLMBackend`` whose process sees only its GPUs (``CUDA_VISIBLE_DEVICES``).
 
-Samples do not depend on the split: vLLM seeds every sample on its own (:func:`siri_rl.evaluate.sample_seed`), so
+Samples do not depend on the split: vLLM seeds every sample on its own (:func:`siri_rl.evaluate.plan.sample_seed`), so
 which engine draws a sample does not change its random stream, and resuming works as with one engine. (Numerics
 may still differ in the last bits between batch compositions, as they do between batch sizes with one engine.)
 A problem's samples stay on one engine so that its prompt is prefilled once (vLLM's prefix cache).
@@ -22,7 +22,10 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from siri_rl.evaluate import Completion, EvalConfig, EvalError, Unit
+from siri_rl.evaluate.backends import Completion
+from siri_rl.evaluate.config import EvalConfig
+from siri_rl.evaluate.plan import Unit
+from siri_rl.results import EvalError
 
 # How long an engine may take to start (load weights, profile memory, compile) before the run gives up.
 START_TIMEOUT_S = 1800.0
@@ -86,7 +89,7 @@ def _engine_main(conn: Any, backend: str, model: str, cfg: EvalConfig, env: dict
     os.environ.update(env)  # before anything imports torch or vLLM, so the engine sees only its GPUs
     try:
         from siri_rl.data import load_tokenizer
-        from siri_rl.evaluate import TransformersBackend, VLLMBackend
+        from siri_rl.evaluate.backends import TransformersBackend, VLLMBackend
 
         factory = {"vllm": VLLMBackend, "transformers": TransformersBackend}[backend]
         engine = factory(model, load_tokenizer(model), cfg, max_prompt_tokens=max_prompt_tokens)

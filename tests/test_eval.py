@@ -22,8 +22,7 @@ from siri_rl.evaluate import (
     SUMMARY_MD,
     EvalConfig,
     EvalError,
-    budget_curve,
-    clip_to_budget,
+    budget_pass,
     grade_records,
     read_samples,
     resolve_budgets,
@@ -154,26 +153,18 @@ def test_eval_decoding_keeps_a_special_think_end(think_special_model_dir):
 
     longer = _record(tok, "aime24", "p1", 0, "4", comps[0].text + " Done, that was easy.")
     (graded,) = _graded([longer])
-    curve = budget_curve([graded], [len(body), graded["response_tokens"]], tok, grade=_graded)
+    _, curve = budget_pass([graded], [len(body), graded["response_tokens"]], tok, grade=_graded)
     assert [p["acc"] for p in curve["aime24"]] == [100.0, 100.0]  # clipped right after the box: still correct
-
-
-def test_clip_to_budget(hand_records, tok):
-    r = hand_records[0]
-    b = r["response_tokens"] - 3
-    (clipped,) = clip_to_budget([r], b, lambda ids: tok.decode(ids, skip_special_tokens=True))
-    assert clipped["response_tokens"] == b and clipped["finish_reason"] == "length"
-    assert clipped["correct"] is None and clipped["token_ids"] == r["token_ids"][:b]
-    assert r["response"].startswith(clipped["response"]) and len(clipped["response"]) < len(r["response"])
-    (kept,) = clip_to_budget([r], r["response_tokens"], lambda ids: "unused")
-    assert kept is r
 
 
 def test_budget_curve_on_real_correct_answers(hand_records, tok):
     longest = max(r["response_tokens"] for r in hand_records)
     # the "4" answer is 25 tokens: at 24 its \boxed{4} is complete, at 23 the closing brace is cut off
     budgets = [13, 23, 24, longest]
-    curve = budget_curve(hand_records, budgets, tok, grade=_graded)
+    slim, curve = budget_pass(hand_records, budgets, tok, grade=_graded)
+    # the summary's records keep no text and no token ids (a paper-scale file holds gigabytes of them)
+    assert [r["correct"] for r in slim] == [r["correct"] for r in hand_records]
+    assert not any({"response", "token_ids", "gold"} & set(r) for r in slim)
     full = summarize_samples(hand_records)
     assert [p["acc"] for p in curve["aime24"]] == pytest.approx([0.0, 100 / 6, 50.0, 50.0], abs=1e-3)
     assert [p["acc"] for p in curve["amc"]] == pytest.approx([0.0, 0.0, 50.0, 50.0])
@@ -187,20 +178,25 @@ def test_budget_curve_on_real_correct_answers(hand_records, tok):
             assert p["length"] == pytest.approx(sum(min(n, p["budget"]) for n in mine) / len(mine), abs=0.01)
     # samples without stored token ids (e.g. from another tool) are re-tokenized: same curve
     no_ids = [{k: v for k, v in r.items() if k != "token_ids"} for r in hand_records]
-    assert budget_curve(iter(no_ids), budgets, tok, grade=_graded) == curve
+    assert budget_pass(iter(no_ids), budgets, tok, grade=_graded)[1] == curve
 
 
 def test_budget_grading_agrees_with_the_length_capped_reward(hand_records, tok):
-    """Clipping at B and grading is the core's length-capping reward with cap B (§4.1)."""
+    """The budget curve counts a response correct at budget B exactly when the core's length-capping reward with
+    cap B (§4.1) pays 1: its answer lies within the first B tokens. Each record is its own "benchmark" here, so
+    the curve of :func:`budget_pass` (the code ``siri eval`` runs) shows each verdict as 100 or 0."""
     from siri_rl.reward import length_capped_reward
 
-    for budget in (13, 23, 24):
-        clipped = _graded([dict(r) for r in clip_to_budget(hand_records, budget, tok.decode)
-                           if r["correct"] is None])
-        by_key = {(r["problem_id"], r["sample_index"]): r["correct"] for r in clipped}
-        for r in hand_records:
-            mine = by_key.get((r["problem_id"], r["sample_index"]), r["correct"])
-            assert mine == (length_capped_reward(r["token_ids"], r["gold"], budget, tok) == 1.0)
+    budgets = [13, 23, 24]
+    alone = [{**r, "benchmark": f"r{i}"} for i, r in enumerate(hand_records)]
+    _, curve = budget_pass(alone, budgets, tok, grade=_graded)
+    for i, r in enumerate(hand_records):
+        for point, budget in zip(curve[f"r{i}"], budgets, strict=True):
+            capped = length_capped_reward(r["token_ids"], r["gold"], budget, tok) == 1.0
+            assert point["acc"] == (100.0 if capped else 0.0), (i, budget)
+    # the rule has both outcomes here: answers cut off at 13 tokens and kept at 24
+    verdicts = {p["acc"] for pts in curve.values() for p in pts}
+    assert verdicts == {0.0, 100.0}
 
 
 def test_resolve_budgets():

@@ -528,8 +528,8 @@ def train(
     metrics = paths["metrics_path"]
     if metrics.exists():
         from siri_rl.analysis import read_metrics
-        from siri_rl.evaluate import EvalError
         from siri_rl.plots import plot_training_dynamics
+        from siri_rl.results import EvalError
 
         try:
             rows = read_metrics(metrics)  # the latest row of each round: a resumed run repeats rounds
