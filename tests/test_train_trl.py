@@ -74,7 +74,7 @@ def test_cap_applied_per_rollout_round(tiny_toy_model, tmp_path, training, trl):
     updates = training.get("updates_per_round", 1) * trl.get("num_iterations", 1)
     assert [r["optimizer_step"] for r in rows] == [updates * (s + 1) for s in range(6)]
     assert all("entropy" in r and "phase" in r and "wall_s" in r for r in rows)
-    assert out["rounds"] == 6
+    assert out.rounds_done == 6
 
 
 def test_checkpoints_at_trough_and_peak(tiny_toy_model, tmp_path):
@@ -433,7 +433,7 @@ def test_resume_of_a_finished_run_changes_nothing(tiny_toy_model, finished_run, 
     before = _hashes(run)
     out = train(_cfg(tiny_toy_model, rounds=2), output_dir=run, resume=True, progress=False)
     assert _hashes(run) == before
-    assert out["finished"] is True and out["rounds"] == 2
+    assert out.finished is True and out.rounds_done == 2
 
 
 def test_resume_after_a_kill_during_the_final_export_completes_it(tiny_toy_model, finished_run, tmp_path):
@@ -500,18 +500,20 @@ def test_progress_prints_lines_when_output_is_not_a_terminal(finished_run):
     assert "━" not in output
 
 
-def test_trl_engine_imports_no_toy_analysis_compare_or_eval_driver():
-    """The engine sits below the toy, analysis, compare and the evaluation driver (issue 13): the toy resolves its
-    names before calling it, metrics.jsonl is read with siri_rl.run_metrics."""
+def test_engines_import_no_toy_analysis_compare_or_eval_driver():
+    """Both engines sit below the toy, analysis, compare and the evaluation driver (issue 13): the toy resolves its
+    names before calling them, the run directory (metrics.jsonl, cards, dynamics.png) is siri_rl.run_dir's. The
+    veRL launcher imported siri_rl.analysis and siri_rl.evaluate to draw dynamics.png."""
     import ast
 
-    from siri_rl.engines import trl
+    import siri_rl.engines
 
     banned = ("siri_rl.toy", "siri_rl.analysis", "siri_rl.compare", "siri_rl.evaluate")
     found = []
-    for path in sorted(Path(trl.__file__).parent.glob("*.py")):
+    for path in sorted(Path(siri_rl.engines.__file__).parent.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             found += [f"{path.name}:{node.lineno} {n}" for n in names if n.startswith(banned)]
     assert not found, found
+
