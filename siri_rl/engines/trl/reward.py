@@ -86,7 +86,8 @@ class LengthCappedReward:
     def _gather(self, local: list[tuple[int, bool, float]]) -> list[tuple[int, bool, float]]:
         """Every process's ``(length, ended, reward)`` per completion, in process order: the order TRL gathers the
         rewards in before it forms the groups (trl/trainer/grpo_trainer.py:1681, 2765), so completion i belongs
-        to group i // G."""
+        to group i // G. ``gather_object`` concatenates the processes' lists in rank order
+        (accelerate/utils/operations.py:498-521)."""
         acc = self.accelerator
         if acc is None or acc.num_processes < 2:
             return local
