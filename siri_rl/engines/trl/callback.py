@@ -11,10 +11,10 @@ micro-step belongs to: ``round = micro_step // (steps_per_generation * num_itera
 by :func:`set_rollout_cap` into the trainer attributes TRL reads at generation time; it never goes into
 ``GRPOConfig.generation_kwargs``.
 
-The same callback finalises one ``metrics.jsonl`` row per round (:mod:`siri_rl.run_dir`) (rollout statistics from the reward function,
-loss-side statistics such as entropy and clip ratios from TRL's logs), exports ``save_pretrained`` checkpoints at
-each cycle's trough and peak (SIRI-low / SIRI-high), and asks the Trainer for resumable checkpoints at round
-boundaries.
+The same callback finalises one ``metrics.jsonl`` row per round through :mod:`siri_rl.run_dir` (rollout
+statistics from the reward function, loss-side statistics such as entropy and clip ratios from TRL's logs),
+exports ``save_pretrained`` checkpoints at each cycle's trough and peak (SIRI-low / SIRI-high), and asks the
+Trainer for resumable checkpoints at round boundaries.
 """
 
 from __future__ import annotations
