@@ -665,3 +665,15 @@ def test_save_model_still_takes_the_private_no_push_flag():
 
     assert "_internal_call" in inspect.signature(Trainer.save_model).parameters
     assert "if self.args.push_to_hub and not _internal_call:" in inspect.getsource(Trainer.save_model)
+
+
+def test_own_script_into_an_existing_run_is_refused(grpo_trainer, tmp_path):
+    """The run directory's resume policy holds for an own script too: a fresh start (global_step 0) into a
+    directory whose metrics.jsonl holds a run is refused before anything is generated or overwritten."""
+    siri, trainer = grpo_trainer
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 0, "tokens_generated": 5}\n')
+    siri.attach(trainer)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        trainer.train()
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == '{"step": 0, "tokens_generated": 5}\n'

@@ -34,7 +34,6 @@ from siri_rl.run_dir import (
     CHECKPOINTS,
     METRICS_FILE,
     append_metrics_row,
-    refuse_existing_run,
     truncate_metrics,
     write_checkpoint_card,
 )
@@ -265,8 +264,9 @@ class LengthScheduleCallback(TrainerCallback):
             raise ConfigError(f"resumed at optimizer step {state.global_step}, inside a rollout round "
                               f"({self.micro_steps_per_round} micro-steps); resume from a checkpoint of a round end")
         if self.rows is None:  # an own GRPOTrainer script: the run directory's resume policy, applied here
-            if self._micro == 0:
-                refuse_existing_run(self.run_dir, resume=False)
+            if self._micro == 0 and self.metrics_path.exists():  # a fresh start must not mix with another run
+                raise ConfigError(f"{self.run_dir} already holds a run ({METRICS_FILE}): pick a new run_dir, or "
+                                  f"continue it with trainer.train(resume_from_checkpoint=...)")
             self.rows = truncate_metrics(self.metrics_path, self.round_of(self._micro),
                                          rewrite=state.is_world_process_zero)
         rows = self.rows  # running totals continue from the last kept row
