@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from siri_rl.results import EvalError, load_samples
-from siri_rl.run_metrics import read_metric_rows
+from siri_rl.run_dir import DYNAMICS_PNG, read_metric_rows
 
 # §5.4: the words whose frequency the paper tracks through compression and expansion.
 DEFAULT_PATTERNS = ("wait", "hold on", "alternatively", "so", "compute")
@@ -22,7 +22,6 @@ DEFAULT_PATTERNS = ("wait", "hold on", "alternatively", "so", "compute")
 PATTERNS_MD = "patterns.md"
 PATTERNS_JSON = "patterns.json"
 PATTERNS_PNG = "patterns.png"
-DYNAMICS_PNG = "dynamics.png"
 ENTROPY_PNG = "entropy.png"
 TOKENS_PNG = "tokens.png"
 RUN_MD = "run.md"
@@ -151,9 +150,9 @@ def run_patterns(
 
 def read_metrics(run_dir: str | Path, *, missing_ok: bool = False) -> list[dict[str, Any]]:
     """Rows of ``RUN/metrics.jsonl`` (or a metrics.jsonl path), one per step (the latest, after a resume) sorted by
-    step; a half-written last line (a run still writing, or killed while writing) is skipped. The one reader of the
-    file, for ``siri analyze`` and both engines. ``missing_ok``: no file, or no complete row, gives ``[]`` instead of
-    an :class:`EvalError` (a run that has not logged yet)."""
+    step; a half-written last line (a run still writing, or killed while writing) is skipped. Reads through the one
+    reader of the file (:func:`siri_rl.run_dir.read_metric_rows`), with ``siri analyze``'s errors. ``missing_ok``:
+    no file, or no complete row, gives ``[]`` instead of an :class:`EvalError` (a run that has not logged yet)."""
     path = Path(run_dir)
     path = path if path.suffix == ".jsonl" else path / "metrics.jsonl"
     if not path.exists():
@@ -164,13 +163,11 @@ def read_metrics(run_dir: str | Path, *, missing_ok: bool = False) -> list[dict[
         rows = read_metric_rows(path)
     except ValueError as err:
         raise EvalError(str(err)) from None
-    # A resumed run repeats the rounds after its last checkpoint: the later row of a step is the one that counts.
-    by_step = {r["step"]: r for r in rows if "step" in r}
-    if not by_step:
+    if not rows:  # the reader keeps one row per step (the last one: tolerance for a file with repeats)
         if missing_ok:
             return []
         raise EvalError(f"{path} has no rows with a 'step'")
-    return [by_step[s] for s in sorted(by_step)]
+    return rows
 
 
 def cumulative_tokens(rows: Sequence[dict[str, Any]]) -> list[int] | None:

@@ -329,15 +329,9 @@ def _train_config(config: str | None, overrides: list[str], engine: str | None, 
                   resume: bool):
     """The config ``siri train`` runs: ``-c`` (default ``toy``) with the overrides; on ``--resume`` the run's stored
     ``config.yaml``, which ``-c`` and the overrides may only repeat, or extend with ``training.rounds=N``."""
-    from siri_rl.config import (
-        ENGINES,
-        ConfigError,
-        apply_overrides,
-        config_from_dict,
-        load_config,
-        parse_overrides,
-    )
-    from siri_rl.run_metrics import CONFIG_FILE, check_output_dir, check_resume_config, read_run_config
+    from siri_rl.config import ConfigError, apply_overrides, config_from_dict, load_config, parse_overrides
+    from siri_rl.engines import ENGINES
+    from siri_rl.run_dir import CONFIG_FILE, check_output_dir, check_resume_config, read_run_config
 
     if engine is not None and engine not in ENGINES:
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -384,7 +378,7 @@ def train(
     from siri_rl.config import ConfigError
     from siri_rl.data import DataError
     from siri_rl.engines import EngineError
-    from siri_rl.run_metrics import CONFIG_FILE, RunInterrupted
+    from siri_rl.run_dir import CONFIG_FILE, RunInterrupted
 
     run_dir = output_dir
     try:
@@ -448,24 +442,23 @@ def _check_train_inputs(cfg, run_dir: Path, *, resume: bool) -> None:
                       skip_invalid=d.skip_invalid)
 
 
-def _train_summary(out: dict, total_rounds: int) -> str:
-    """The closing lines of a non-toy ``siri train`` (the engines return a dict): rounds, tokens, where things are."""
-    rounds = out.get("rounds")
-    if rounds is None:
-        head, facts = "training done", []
-    elif rounds < total_rounds:
+def _train_summary(out, total_rounds: int) -> str:
+    """The closing lines of a non-toy ``siri train`` (from the engine's TrainResult): rounds, tokens, where things
+    are."""
+    rounds = out.rounds_done
+    if rounds < total_rounds:
         head, facts = f"stopped after {rounds} of {total_rounds} rounds (continue with --resume)", []
     else:
         head, facts = "training done", [f"{rounds} round{'s' if rounds != 1 else ''}"]
-    if out.get("tokens_generated"):
-        facts.append(f"{out['tokens_generated']:,} tokens generated")
-    if out.get("wall_s") is not None:
-        facts.append(f"{out['wall_s']:.0f} s")
-    lines = [head + (": " + ", ".join(facts) if facts else ""), f"run directory: {out['run_dir']}"]
-    if out.get("checkpoints"):  # a list of names (TRL) or {name: path} (veRL)
-        lines.append("checkpoints: " + ", ".join(out["checkpoints"]))
-    if out.get("dynamics_png"):
-        lines.append(f"dynamics plot: {out['dynamics_png']}")
+    if out.tokens_generated:
+        facts.append(f"{out.tokens_generated:,} tokens generated")
+    if out.wall_s is not None:
+        facts.append(f"{out.wall_s:.0f} s")
+    lines = [head + (": " + ", ".join(facts) if facts else ""), f"run directory: {out.run_dir}"]
+    if out.checkpoints:
+        lines.append("checkpoints: " + ", ".join(out.checkpoints))
+    if out.dynamics_png:
+        lines.append(f"dynamics plot: {out.dynamics_png}")
     return "\n".join(lines)
 
 

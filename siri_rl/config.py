@@ -27,9 +27,8 @@ from typing import Any
 import yaml
 
 from siri_rl.data import DEFAULT_TRAIN_DATASET
+from siri_rl.engines import ENGINES
 from siri_rl.schedule import LengthSchedule, ScheduleError, schedule_from_dict
-
-ENGINES = ("trl", "verl")
 
 
 class ConfigError(ValueError):

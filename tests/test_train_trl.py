@@ -74,7 +74,7 @@ def test_cap_applied_per_rollout_round(tiny_toy_model, tmp_path, training, trl):
     updates = training.get("updates_per_round", 1) * trl.get("num_iterations", 1)
     assert [r["optimizer_step"] for r in rows] == [updates * (s + 1) for s in range(6)]
     assert all("entropy" in r and "phase" in r and "wall_s" in r for r in rows)
-    assert out["rounds"] == 6
+    assert out.rounds_done == 6
 
 
 def test_checkpoints_at_trough_and_peak(tiny_toy_model, tmp_path):
@@ -433,7 +433,7 @@ def test_resume_of_a_finished_run_changes_nothing(tiny_toy_model, finished_run, 
     before = _hashes(run)
     out = train(_cfg(tiny_toy_model, rounds=2), output_dir=run, resume=True, progress=False)
     assert _hashes(run) == before
-    assert out["finished"] is True and out["rounds"] == 2
+    assert out.finished is True and out.rounds_done == 2
 
 
 def test_resume_after_a_kill_during_the_final_export_completes_it(tiny_toy_model, finished_run, tmp_path):
@@ -500,18 +500,180 @@ def test_progress_prints_lines_when_output_is_not_a_terminal(finished_run):
     assert "━" not in output
 
 
-def test_trl_engine_imports_no_toy_analysis_compare_or_eval_driver():
-    """The engine sits below the toy, analysis, compare and the evaluation driver (issue 13): the toy resolves its
-    names before calling it, metrics.jsonl is read with siri_rl.run_metrics."""
+def test_engines_import_no_toy_analysis_compare_or_eval_driver():
+    """Both engines sit below the toy, analysis, compare and the evaluation driver (issue 13): the toy resolves its
+    names before calling them, the run directory (metrics.jsonl, cards, dynamics.png) is siri_rl.run_dir's. The
+    veRL launcher imported siri_rl.analysis and siri_rl.evaluate to draw dynamics.png."""
     import ast
 
-    from siri_rl.engines import trl
+    import siri_rl.engines
 
     banned = ("siri_rl.toy", "siri_rl.analysis", "siri_rl.compare", "siri_rl.evaluate")
     found = []
-    for path in sorted(Path(trl.__file__).parent.glob("*.py")):
+    for path in sorted(Path(siri_rl.engines.__file__).parent.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             found += [f"{path.name}:{node.lineno} {n}" for n in names if n.startswith(banned)]
     assert not found, found
+
+
+# --- engine coupling and the own-script surface (issue 13, items 4 and 5) ---------------------------------------
+
+
+def _readme_blocks(heading: str) -> list[str]:
+    """The ```python blocks of one README section, in order."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
+
+
+def _toy_chat_dataset(n: int = 16):
+    from datasets import Dataset
+
+    from siri_rl.data import build_messages
+    from siri_rl.toy.task import make_problems
+
+    rows = [p.to_dict() for p in make_problems(n, seed=0, prefix="own-script")]
+    return Dataset.from_list([{"prompt": build_messages(r["problem"]), "answer": str(r["answer"])} for r in rows])
+
+
+def test_readme_own_script_snippet_runs_as_written(tiny_qwen2_dir, tmp_path):
+    """The README's own-script block, run verbatim on the tiny R1-tokenizer Qwen2 for 2 rounds: the cap follows the
+    schedule (rows and the real completion lengths), and the run directory is what siri eval/analyze read."""
+    import ast
+
+    setup, snippet = _readme_blocks("Use SIRI in your own TRL script")
+    names = {t.id for node in ast.parse(setup).body if isinstance(node, ast.Assign)
+             for t in ast.walk(node.targets[0]) if isinstance(t, ast.Name)}
+    ours = {"MODEL": str(tiny_qwen2_dir), "dataset": _toy_chat_dataset(), "L_MAX": 12, "L_MIN": 4, "CYCLE": 4,
+            "ROUNDS": 2, "OUT": str(tmp_path / "run")}
+    assert names == set(ours)  # the test stands in for exactly what the README says is the user's
+    exec(compile(snippet, "README.md", "exec"), dict(ours))
+    from siri_rl.run_dir import read_checkpoint_cards, read_metric_rows
+    from siri_rl.schedule import make_schedule
+
+    schedule = make_schedule("cosine", l_max=12, l_min=4, cycle=4)
+    rows = read_metric_rows(tmp_path / "run")
+    assert [r["step"] for r in rows] == [0, 1]
+    assert [r["max_len"] for r in rows] == [schedule(0), schedule(1)] == [12, 8]
+    # A random model over the 151k-token vocabulary (almost) never samples EOS: its completions run to the cap.
+    assert [r["completion_len_max"] for r in rows] == [12, 8]
+    assert all(r["num_completions"] == 8 and r["tokens_generated"] > 0 for r in rows)
+    [card] = read_checkpoint_cards(tmp_path / "run")
+    assert (card.name, card.step, card.max_len) == ("final", 1, 8)
+
+
+@pytest.fixture
+def grpo_trainer(tiny_toy_model, tmp_path):
+    """A real GRPOTrainer on the tiny toy-tokenizer model, built as an own script builds it (with siri_grpo)."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    from siri_rl.engines.trl import siri_grpo
+    from siri_rl.schedule import make_schedule
+    from siri_rl.toy.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(tiny_toy_model)
+    siri = siri_grpo(make_schedule("cosine", l_max=12, l_min=4, cycle=4), tok, rounds=2, run_dir=tmp_path / "run")
+    args = GRPOConfig(output_dir=str(tmp_path / "trainer"), num_generations=4, per_device_train_batch_size=4,
+                      max_steps=2, report_to="none", **siri.grpo_config_kwargs)  # CPU here: use_cpu, no bf16
+    trainer = GRPOTrainer(model=str(tiny_toy_model), args=args, reward_funcs=siri.reward_funcs,
+                          train_dataset=_toy_chat_dataset(), processing_class=tok)
+    return siri, trainer
+
+
+def test_rollout_cap_fails_loudly_when_trl_renames_an_attribute(grpo_trainer):
+    """The old callback wrote the cap behind getattr(..., None): with an attribute renamed by a TRL upgrade every
+    round silently ran at L_max. Each attribute set_rollout_cap writes is now required."""
+    from siri_rl.engines import EngineError
+    from siri_rl.engines.trl import set_rollout_cap
+
+    siri, trainer = grpo_trainer
+    set_rollout_cap(trainer, 7)
+    assert trainer.generation_config.max_new_tokens == trainer.generation_kwargs["max_new_tokens"] == 7
+    for name in ("generation_config", "generation_kwargs"):
+        saved = getattr(trainer, name)
+        delattr(trainer, name)
+        with pytest.raises(EngineError, match=rf"no attribute '{name}'.*rollout cap"):
+            set_rollout_cap(trainer, 7)
+        with pytest.raises(EngineError, match=name):
+            siri.attach(trainer)  # before training, not after the first round
+        setattr(trainer, name, saved)
+    trainer.use_vllm = True  # the vLLM path of the same trainer: no vllm_generation
+    with pytest.raises(EngineError, match="no attribute 'vllm_generation'"):
+        set_rollout_cap(trainer, 7)
+
+
+def test_cap_attributes_are_what_trl_generates_with():
+    """What set_rollout_cap writes is what TRL 1.16 reads when it generates (grpo_trainer.py:1805, 1867-1874;
+    vllm_generation.py:584): a TRL that reads elsewhere fails here, not in a run that ignores the cap."""
+    import inspect
+
+    from trl.generation.vllm_generation import VLLMGeneration
+    from trl.trainer.grpo_trainer import GRPOTrainer
+
+    single = inspect.getsource(GRPOTrainer._generate_single_turn)
+    assert "generation_config=self.generation_config" in single
+    assert "generation_kwargs=self.generation_kwargs" in single
+    assert "max_completion_length = self.max_completion_length" in inspect.getsource(VLLMGeneration.generate)
+
+
+def test_reward_checks_its_round_against_trainer_state(tiny_toy_model):
+    """TRL passes its TrainerState to reward functions (grpo_trainer.py:1588): a reward scoring against another
+    round's cap than the one TRL generated for raises (the old reward ignored trainer_state)."""
+    from transformers import TrainerState
+
+    from siri_rl.engines import EngineError
+    from siri_rl.engines.trl import LengthCappedReward, RolloutCap
+    from siri_rl.schedule import make_schedule
+    from siri_rl.toy.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(tiny_toy_model)
+    cap = RolloutCap(make_schedule("cosine", l_max=12, l_min=4, cycle=4), group_size=2)
+    cap.set_round(1, round_start_step=2)  # round 1 of a run with 2 optimizer steps per round
+    reward = LengthCappedReward(cap, tok)
+    ids = [tok.encode("1 + 2 = 3", add_special_tokens=False)] * 2
+    kw = {"prompts": ["p", "p"], "completions": ["c", "c"], "completion_ids": ids, "answer": ["3", "3"]}
+    assert reward(**kw, trainer_state=TrainerState(global_step=2)) == [0.0, 0.0]
+    assert cap.pending[1]["frac_groups_with_reward_variance"] == 0.0
+    with pytest.raises(EngineError, match=r"round 1 .*optimizer step 2, but trainer_state.global_step is 3"):
+        reward(**kw, trainer_state=TrainerState(global_step=3))
+
+
+def test_own_script_settings_are_checked_at_attach(grpo_trainer):
+    from siri_rl.config import ConfigError
+
+    siri, trainer = grpo_trainer
+    trainer.args.max_steps = 3
+    with pytest.raises(ConfigError, match="max_steps=2"):
+        siri.attach(trainer)
+    trainer.args.max_steps = 2
+    trainer.args.logging_steps = 5
+    with pytest.raises(ConfigError, match="logging_steps=1"):
+        siri.attach(trainer)
+
+
+def test_save_model_still_takes_the_private_no_push_flag():
+    """save_policy calls Trainer.save_model(path, _internal_call=True) so a push_to_hub run does not push every
+    trough/peak export (transformers/trainer.py:3775, 3830). A transformers that drops or renames the flag fails
+    here; then save_policy needs another way to save without a push."""
+    import inspect
+
+    from transformers import Trainer
+
+    assert "_internal_call" in inspect.signature(Trainer.save_model).parameters
+    assert "if self.args.push_to_hub and not _internal_call:" in inspect.getsource(Trainer.save_model)
+
+
+def test_own_script_into_an_existing_run_is_refused(grpo_trainer, tmp_path):
+    """The run directory's resume policy holds for an own script too: a fresh start (global_step 0) into a
+    directory whose metrics.jsonl holds a run is refused before anything is generated or overwritten."""
+    siri, trainer = grpo_trainer
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 0, "tokens_generated": 5}\n')
+    siri.attach(trainer)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        trainer.train()
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == '{"step": 0, "tokens_generated": 5}\n'

@@ -326,6 +326,30 @@ def launch_schedule(composed):
     return schedule_from_verl_config(composed)
 
 
+def test_manager_round_metrics_are_the_trl_engines_fields():
+    """The veRL manager's metrics row has the rollout fields the TRL engine writes (siri_rl.run_dir.rollout_stats):
+    it lacked completion_len_min and num_completions, and had no share of groups with a reward spread."""
+    from verl.protocol import DataProto
+
+    from siri_rl.engines.verl.manager import round_metrics
+    from siri_rl.run_dir import rollout_stats
+
+    prompt_width, lengths = 3, [8, 8, 5, 2]  # responses of 2 prompts x 2; L = 8
+    mask = torch.tensor([[1] * prompt_width + [1] * n + [0] * (8 - n) for n in lengths])
+    scores = torch.zeros(4, 8)
+    scores[0, 7] = scores[2, 4] = scores[3, 1] = 1.0  # veRL's rm_scores: the reward on the last response token
+    output = DataProto.from_dict(
+        tensors={"prompts": torch.zeros(4, prompt_width, dtype=torch.int64), "attention_mask": mask,
+                 "rm_scores": scores},
+        non_tensors={ENDED_KEY: np.array([True, False, True, True], dtype=object)},
+    )
+    row = round_metrics(output, 8, np.array(["a", "a", "b", "b"], dtype=object))
+    trl_fields = rollout_stats([1], 8, [True], rewards=[1.0], group_ids=[0])
+    assert set(row) == set(trl_fields)
+    assert row["clipped_frac"] == 0.25 and row["completion_len_min"] == 2 and row["num_completions"] == 4
+    assert row["accuracy"] == 0.75 and row["frac_groups_with_reward_variance"] == 0.5 and row["tokens_round"] == 23
+
+
 def test_verl_section_cannot_take_over_checkpointing(tmp_path):
     for key in ("trainer.save_freq", "trainer.max_actor_ckpt_to_keep"):
         with pytest.raises(ConfigError, match=f"verl: {key} is set by siri's save plan"):
@@ -437,10 +461,8 @@ def test_export_merges_trough_and_peak_checkpoints(tiny_qwen2_dir, tmp_path):
     merged = AutoModelForCausalLM.from_pretrained(run / "checkpoints" / "cycle1-compressed")
     for name, tensor in trained.state_dict().items():
         torch.testing.assert_close(merged.state_dict()[name].float(), tensor.float(), atol=1e-2, rtol=1e-2)
-    assert (
-        json.loads((run / "checkpoints/cycle1-compressed/siri_checkpoint.json").read_text())["global_step"]
-        == 4
-    )
+    card = json.loads((run / "checkpoints/cycle1-compressed/siri_checkpoint.json").read_text())
+    assert card["step"] == 3 and card["source"] == str(actor_checkpoint_dir(ckpts, 4))  # global_step 4 = round 3
 
     bad = CliRunner().invoke(app, ["export", str(tmp_path / "nowhere")])
     assert bad.exit_code == 2 and "not a run directory" in " ".join(bad.output.split())

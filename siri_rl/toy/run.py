@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from siri_rl.config import ExperimentConfig
-from siri_rl.run_metrics import METRICS_FILE, RunInterrupted, read_metric_rows
+from siri_rl.run_dir import METRICS_FILE, RunInterrupted, read_checkpoint_cards, read_metric_rows
 
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
 
@@ -37,7 +37,6 @@ def eval_settings(cfg: ExperimentConfig) -> dict[str, Any]:
 
 def evaluate_run(cfg: ExperimentConfig, run_dir: Path, base_dir: Path, *, console: Console | None = None) -> list[dict]:
     """Evaluate the base model and every checkpoint under ``RUN/checkpoints`` (in round order)."""
-    from siri_rl.engines.trl.callback import CHECKPOINT_CARD
     from siri_rl.toy import toy_spec
     from siri_rl.toy.evaluate import evaluate_toy_model
     from siri_rl.toy.task import balanced_problems
@@ -47,14 +46,8 @@ def evaluate_run(cfg: ExperimentConfig, run_dir: Path, base_dir: Path, *, consol
     problems = balanced_problems(ev["per_difficulty"], seed=ev["seed"], min_terms=spec.min_terms,
                                  max_terms=spec.max_terms)
     entries: list[tuple[str, int | None, int | None, Path]] = [("base", None, None, base_dir)]
-    ckpts = []
-    for path in (run_dir / "checkpoints").glob("*"):
-        if path.name.endswith(".tmp") or not (path / CHECKPOINT_CARD).is_file():  # cut short: --resume redoes it
-            continue
-        card = json.loads((path / CHECKPOINT_CARD).read_text())
-        ckpts.append((card["step"], path.name, card["max_len"], path))
-    for step, name, max_len, path in sorted(ckpts):
-        entries.append((name, step, max_len, path))
+    for card in read_checkpoint_cards(run_dir):  # complete exports, in round order
+        entries.append((card.path.name, card.step, card.max_len, card.path))
     results = []
     for name, step, max_len, path in entries:
         if console is not None:
@@ -162,7 +155,7 @@ def run_toy(
                 model_path=base_dir, train_rows=toy_train_rows(cfg) if is_toy_data(cfg) else None)
     t_train = time.time() - t0 - t_base
     rows = read_metric_rows(run_dir / METRICS_FILE)
-    plot = out["dynamics_png"]  # written by the engine at the end of training
+    plot = out.dynamics_png  # written by the engine at the end of training
     try:
         results = evaluate_run(cfg, run_dir, base_dir, console=console)
     except KeyboardInterrupt:
@@ -199,4 +192,4 @@ def run_toy(
     console.print(f"wall {wall:.0f} s (base {t_base:.0f} s, RL {t_train:.0f} s, eval {summary['eval_s']:.0f} s); "
                   f"{summary['tokens_generated']} tokens generated; peak RSS {peak_mb:.0f} MB", highlight=False, soft_wrap=True)
     console.print(f"wrote {run_dir / SUMMARY_MD}, {plot}", highlight=False, markup=False, soft_wrap=True)
-    return {**out, **summary}
+    return {**out.to_dict(), **summary}

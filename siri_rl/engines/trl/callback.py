@@ -6,20 +6,19 @@ serves slices of that buffered batch in between. A cap changed per optimizer ste
 ``steps_per_generation > gradient_accumulation_steps`` or ``num_iterations > 1``. So the callback counts
 micro-steps from the Trainer's own events (``on_step_begin`` before the first micro-step of an optimizer step,
 ``on_substep_end``/``on_step_end`` after each one) and, before every micro-step, sets the cap of the round that
-micro-step belongs to: ``round = micro_step // (steps_per_generation * num_iterations)``. The cap goes to the
-generation config used by the transformers path (``trainer.generation_config.max_new_tokens`` and the
-``generation_kwargs`` TRL overlays on the model), and to ``vllm_generation.max_completion_length`` for vLLM
-colocate/server modes. It never goes into ``GRPOConfig.generation_kwargs``.
+micro-step belongs to: ``round = micro_step // (steps_per_generation * num_iterations)`` (TRL generates when
+``_step % (steps_per_generation * num_iterations) == 0``, trl/trainer/grpo_trainer.py:1538-1539). The cap is written
+by :func:`set_rollout_cap` into the trainer attributes TRL reads at generation time; it never goes into
+``GRPOConfig.generation_kwargs``.
 
-The same callback finalises one ``metrics.jsonl`` row per round (rollout statistics from the reward function,
-loss-side statistics such as entropy and clip ratios from TRL's logs), exports ``save_pretrained`` checkpoints at
-each cycle's trough and peak (SIRI-low / SIRI-high), and asks the Trainer for resumable checkpoints at round
-boundaries.
+The same callback finalises one ``metrics.jsonl`` row per round through :mod:`siri_rl.run_dir` (rollout
+statistics from the reward function, loss-side statistics such as entropy and clip ratios from TRL's logs),
+exports ``save_pretrained`` checkpoints at each cycle's trough and peak (SIRI-low / SIRI-high), and asks the
+Trainer for resumable checkpoints at round boundaries.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -30,10 +29,15 @@ from typing import Any
 from transformers import TrainerCallback
 
 from siri_rl.config import ConfigError
-from siri_rl.run_metrics import METRICS_FILE, read_metric_rows
+from siri_rl.engines import EngineError
+from siri_rl.run_dir import (
+    CHECKPOINTS,
+    METRICS_FILE,
+    append_metrics_row,
+    truncate_metrics,
+    write_checkpoint_card,
+)
 from siri_rl.schedule import LengthSchedule
-
-CHECKPOINT_CARD = "siri_checkpoint.json"  # written last: an export folder without it is incomplete
 
 # TRL log keys (GRPOTrainer._metrics, and the Trainer's loss/grad_norm/learning_rate) copied into metrics.jsonl,
 # under our names; averaged over the round's optimizer steps, except *_min (min) and *_max (max).
@@ -58,7 +62,11 @@ TRL_LOG_KEYS = {
 
 @dataclass
 class RolloutCap:
-    """State shared by the callback (which sets the cap) and the reward (which must score against the same cap)."""
+    """State shared by the callback (which sets the cap) and the reward (which must score against the same cap).
+
+    ``round_start_step``: TRL's ``global_step`` when the current round's generation batch is made (set by the
+    callback; the reward checks it against the ``trainer_state`` TRL passes). ``group_size``: GRPO's G
+    (``GRPOConfig.num_generations``), for the share of groups with a reward spread; both None until bound."""
 
     schedule: LengthSchedule
     round: int = 0
@@ -66,10 +74,63 @@ class RolloutCap:
     # Rollout statistics of rounds whose metrics row is not written yet: {round: {...}}.
     pending: dict[int, dict[str, Any]] = field(default_factory=dict)
     tokens_generated: int = 0
+    round_start_step: int | None = None
+    group_size: int | None = None
 
-    def set_round(self, r: int) -> None:
+    def set_round(self, r: int, *, round_start_step: int | None = None) -> None:
         self.round = r
         self.max_len = self.schedule(r)
+        self.round_start_step = round_start_step
+
+
+def _require(obj: Any, name: str, where: str) -> Any:
+    if not hasattr(obj, name):
+        import trl
+
+        raise EngineError(f"trl {trl.__version__}: {type(obj).__name__} has no attribute {name!r}, where siri-rl "
+                          f"sets the rollout cap ({where}); this TRL generates differently: use trl>=1.16,<1.17")
+    return getattr(obj, name)
+
+
+def set_rollout_cap(trainer: Any, max_len: int) -> None:
+    """Make ``trainer`` (a ``trl.GRPOTrainer``) generate at most ``max_len`` tokens per completion from its next
+    generation batch on: the one place that writes TRL's generation attributes.
+
+    TRL 1.16 has no public setter; it reads these attributes at each generation (trl/trainer/grpo_trainer.py):
+      - vLLM (``use_vllm``, colocate or server): ``trainer.vllm_generation.max_completion_length`` (created at
+        :1107-1137; ``VLLMGeneration.generate`` reads it per call as the request's ``max_tokens``,
+        trl/generation/vllm_generation.py:584, 624, 669).
+      - transformers ``generate`` (and continuous batching): ``trainer.generation_config.max_new_tokens`` and
+        ``trainer.generation_kwargs["max_new_tokens"]`` (made at :1155-1175; passed to ``generate`` and overlaid on
+        the model's generation config at :1805, 1867-1874).
+    ``GRPOTrainer.max_completion_length`` stays at L_max (the padded width the loss normaliser of some loss types
+    uses). An attribute that is missing raises :class:`~siri_rl.engines.EngineError`: a TRL that renamed it would
+    otherwise silently train every round at L_max.
+    """
+    L = int(max_len)
+    if _require(trainer, "use_vllm", "GRPOTrainer.use_vllm, :811"):
+        vllm = _require(trainer, "vllm_generation", "GRPOTrainer.vllm_generation, :1107")
+        _require(vllm, "max_completion_length", "VLLMGeneration.max_completion_length, vllm_generation.py:279")
+        vllm.max_completion_length = L
+        return
+    config = _require(trainer, "generation_config", "GRPOTrainer.generation_config, :1173")
+    kwargs = _require(trainer, "generation_kwargs", "GRPOTrainer.generation_kwargs, :1175")
+    if not isinstance(kwargs, dict) or "max_new_tokens" not in kwargs:
+        raise EngineError("GRPOTrainer.generation_kwargs has no 'max_new_tokens' (trl/trainer/grpo_trainer.py:1156), "
+                          "where siri-rl sets the rollout cap; use trl>=1.16,<1.17")
+    config.max_new_tokens = L
+    kwargs["max_new_tokens"] = L
+
+
+def save_policy(trainer: Any, path: str | Path) -> None:
+    """``trainer.save_model(path)`` on every process (it gathers DeepSpeed ZeRO-3 / FSDP full-state-dict weights
+    and writes from the main process only), without pushing to the Hub.
+
+    ``_internal_call=True`` is transformers' private flag (transformers/trainer.py:3775, read at 3830: a
+    ``push_to_hub`` run pushes on every call without it); the Trainer's own checkpoint saves pass it too (3074).
+    There is no public way to save without a push short of copying ``save_model``; a test fails if the flag
+    goes (tests/test_train_trl.py::test_save_model_still_takes_the_private_no_push_flag)."""
+    trainer.save_model(str(path), _internal_call=True)
 
 
 def _round_stats_from_logs(logs: list[dict[str, float]]) -> dict[str, float]:
@@ -83,26 +144,15 @@ def _round_stats_from_logs(logs: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def read_metrics_rows(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a ``metrics.jsonl`` in file order (none if there is no file), through the one tolerant reader
-    (:func:`siri_rl.run_metrics.read_metric_rows`: a half-written last line is skipped); a damaged line elsewhere
-    is a :class:`ConfigError`."""
-    try:
-        return read_metric_rows(path)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-
-
 def _clock(seconds: float) -> str:
     """``H:MM:SS`` (hours past 24 too: a 1920-round run takes days)."""
     m, s = divmod(int(max(0.0, seconds)), 60)
     return f"{m // 60}:{m % 60:02d}:{s:02d}"
 
 
-def write_checkpoint_card(path: Path, name: str, row: dict[str, Any], schedule: LengthSchedule) -> None:
-    """``siri_checkpoint.json`` (the round's metrics row) and the model card ``README.md`` of an exported
-    checkpoint. ``siri_checkpoint.json`` goes last, each file atomically: its presence means the export is
-    complete (a kill during ``save_model`` leaves a folder without it)."""
+def write_export_cards(path: Path, name: str, row: dict[str, Any], schedule: LengthSchedule) -> None:
+    """The model card ``README.md`` of an exported checkpoint, then its ``siri_checkpoint.json``
+    (:func:`siri_rl.run_dir.write_checkpoint_card`, last: its presence means the export is complete)."""
     kind = ("SIRI-low (end of compression)" if "compressed" in name
             else "SIRI-high (end of expansion)" if "expanded" in name else "Final")
     metrics = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in row.items())
@@ -113,10 +163,12 @@ def write_checkpoint_card(path: Path, name: str, row: dict[str, Any], schedule: 
         f"L_max {schedule.l_max}, L_min {schedule.l_min}, "
         f"cycle {schedule.cycle}).\n\n| metric at this round | value |\n|---|---|\n{metrics}\n"
     )
-    for file, text in (("README.md", card), (CHECKPOINT_CARD, json.dumps(row, indent=2) + "\n")):
-        tmp = path / (file + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path / file)
+    tmp = path / "README.md.tmp"
+    tmp.write_text(card)
+    os.replace(tmp, path / "README.md")
+    # The same source string from the export during training and from a Trainer checkpoint after a kill.
+    write_checkpoint_card(path, name=name, step=row["step"], max_len=row["max_len"], phase=row.get("phase"),
+                          source=f"trl GRPOTrainer, optimizer step {row.get('optimizer_step')}", metrics=row)
 
 
 class LengthScheduleCallback(TrainerCallback):
@@ -133,6 +185,9 @@ class LengthScheduleCallback(TrainerCallback):
         progress: show the rounds on the main process: a rich progress bar with the cap and accuracy per round on
             a terminal; where output goes to a file (a cluster job log) a line at most every
             :attr:`progress_log_every_s` seconds and after the last round, as ``siri eval`` does.
+        rows: the ``metrics.jsonl`` rows kept under the resume policy, if the caller read the file (``siri train``
+            does, once per start); None: the callback applies :func:`siri_rl.run_dir.truncate_metrics` itself
+            at ``on_train_begin``. :attr:`rows` then holds every row of the run, this start's appended.
     """
 
     progress_log_every_s = 30.0  # seconds between progress lines when the output is not a terminal
@@ -146,8 +201,10 @@ class LengthScheduleCallback(TrainerCallback):
         save_every: int | None = None,
         stop_after_rounds: int | None = None,
         progress: bool = False,
+        rows: list[dict[str, Any]] | None = None,
     ) -> None:
         self.cap = cap
+        self.rows = rows
         self.run_dir = Path(run_dir)
         self.num_rounds = num_rounds
         self.save_every = save_every
@@ -156,7 +213,6 @@ class LengthScheduleCallback(TrainerCallback):
         self.trainer: Any = None
         self._micro = 0
         self._logs: list[dict[str, float]] = []
-        self._last_row: dict[str, Any] | None = None
         self._wall0 = time.time()
         self._wall_offset = 0.0
         self._progress: Any = None  # rich Progress (terminal)
@@ -168,8 +224,12 @@ class LengthScheduleCallback(TrainerCallback):
 
     # -- wiring ---------------------------------------------------------------------------------------------
     def bind(self, trainer: Any) -> LengthScheduleCallback:
-        """Attach to ``trainer`` (the callback sets its generation cap, so it needs the instance)."""
+        """Attach to ``trainer`` (the callback sets its generation cap, so it needs the instance, as TRL's own
+        ``LogCompletionsCallback(trainer)`` does). The cap is set once here, so a TRL without the attributes
+        :func:`set_rollout_cap` writes fails now, not after the first round."""
         self.trainer = trainer
+        set_rollout_cap(trainer, self.cap.schedule(0))
+        self.cap.group_size = int(trainer.args.num_generations)
         trainer.add_callback(self)
         return self
 
@@ -190,15 +250,9 @@ class LengthScheduleCallback(TrainerCallback):
         r = self.round_of(self._micro)
         if r >= self.num_rounds:
             return
-        self.cap.set_round(r)
-        L = self.cap.max_len
-        t = self.trainer
-        if getattr(t, "generation_config", None) is not None:
-            t.generation_config.max_new_tokens = L
-        if isinstance(getattr(t, "generation_kwargs", None), dict) and "max_new_tokens" in t.generation_kwargs:
-            t.generation_kwargs["max_new_tokens"] = L
-        if getattr(t, "vllm_generation", None) is not None:
-            t.vllm_generation.max_completion_length = L
+        # TRL's global_step when this round's batch is generated (its first micro-step), for the reward's check.
+        self.cap.set_round(r, round_start_step=r * self.micro_steps_per_round // args.gradient_accumulation_steps)
+        set_rollout_cap(self.trainer, self.cap.max_len)
 
     # -- Trainer events -------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kwargs):
@@ -206,12 +260,19 @@ class LengthScheduleCallback(TrainerCallback):
         # boundaries, so the micro-step count (and TRL's own regeneration, which restarts with an empty buffer)
         # lines up with a round start.
         self._micro = state.global_step * args.gradient_accumulation_steps
-        # Running totals continue from the last row (on resume, train() has already dropped the rounds after the
-        # checkpoint, on the main process, before every process gets here).
-        rows = self._rows()
-        self._wall_offset = float(rows[-1]["wall_s"]) if rows else 0.0
+        if self._micro % self.micro_steps_per_round:
+            raise ConfigError(f"resumed at optimizer step {state.global_step}, inside a rollout round "
+                              f"({self.micro_steps_per_round} micro-steps); resume from a checkpoint of a round end")
+        if self.rows is None:  # an own GRPOTrainer script: the run directory's resume policy, applied here
+            if self._micro == 0 and self.metrics_path.exists():  # a fresh start must not mix with another run
+                raise ConfigError(f"{self.run_dir} already holds a run ({METRICS_FILE}): pick a new run_dir, or "
+                                  f"continue it with trainer.train(resume_from_checkpoint=...)")
+            self.rows = truncate_metrics(self.metrics_path, self.round_of(self._micro),
+                                         rewrite=state.is_world_process_zero)
+        rows = self.rows  # running totals continue from the last kept row
+        self._wall_offset = float(rows[-1].get("wall_s", 0.0)) if rows else 0.0
         self._wall0 = time.time()
-        self.cap.tokens_generated = int(rows[-1]["tokens_generated"]) if rows else 0
+        self.cap.tokens_generated = int(rows[-1].get("tokens_generated", 0)) if rows else 0
         self._apply_cap(args)
         if self._show_progress and state.is_world_process_zero:
             self._start_progress()
@@ -246,8 +307,7 @@ class LengthScheduleCallback(TrainerCallback):
         done = self._micro // self.micro_steps_per_round
         for r in sorted(k for k in self.cap.pending if k < done):
             self._finish_round(r, state)
-        rows = self._rows()
-        last = self._last_row or (rows[-1] if rows else None)
+        last = self.rows[-1] if self.rows else None
         # The final policy, unless the last round already is a trough/peak checkpoint (constant-cap baselines
         # have none, and their final model is what gets compared). Every process takes part in the export.
         if last is not None and done >= self.num_rounds and (self.num_rounds - 1) not in self.checkpoints:
@@ -304,9 +364,6 @@ class LengthScheduleCallback(TrainerCallback):
     def metrics_path(self) -> Path:
         return self.run_dir / METRICS_FILE
 
-    def _rows(self) -> list[dict[str, Any]]:
-        return read_metrics_rows(self.metrics_path)
-
     def _finish_round(self, r: int, state) -> None:
         stats = self.cap.pending.pop(r)
         row = {
@@ -319,11 +376,10 @@ class LengthScheduleCallback(TrainerCallback):
             "wall_s": round(self._wall_offset + time.time() - self._wall0, 3),
         }
         self._logs = []
-        self._last_row = row
-        if state.is_world_process_zero:  # one writer; the rollout statistics are already summed over processes
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            with self.metrics_path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+        assert self.rows is not None
+        self.rows.append(row)
+        if state.is_world_process_zero:  # one writer; the rollout statistics are already over all processes
+            append_metrics_row(self.metrics_path, row)
         if r in self.checkpoints:
             self.export_checkpoint(self.checkpoints[r], row)  # every process: sharded weights are gathered
         if state.is_world_process_zero:
@@ -332,14 +388,12 @@ class LengthScheduleCallback(TrainerCallback):
     def export_checkpoint(self, name: str, row: dict[str, Any]) -> Path:
         """Save the current policy as a Hugging Face model (+ tokenizer + model card) in ``checkpoints/<name>``.
 
-        Called on every process: ``Trainer.save_model`` gathers DeepSpeed ZeRO-3 / FSDP (full state dict) weights
-        and writes from the main process only. ``_internal_call=True`` keeps a ``push_to_hub`` run from pushing
-        every trough/peak checkpoint.
+        Called on every process (:func:`save_policy`: sharded weights are gathered, the main process writes).
         """
-        path = self.run_dir / "checkpoints" / name
-        self.trainer.save_model(str(path), _internal_call=True)
+        path = self.run_dir / CHECKPOINTS / name
+        save_policy(self.trainer, path)
         if not self.trainer.is_world_process_zero():
             return path
         path.mkdir(parents=True, exist_ok=True)
-        write_checkpoint_card(path, name, row, self.cap.schedule)
+        write_export_cards(path, name, row, self.cap.schedule)
         return path

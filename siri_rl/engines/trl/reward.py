@@ -6,9 +6,11 @@ dataset's extra columns as keyword lists; the gold answers come from the ``answe
 before generation), so a rollout that did not finish inside L scores 0 (it is not masked:
 ``mask_truncated_completions=False``).
 
-The function also records the round's rollout statistics for ``metrics.jsonl`` (accuracy, lengths, the share of
-completions that hit L — computed against L, not against the padded width) and sends them to TRL's
-``report_to`` backends through the ``log_metric`` hook.
+The function also records the round's rollout statistics for ``metrics.jsonl``
+(:func:`siri_rl.run_dir.rollout_stats`: accuracy, lengths, the share of completions that hit L — against L, not
+against the padded width — and of groups whose rewards differ) and sends them to TRL's ``report_to`` backends
+through the ``log_metric`` hook. It checks that the round it scores against is the one TRL is generating for:
+TRL passes its ``TrainerState`` to every reward function (``trainer_state``, trl/trainer/grpo_trainer.py:1588).
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from siri_rl.config import ConfigError
 from siri_rl.data import eos_token_ids
+from siri_rl.engines import EngineError
 from siri_rl.engines.trl.callback import RolloutCap
 from siri_rl.reward import length_capped_reward
+from siri_rl.run_dir import rollout_stats
 
 
 class LengthCappedReward:
@@ -42,33 +47,35 @@ class LengthCappedReward:
         self.require_think_end = require_think_end
         self.__name__ = "length_capped"  # TRL names reward columns after __name__
         # Set by the engine on multi-process runs: each process scores its own share of the round's completions,
-        # and the round's statistics are summed over processes (``accelerator.gather``; a collective, which is safe
+        # and the round's statistics are over every process's (``gather_object``; a collective, which is safe
         # here because every process calls the reward exactly once per round).
         self.accelerator: Any = None
 
-    def __call__(self, prompts, completions, completion_ids, answer, log_metric=None, **kwargs) -> list[float]:
+    def __call__(self, prompts, completions, completion_ids, answer=None, log_metric=None, trainer_state=None,
+                 **kwargs) -> list[float]:
+        if answer is None:
+            raise ConfigError("the training dataset has no 'answer' column: SIRI's reward compares the boxed answer "
+                              "with it (columns: prompt, answer)")
+        step = self.cap.round_start_step
+        if trainer_state is not None and step is not None and trainer_state.global_step != step:
+            raise EngineError(
+                f"siri-rl scores round {self.cap.round} (cap L={self.cap.max_len}), whose batch TRL should generate "
+                f"at optimizer step {step}, but trainer_state.global_step is {trainer_state.global_step}: the rounds "
+                "counted from the Trainer's events no longer match TRL's generation; use trl>=1.16,<1.17")
         L = self.cap.max_len
         rewards = [
             length_capped_reward(ids, gold, L, self.tokenizer, require_think_end=self.require_think_end)
             for ids, gold in zip(completion_ids, answer, strict=True)
         ]
-        lengths = [len(ids) for ids in completion_ids]
-        # Clipped = hit L without ending (TRL keeps the EOS in completion_ids): one that ended exactly at L is not.
-        clipped = sum(1 for ids in completion_ids if len(ids) >= L and not (len(ids) and ids[-1] in self.eos_ids))
-        total, count, length_sum, longest, shortest, clipped = self._sum_over_processes(
-            [sum(rewards), len(lengths), sum(lengths), max(lengths, default=0), min(lengths, default=0), clipped])
-        n = max(1, count)
-        self.cap.tokens_generated += int(length_sum)
-        stats = {
-            "max_len": L,
-            "accuracy": total / n,
-            "completion_len_mean": length_sum / n,
-            "completion_len_max": int(longest),
-            "completion_len_min": int(shortest),
-            "clipped_frac": clipped / n,
-            "num_completions": int(count),
-            "tokens_generated": self.cap.tokens_generated,
-        }
+        # Ended = its last id is an EOS (TRL keeps the EOS in completion_ids): one that ended exactly at L is not
+        # clipped.
+        local = [(len(ids), bool(len(ids) and ids[-1] in self.eos_ids), r) for ids, r in zip(completion_ids, rewards)]
+        every = self._gather(local)
+        g = self.cap.group_size
+        stats = rollout_stats([x[0] for x in every], L, [x[1] for x in every], rewards=[x[2] for x in every],
+                              group_ids=[i // g for i in range(len(every))] if g else None)
+        self.cap.tokens_generated += stats["tokens_round"]
+        stats["tokens_generated"] = self.cap.tokens_generated
         # Exactly one call per training rollout round; the callback writes the row once the round's updates ran.
         self.cap.pending[self.cap.round] = stats
         if log_metric is not None:
@@ -76,13 +83,14 @@ class LengthCappedReward:
                 log_metric(f"siri/{key}", float(value))
         return rewards
 
-    def _sum_over_processes(self, local: list[float]) -> list[float]:
-        """``[reward sum, count, length sum, max length, min length, clipped]`` over all processes."""
+    def _gather(self, local: list[tuple[int, bool, float]]) -> list[tuple[int, bool, float]]:
+        """Every process's ``(length, ended, reward)`` per completion, in process order: the order TRL gathers the
+        rewards in before it forms the groups (trl/trainer/grpo_trainer.py:1681, 2765), so completion i belongs
+        to group i // G. ``gather_object`` concatenates the processes' lists in rank order
+        (accelerate/utils/operations.py:498-521)."""
         acc = self.accelerator
         if acc is None or acc.num_processes < 2:
             return local
-        import torch
+        from accelerate.utils import gather_object
 
-        rows = acc.gather(torch.tensor([local], dtype=torch.float64, device=acc.device)).cpu().tolist()
-        col = list(zip(*rows))
-        return [sum(col[0]), sum(col[1]), sum(col[2]), max(col[3]), min(col[4]), sum(col[5])]
+        return [tuple(x) for x in gather_object(local)]

@@ -12,32 +12,32 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from siri_rl.config import ConfigError, ExperimentConfig
 from siri_rl.data import eos_token_ids, quiet_weight_bars
-from siri_rl.engines.trl.callback import (
-    CHECKPOINT_CARD,
-    LengthScheduleCallback,
-    RolloutCap,
-    read_metrics_rows,
-    write_checkpoint_card,
-)
+from siri_rl.engines import TrainResult
+from siri_rl.engines.trl.callback import LengthScheduleCallback, RolloutCap, write_export_cards
 from siri_rl.engines.trl.colocate import check_colocated_vllm
 from siri_rl.engines.trl.config import grpo_kwargs, policy_precision, round_layout
 from siri_rl.engines.trl.reward import LengthCappedReward
-from siri_rl.run_metrics import (
+from siri_rl.run_dir import (
+    CHECKPOINT_CARD,
+    CHECKPOINTS,
     CONFIG_FILE,
+    DYNAMICS_PNG,
     METRICS_FILE,
     RunInterrupted,
     check_output_dir,
     check_resume_config,
+    read_checkpoint_cards,
+    read_metric_rows,
     refuse_existing_run,
     truncate_metrics,
+    write_dynamics_plot,
+    write_run_config,
 )
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ class RunPlan:
     """What :func:`plan_run` found: the Trainer arguments and where the run starts.
 
     ``done_rounds``: rounds the resumed checkpoint holds (0 for a fresh run, or a run interrupted before its first
-    checkpoint); ``stored_rounds``: ``training.rounds`` of the run's ``config.yaml`` (None if it has none).
+    checkpoint); ``stored_rounds``: ``training.rounds`` of the run's ``config.yaml`` (None if it has none);
+    ``rows``: the ``metrics.jsonl`` rows of those rounds (the file is read once per start, here).
     """
 
     kw: dict[str, Any]
@@ -80,6 +81,7 @@ class RunPlan:
     resume_from: Path | None
     done_rounds: int
     stored_rounds: int | None
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
     def finished(self, cfg: ExperimentConfig) -> bool:
         return self.done_rounds >= cfg.training.rounds
@@ -88,7 +90,7 @@ class RunPlan:
 def plan_run(cfg: ExperimentConfig, output_dir: str | Path, *, resume: bool = False) -> RunPlan:
     """The checks of a real run that need no model (seconds, downloads nothing), in the order a user meets them:
     the output path, the ``trl`` section and batch geometry, the context budget, an existing run without
-    ``--resume``, and on ``--resume`` the stored config (:func:`siri_rl.run_metrics.check_resume_config`), the
+    ``--resume``, and on ``--resume`` the stored config (:func:`siri_rl.run_dir.check_resume_config`), the
     checkpoint and ``metrics.jsonl``. Raises :class:`ConfigError`; writes nothing."""
     run_dir = Path(output_dir)
     check_output_dir(run_dir)
@@ -120,7 +122,7 @@ def plan_run(cfg: ExperimentConfig, output_dir: str | Path, *, resume: bool = Fa
             raise ConfigError(f"--resume: {resume_from} holds {done} rounds, more than training.rounds="
                               f"{cfg.training.rounds}")
     # Read on every process, so that a damaged file fails on all of them before any barrier.
-    read_metrics_rows(run_dir / METRICS_FILE)
+    rows = truncate_metrics(run_dir / METRICS_FILE, done, rows=read_metric_rows(run_dir / METRICS_FILE), rewrite=False)
     if stored_rounds is not None and cfg.training.rounds > stored_rounds and done < cfg.training.rounds:
         lr = kw.get("lr_scheduler_type", "linear")
         if str(lr) not in ("constant", "constant_with_warmup"):
@@ -128,7 +130,7 @@ def plan_run(cfg: ExperimentConfig, output_dir: str | Path, *, resume: bool = Fa
             raise ConfigError(f"--resume: training.rounds={cfg.training.rounds} cannot extend a run with "
                               f"trl.lr_scheduler_type={lr} (its rates are spread over training.rounds); start a new "
                               f"run to train longer")
-    return RunPlan(kw, precision, resume_from, done, stored_rounds)
+    return RunPlan(kw, precision, resume_from, done, stored_rounds, rows)
 
 
 def _check_context(cfg: ExperimentConfig) -> None:
@@ -230,12 +232,6 @@ def _train_dataset(cfg: ExperimentConfig, tokenizer: Any = None, rows: list[dict
     return Dataset.from_list([{"prompt": build_messages(r["problem"]), "answer": str(r["answer"])} for r in rows])
 
 
-def _write_config(cfg: ExperimentConfig, run_dir: Path) -> None:
-    tmp = run_dir / (CONFIG_FILE + ".tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    os.replace(tmp, run_dir / CONFIG_FILE)
-
-
 def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -257,40 +253,32 @@ def _export_from_checkpoint(checkpoint: Path, dest: Path, row: dict[str, Any], c
     for p in files:
         shutil.copy2(p, tmp / p.name)
     assert cfg.schedule is not None
-    write_checkpoint_card(tmp, dest.name, row, cfg.schedule)
+    write_export_cards(tmp, dest.name, row, cfg.schedule)
     shutil.rmtree(dest, ignore_errors=True)  # a half-written export of a kill during save_model
     tmp.rename(dest)
 
 
-def _summary(cfg: ExperimentConfig, run_dir: Path, rows: list[dict[str, Any]], plot: str | None,
-             wall_s: float) -> dict[str, Any]:
-    ckpts = run_dir / "checkpoints"
-    return {
-        "run_dir": str(run_dir),
-        "dynamics_png": plot,
-        "rounds": len(rows),
-        "wall_s": wall_s,
-        "tokens_generated": rows[-1]["tokens_generated"] if rows else 0,
-        "checkpoints": sorted(p.name for p in ckpts.iterdir() if p.is_dir() and not p.name.endswith(".tmp"))
-        if ckpts.exists() else [],
-    }
+def _result(run_dir: Path, rows: list[dict[str, Any]], plot: Path | None, wall_s: float, *,
+            finished: bool = False) -> TrainResult:
+    return TrainResult(run_dir=run_dir, rounds_done=len(rows),
+                       checkpoints={c.name: c.path for c in read_checkpoint_cards(run_dir)},
+                       tokens_generated=int(rows[-1].get("tokens_generated", 0)) if rows else 0, wall_s=wall_s,
+                       dynamics_png=plot, finished=finished)
 
 
-def _plot(cfg: ExperimentConfig, run_dir: Path, rows: list[dict[str, Any]]) -> str:
-    from siri_rl.plots import plot_training_dynamics
-
-    return str(plot_training_dynamics(rows, run_dir / "dynamics.png", title=f"{cfg.name}: SIRI on TRL"))
+def _plot(cfg: ExperimentConfig, run_dir: Path, rows: list[dict[str, Any]]) -> Path | None:
+    return write_dynamics_plot(run_dir, rows, title=f"{cfg.name}: SIRI on TRL")
 
 
-def _complete_finished_run(cfg: ExperimentConfig, run_dir: Path, plan: RunPlan) -> dict[str, Any]:
+def _complete_finished_run(cfg: ExperimentConfig, run_dir: Path, plan: RunPlan) -> TrainResult:
     """``--resume`` of a run whose newest checkpoint is after its last round: train nothing; export ``final``
     and plot ``dynamics.png`` if a kill after training left them undone. Nothing that exists is rewritten."""
-    rows = read_metrics_rows(run_dir / METRICS_FILE)
+    rows = plan.rows
     last_round = cfg.training.rounds - 1
     assert cfg.schedule is not None and plan.resume_from is not None
-    plot = run_dir / "dynamics.png"
+    plot = run_dir / DYNAMICS_PNG
     if _is_main_process():
-        final = run_dir / "checkpoints" / "final"
+        final = run_dir / CHECKPOINTS / "final"
         if last_round not in dict(cfg.schedule.checkpoints(cfg.training.rounds)) and not (final / CHECKPOINT_CARD).exists():
             last = [r for r in rows if r.get("step") == last_round]
             if not last:
@@ -300,7 +288,7 @@ def _complete_finished_run(cfg: ExperimentConfig, run_dir: Path, plan: RunPlan) 
             logger.info("exported %s from %s", final, plan.resume_from)
         if rows and not plot.exists():
             _plot(cfg, run_dir, rows)
-    return {**_summary(cfg, run_dir, rows, str(plot) if plot.exists() else None, 0.0), "finished": True}
+    return _result(run_dir, rows, plot if plot.exists() else None, 0.0, finished=True)
 
 
 def train(
@@ -314,16 +302,16 @@ def train(
     callbacks: list | None = None,
     model_path: str | Path | None = None,
     train_rows: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Run SIRI with TRL's GRPOTrainer; returns a summary dict (run_dir, rounds, wall_s, tokens_generated, ...).
+) -> TrainResult | dict[str, Any]:
+    """Run SIRI with TRL's GRPOTrainer; returns a :class:`~siri_rl.engines.TrainResult` (dry run: a dict).
 
     Args:
         config: a validated experiment config (``siri_rl.config.load_config``).
         output_dir: the run directory.
         resume: continue from the newest ``RUN/trainer/checkpoint-N``, at the same schedule step, with the config
-            the run was started with (:func:`siri_rl.run_metrics.check_resume_config`; a larger
+            the run was started with (:func:`siri_rl.run_dir.check_resume_config`; a larger
             ``training.rounds`` alone extends it). A finished run trains nothing more: only a missing ``final``
-            export or ``dynamics.png`` is written (the result then has ``finished: True``).
+            export or ``dynamics.png`` is written (the result then has ``finished=True``).
         dry_run: only resolve and return :func:`describe` (no model is loaded).
         stop_after_rounds: stop (with a resumable checkpoint) after this many rounds in total.
         progress: show the per-round progress (a bar on a terminal, a line every 30 s otherwise).
@@ -335,7 +323,7 @@ def train(
             ``config.data.train`` itself (the toy: ``toy`` -> generated sums); default: read ``data.train``.
 
     Raises :class:`ConfigError` (bad config or run directory, before any model is loaded) and
-    :class:`~siri_rl.run_metrics.RunInterrupted` (Ctrl-C during training, with the line to print).
+    :class:`~siri_rl.run_dir.RunInterrupted` (Ctrl-C during training, with the line to print).
     """
     run_dir = Path(output_dir)
     if dry_run:
@@ -347,8 +335,7 @@ def train(
         return _complete_finished_run(cfg, run_dir, plan)
     if stop_after_rounds is not None and plan.done_rounds >= stop_after_rounds:
         # Trainer.train would still take one step before checking should_training_stop (trainer.py:1513-1528).
-        rows = read_metrics_rows(run_dir / METRICS_FILE)
-        return _summary(cfg, run_dir, rows, None, 0.0)
+        return _result(run_dir, plan.rows, None, 0.0)
     if train_rows is None and cfg.data.train == "toy":
         raise ConfigError("data.train: toy (the toy's generated problems) is resolved by `siri train`; calling the "
                           "engine directly, pass train_rows=siri_rl.toy.toy_train_rows(config)")
@@ -362,8 +349,7 @@ def train(
         torch.set_num_threads(int(cfg.toy["torch_threads"]))
     if _is_main_process() and (not resume or plan.stored_rounds != cfg.training.rounds):
         # A fresh run, or an extension (training.rounds raised); a plain resume keeps the file it was started with.
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_config(cfg, run_dir)
+        write_run_config(run_dir, cfg)
     args = GRPOConfig(**kw)
     model, tok = _load_model_and_tokenizer(cfg, precision["weights"], model_path or cfg.model.name_or_path)
     dataset = _train_dataset(cfg, tok, train_rows)
@@ -377,22 +363,20 @@ def train(
     # disable_tqdm=True makes the Trainer print every log dict; the callback's per-round bar replaces both.
     trainer.remove_callback(PrinterCallback)
     cb = LengthScheduleCallback(cap, run_dir, num_rounds=cfg.training.rounds, save_every=cfg.training.save_every,
-                                stop_after_rounds=stop_after_rounds, progress=progress).bind(trainer)
-    if resume:
+                                stop_after_rounds=stop_after_rounds, progress=progress, rows=plan.rows).bind(trainer)
+    if resume and trainer.is_world_process_zero():
         # Rounds from the checkpoint on are produced again: drop their rows (a half-written last line goes too).
-        # One writer; every process waits for it before the callback reads the running totals (on_train_begin).
-        if trainer.is_world_process_zero():
-            truncate_metrics(cb.metrics_path, plan.done_rounds)
-        trainer.accelerator.wait_for_everyone()
+        # One writer; the callback continues the running totals from plan.rows, so no process reads the file again.
+        truncate_metrics(cb.metrics_path, plan.done_rounds, rows=plan.rows)
     t0 = time.time()
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except KeyboardInterrupt:
         cb.close_progress()  # the bar's last line, a newline, the cursor back
         raise RunInterrupted(_interrupted_line(cfg, run_dir, cb.current_round)) from None
-    rows = cb._rows()
-    plot = _plot(cfg, run_dir, rows) if rows and trainer.is_world_process_zero() else None
-    return _summary(cfg, run_dir, rows, plot, time.time() - t0)
+    rows = cb.rows or []
+    plot = _plot(cfg, run_dir, rows) if trainer.is_world_process_zero() else None
+    return _result(run_dir, rows, plot, time.time() - t0)
 
 
 def _interrupted_line(cfg: ExperimentConfig, run_dir: Path, current: int) -> str:

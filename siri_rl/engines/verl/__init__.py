@@ -26,9 +26,9 @@ def train(
     resume: bool = False,
     dry_run: bool = False,
     stop_after_rounds: int | None = None,
-) -> dict[str, Any]:
-    """Run SIRI on veRL for an :class:`~siri_rl.config.ExperimentConfig` (``siri train --engine verl``); see
-    :func:`siri_rl.engines.verl.launch.train`."""
+) -> Any:
+    """Run SIRI on veRL for an :class:`~siri_rl.config.ExperimentConfig` (``siri train --engine verl``); returns a
+    :class:`~siri_rl.engines.TrainResult` (dry run: a dict); see :func:`siri_rl.engines.verl.launch.train`."""
     from siri_rl.engines.verl.launch import train as _train
 
     return _train(

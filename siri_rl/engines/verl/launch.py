@@ -23,10 +23,10 @@ from typing import Any
 import yaml
 
 from siri_rl.config import ConfigError, ExperimentConfig
-from siri_rl.engines import EngineError
+from siri_rl.engines import EngineError, TrainResult
 from siri_rl.engines.verl.checkpoints import checkpoint_steps, latest_saved_step, prune_checkpoints, save_plan
 from siri_rl.engines.verl.reward import __file__ as REWARD_FILE
-from siri_rl.run_metrics import read_metric_rows, refuse_existing_run
+from siri_rl.run_dir import read_metric_rows, refuse_existing_run, write_dynamics_plot, write_run_config
 
 VERL_CONFIG_NAME = "ppo_trainer"
 AGENT_NAME = (
@@ -436,16 +436,17 @@ def train(
     resume: bool = False,
     dry_run: bool = False,
     stop_after_rounds: int | None = None,
-) -> dict[str, Any]:
+) -> TrainResult | dict[str, Any]:
     """Run SIRI on veRL (``siri train --engine verl``).
 
     Dry run: compose the launch with veRL's own ``main_ppo --cfg job``, validate it with veRL's checks, and return
     the command and the composed config; nothing is loaded or written. Real run: export the data to veRL parquet,
     write the agent-loop yaml, launch ``python -m verl.trainer.main_ppo`` (a Ray cluster started with
     ``ray start`` is joined automatically), then merge the trough/peak checkpoints into ``RUN/checkpoints/``.
-    Returns a summary dict (dry run: ``command``, ``overrides``, ``save_plan``, ``checkpoints``, ``verl_config``).
+    Returns a :class:`~siri_rl.engines.TrainResult` (dry run: a dict with ``command``, ``overrides``,
+    ``save_plan``, ``checkpoints``, ``verl_config``).
 
-    Resume policy (both engines, :mod:`siri_rl.run_metrics`): a fresh run into a directory with ``metrics.jsonl``
+    Resume policy (both engines, :mod:`siri_rl.run_dir`): a fresh run into a directory with ``metrics.jsonl``
     is refused; ``resume`` needs a veRL checkpoint, and the manager drops the rows of the rounds veRL redoes.
     """
     import json
@@ -500,7 +501,7 @@ def train(
         write_verl_parquet(problems, paths["train_file"], split="train")
         write_verl_parquet(val, paths["val_file"], split="test")
     write_agent_loop_yaml(paths["agent_loop_yaml"])
-    (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    write_run_config(run, cfg)
     plan = {
         "checkpoint_dir": str(paths["checkpoint_dir"]),
         "checkpoints": {str(s): n for s, n in checkpoints.items()},
@@ -525,20 +526,11 @@ def train(
 
     prune_checkpoints(paths["checkpoint_dir"], checkpoints)  # the manager last pruned a round before the end
     merged = export_checkpoints(run)
-    metrics = paths["metrics_path"]
-    if metrics.exists():
-        from siri_rl.analysis import read_metrics
-        from siri_rl.plots import plot_training_dynamics
-        from siri_rl.results import EvalError
-
-        try:
-            rows = read_metrics(metrics)  # the latest row of each round: a resumed run repeats rounds
-        except EvalError as err:  # nothing logged (or a damaged file): metrics.jsonl stays as it is, no plot
-            print(f"no dynamics plot: {err}", file=sys.stderr)
-        else:
-            plot_training_dynamics(rows, run / "dynamics.png")
-    return {
-        "run_dir": str(run),
-        "metrics": str(metrics),
-        "checkpoints": {n: str(p) for n, p in merged.items()},
-    }
+    try:
+        rows = read_metric_rows(paths["metrics_path"])
+    except ValueError as err:  # a damaged file: metrics.jsonl stays as it is, no plot
+        print(f"no dynamics plot: {err}", file=sys.stderr)
+        rows = []
+    plot = write_dynamics_plot(run, rows) if rows else None
+    return TrainResult(run_dir=run, rounds_done=len(rows), checkpoints=merged,
+                       tokens_generated=int(rows[-1].get("tokens_generated", 0)) if rows else 0, dynamics_png=plot)

@@ -9,7 +9,8 @@ request's ``max_tokens``.
 
 It also records, per training round, L and the fraction of responses cut by L (veRL's own
 ``response_length/clip_ratio`` compares against the padded width ``response_length`` = L_max, which is wrong under
-a moving cap): one JSON line per round in ``siri.metrics_path`` (the run directory's ``metrics.jsonl``), and the
+a moving cap): one JSON line per round in ``siri.metrics_path`` (the run directory's ``metrics.jsonl``, with the
+rollout fields of :func:`siri_rl.run_dir.rollout_stats` that the TRL engine writes too), and the
 same numbers under ``siri/*`` in the rollout timing dict — the only channel from the rollout into veRL's logger, so
 wandb/console show them as ``timing_s/siri/max_len`` etc.
 
@@ -23,13 +24,12 @@ Two run-level duties ride on the same per-round call, because it is the one hook
   (``ray_trainer.py:960`` passes ``config=self.config``; the save check at ``ray_trainer.py:1704-1707`` reads it
   after the update of that same step), making veRL save exactly the planned steps; it then checks that the last
   planned save happened and prunes older saves.
-* Resume (:mod:`siri_rl.run_metrics`): on its first training round, at veRL's ``global_steps = g``, the rows of
+* Resume (:mod:`siri_rl.run_dir`): on its first training round, at veRL's ``global_steps = g``, the rows of
   rounds ``g-1`` and later are dropped (veRL redoes them) and the running totals continue from the last kept row.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from verl.utils.ray_utils import auto_await
 
 from siri_rl.engines.verl.checkpoints import prune_checkpoints, save_plan
 from siri_rl.engines.verl.reward import ENDED_KEY, MAX_LEN_KEY
-from siri_rl.run_metrics import truncate_metrics
+from siri_rl.run_dir import append_metrics_row, rollout_stats, truncate_metrics
 from siri_rl.schedule import LengthSchedule, schedule_from_dict
 
 
@@ -80,34 +80,30 @@ def attach_max_len(batch: DataProto, schedule: LengthSchedule) -> int | None:
     return max_len
 
 
-def round_metrics(output: DataProto, max_len: int) -> dict[str, float]:
-    """Per-round numbers from a generated batch: response lengths (tokens), the fraction of responses cut by the
-    cap L (full L tokens without their own EOS), and accuracy when veRL has already scored the batch."""
+def round_metrics(output: DataProto, max_len: int, group_ids: Any = None) -> dict[str, Any]:
+    """Per-round numbers from a generated batch (:func:`siri_rl.run_dir.rollout_stats`): response lengths (tokens),
+    the fraction of responses cut by the cap L (full L tokens without their own EOS), and, when veRL has already
+    scored the batch, accuracy and (given the prompts' ``uid``, ``group_ids``) the share of groups whose rewards
+    differ."""
     prompt_width = output.batch["prompts"].shape[-1]
-    lengths = output.batch["attention_mask"][:, prompt_width:].sum(-1).cpu().numpy()
+    lengths = [int(x) for x in output.batch["attention_mask"][:, prompt_width:].sum(-1).cpu().tolist()]
     ended = output.non_tensor_batch.get(ENDED_KEY)
-    ended = np.array([bool(e) for e in ended]) if ended is not None else np.zeros(len(lengths), dtype=bool)
-    clipped = (lengths >= max_len) & ~ended
-    row = {
-        "max_len": int(max_len),
-        "completion_len_mean": float(lengths.mean()) if len(lengths) else 0.0,
-        "completion_len_max": int(lengths.max()) if len(lengths) else 0,
-        "clipped_frac": float(clipped.mean()) if len(lengths) else 0.0,
-        "tokens_round": int(lengths.sum()),
-    }
+    ended = [bool(e) for e in ended] if ended is not None else [False] * len(lengths)
+    rewards = None
     if "rm_scores" in output.batch.keys():
-        row["accuracy"] = float(output.batch["rm_scores"].sum(-1).float().mean().item())
-    return row
+        rewards = output.batch["rm_scores"].sum(-1).float().cpu().tolist()
+    groups = list(group_ids) if group_ids is not None and rewards is not None else None
+    return rollout_stats(lengths, max_len, ended, rewards=rewards, group_ids=groups)
 
 
 def continue_metrics(metrics_path: Path | None, first_round: int) -> tuple[int, float]:
     """Drop the rows of rounds ``first_round`` and later from an existing metrics.jsonl (veRL redoes them after a
     resume; a fresh run starts at round 0 and keeps none) and return ``(tokens_generated, wall_s)`` of the last
     kept row, where this run's running totals continue (zeros when none is left)."""
-    last = truncate_metrics(metrics_path, first_round) if metrics_path is not None else None
-    if not last:
+    kept = truncate_metrics(metrics_path, first_round) if metrics_path is not None else []
+    if not kept:
         return 0, 0.0
-    return int(last.get("tokens_generated", 0)), float(last.get("wall_s", 0.0))
+    return int(kept[-1].get("tokens_generated", 0)), float(kept[-1].get("wall_s", 0.0))
 
 
 class SiriAgentLoopManager(AgentLoopManager):
@@ -156,7 +152,10 @@ class SiriAgentLoopManager(AgentLoopManager):
             return output
         step = round_of_global_step(global_steps)
         row = {"step": step, "global_step": int(global_steps), "phase": self.schedule.phase(step)}
-        row.update(round_metrics(output, max_len))
+        # veRL's trainer gives every prompt a uid before repeating it rollout.n times (ray_trainer.py:1481-1489),
+        # and _get_gen_batch keeps it in the generation batch (572-586): the GRPO group of each response. The
+        # output keeps the batch order (agent_loop.py:1247-1254: chunks out, concatenated back).
+        row.update(round_metrics(output, max_len, prompts.non_tensor_batch.get("uid")))
         self.tokens_total += row["tokens_round"]
         row["tokens_generated"] = self.tokens_total
         row["rollout_s"] = round(time.time() - start, 3)
@@ -165,8 +164,6 @@ class SiriAgentLoopManager(AgentLoopManager):
         timing.update(
             {"siri/max_len": row["max_len"], "siri/clipped_frac": row["clipped_frac"], "siri/round": step}
         )
-        if self.metrics_path is not None:
-            self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
-            with self.metrics_path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
+        if self.metrics_path is not None:  # one manager, in veRL's trainer (ray_trainer.py:960): one writer
+            append_metrics_row(self.metrics_path, row)
         return output

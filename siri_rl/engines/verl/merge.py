@@ -93,8 +93,10 @@ def export_checkpoints(
         out[name] = merge_checkpoint(
             actor, target, backend=backend, trust_remote_code=plan.get("trust_remote_code", False)
         )
-        (target / "siri_checkpoint.json").write_text(
-            # step: the last rollout round the model was trained on, as in the TRL engine's siri_checkpoint.json
-            json.dumps({"name": name, "step": step - 1, "global_step": step, "source": str(actor)}, indent=2)
-        )
+        from siri_rl.run_dir import METRICS_FILE, read_metric_rows, write_checkpoint_card
+
+        # step: the last rollout round the model was trained on (veRL's global_step - 1), as the TRL engine's card
+        row = next((r for r in read_metric_rows(run_dir / METRICS_FILE) if r["step"] == step - 1), {})
+        write_checkpoint_card(target, name=name, step=step - 1, max_len=row.get("max_len"), phase=row.get("phase"),
+                              source=str(actor), metrics=row)
     return out

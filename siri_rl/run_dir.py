@@ -1,0 +1,311 @@
+"""The run directory, the one place that names and writes what ``siri train`` leaves behind (either engine):
+
+    RUN/config.yaml                  the resolved config the run was started with (:func:`write_run_config`)
+    RUN/metrics.jsonl                one JSON row per rollout round (:func:`rollout_stats`, :func:`append_metrics_row`,
+                                     read back with :func:`read_metric_rows`)
+    RUN/checkpoints/<name>/          trough/peak (SIRI-low/-high) or ``final`` Hugging Face models, each with a
+                                     ``siri_checkpoint.json`` (:func:`write_checkpoint_card`, :func:`read_checkpoint_cards`)
+    RUN/dynamics.png                 accuracy and length against the cap (:func:`write_dynamics_plot`, Figure 4)
+
+and the resume policy both engines (and the toy above them) follow:
+
+- A fresh run into a directory that already holds ``metrics.jsonl`` is refused (the old rows would mix with the
+  new and its running totals would be inherited).
+- ``--resume`` continues from the run's stored ``config.yaml``. A config that differs from it is refused with the
+  differing keys named, except ``training.rounds`` raised alone: that extends the run (the schedule, and so every
+  cap already trained, stays as it was).
+- On ``--resume`` the rows of every round at or after the resumed round are dropped before training continues
+  (:func:`truncate_metrics`; they are produced again), and the running totals ``tokens_generated`` (tokens) and
+  ``wall_s`` (seconds) continue from the last kept row. So after any number of resumes the file holds one row per
+  round and ``tokens_generated`` counts the tokens of the rounds in the file, whichever engine wrote it.
+- A finished run (its newest checkpoint is after the last round) trains no further on ``--resume``: only what a
+  kill left undone after training (the ``final`` export, the dynamics plot, the toy's evaluation) is done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from siri_rl.config import ConfigError, ExperimentConfig, config_from_dict
+
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.yaml"
+CHECKPOINTS = "checkpoints"  # RUN/checkpoints/<name>: the exported models siri eval reads
+CHECKPOINT_CARD = "siri_checkpoint.json"  # written last: an export folder without it is incomplete
+DYNAMICS_PNG = "dynamics.png"
+UNSET = "(unset)"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """``path`` holds either its old content or ``text``, never half of it (a kill mid-write)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run, with the one line that says where it stopped and how to continue.
+
+    A ``KeyboardInterrupt``, so code that does not know it still sees an interrupt; ``siri train`` prints
+    ``str(err)`` and exits with status 130."""
+
+
+def check_output_dir(run_dir: str | Path) -> None:
+    """Raise :class:`ConfigError` when ``run_dir`` (or the nearest existing folder above it) is a file."""
+    path = Path(run_dir)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                where = "is a file" if p == path else f"is inside {p}, which is a file"
+                raise ConfigError(f"--output-dir {run_dir} {where}; pick a directory path for the run")
+            return
+
+
+def refuse_existing_run(run_dir: str | Path, *, resume: bool) -> None:
+    """Raise :class:`ConfigError` when a fresh (not ``--resume``) run would write into a directory that already
+    holds a run's ``metrics.jsonl``."""
+    if not resume and (Path(run_dir) / METRICS_FILE).exists():
+        raise ConfigError(f"{run_dir} already holds a run (metrics.jsonl); pass --resume or pick a new --output-dir")
+
+
+def read_run_config(run_dir: str | Path) -> ExperimentConfig | None:
+    """The config a run was started with (``RUN/config.yaml``), validated; None if the run has none."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML ({err}); restore it or start a new run") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is not a config mapping; restore it or start a new run")
+    return config_from_dict(data, source=str(path))
+
+
+def write_run_config(run_dir: str | Path, cfg: ExperimentConfig) -> Path:
+    """Write ``RUN/config.yaml`` (the resolved config, atomically; what ``--resume`` compares against). The
+    caller writes it on the main process only, for a fresh run or an extension (a plain resume keeps the file)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return run_dir / CONFIG_FILE
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_differences(stored: ExperimentConfig, requested: ExperimentConfig) -> dict[str, tuple[Any, Any]]:
+    """``{dotted.key: (stored value, requested value)}`` for every resolved key whose value differs (a key that
+    only one side has reads :data:`UNSET` on the other)."""
+    a, b = _flatten(stored.to_dict()), _flatten(requested.to_dict())
+    return {k: (a.get(k, UNSET), b.get(k, UNSET)) for k in sorted(set(a) | set(b)) if a.get(k, UNSET) != b.get(k, UNSET)}
+
+
+def check_resume_config(run_dir: str | Path, cfg: ExperimentConfig, *, extend_ok: bool = True) -> int | None:
+    """Refuse a ``--resume`` whose config differs from the run's stored one (:class:`ConfigError` naming each
+    differing key), except a larger ``training.rounds`` alone when ``extend_ok``. Returns the stored
+    ``training.rounds`` (None when the run stored no config)."""
+    stored = read_run_config(run_dir)
+    if stored is None:
+        return None
+    diffs = config_differences(stored, cfg)
+    if not diffs:
+        return stored.training.rounds
+    if set(diffs) == {"training.rounds"}:
+        old, new = diffs["training.rounds"]
+        if new < old:
+            raise ConfigError(f"--resume: training.rounds={new} is below the {old} rounds {run_dir} was started "
+                              f"with; a run can be extended (training.rounds above {old}), not shortened")
+        if extend_ok:
+            return old
+    changed = ", ".join(f"{k} {_show(old)} -> {_show(new)}" for k, (old, new) in diffs.items())
+    raise ConfigError(f"--resume: the config differs from the one {run_dir} was started with ({changed}); resume "
+                      f"with the run's own config (`siri train -o {run_dir} --resume`, no -c, no overrides), or "
+                      f"extend it with training.rounds=N alone")
+
+
+def _show(value: Any) -> str:
+    return value if value == UNSET else json.dumps(value, default=str)
+
+
+# --- metrics.jsonl ---------------------------------------------------------------------------------------------
+
+
+def rollout_stats(
+    lengths: Sequence[int],
+    max_len: int,
+    ended: Sequence[bool],
+    *,
+    rewards: Sequence[float] | None = None,
+    group_ids: Sequence[Any] | None = None,
+) -> dict[str, Any]:
+    """The rollout statistics of one round for its ``metrics.jsonl`` row, the same fields from either engine.
+
+    Args:
+        lengths: completion lengths of every completion of the round (tokens, all processes).
+        max_len: the round's cap L (tokens).
+        ended: per completion, whether it ended on its own (an EOS); one that ended exactly at L is not clipped.
+        rewards: per completion reward (SIRI's is 0/1, so the mean is the training accuracy); None: not scored yet.
+        group_ids: per completion, its prompt's group (GRPO's G completions of one prompt); with ``rewards`` gives
+            ``frac_groups_with_reward_variance``, the share of groups whose rewards differ (the groups with a
+            nonzero group-normalised advantage, the ones that teach anything).
+
+    Returns ``max_len``, ``completion_len_mean/max/min`` (tokens), ``clipped_frac`` (share that hit L without
+    ending: against L, not against the padded width L_max), ``num_completions``, ``tokens_round`` (tokens
+    generated this round) and, given rewards, ``accuracy`` (+ ``frac_groups_with_reward_variance``).
+    """
+    n = len(lengths)
+    if len(ended) != n or (rewards is not None and len(rewards) != n) or (group_ids is not None and len(group_ids) != n):
+        raise ValueError("rollout_stats: lengths, ended, rewards and group_ids must have one entry per completion")
+    row: dict[str, Any] = {
+        "max_len": int(max_len),
+        "completion_len_mean": sum(lengths) / n if n else 0.0,
+        "completion_len_max": int(max(lengths, default=0)),
+        "completion_len_min": int(min(lengths, default=0)),
+        "clipped_frac": sum(1 for x, e in zip(lengths, ended) if x >= max_len and not e) / n if n else 0.0,
+        "num_completions": n,
+        "tokens_round": int(sum(lengths)),
+    }
+    if rewards is not None:
+        row["accuracy"] = float(sum(rewards)) / n if n else 0.0
+        if group_ids is not None:
+            groups: dict[Any, set[float]] = {}
+            for g, r in zip(group_ids, rewards):
+                groups.setdefault(g, set()).add(float(r))
+            row["frac_groups_with_reward_variance"] = (
+                sum(1 for v in groups.values() if len(v) > 1) / len(groups) if groups else 0.0)
+    return row
+
+
+def append_metrics_row(run_dir_or_file: str | Path, row: Mapping[str, Any]) -> None:
+    """Append one round's row to ``RUN/metrics.jsonl`` (or the given ``.jsonl`` path), one line in one write.
+
+    The one writer of the file. Call it on the main process only (rank 0): the statistics are already over all
+    processes, and several writers would interleave their lines."""
+    path = Path(run_dir_or_file)
+    path = path if path.suffix == ".jsonl" else path / METRICS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(dict(row)) + "\n")
+
+
+def read_metric_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a ``metrics.jsonl`` (a run directory or the file), one per round in step order; the one reader
+    of the file. A missing file has no rows. Blank lines and a half-written last line (a run killed mid-write, or
+    still writing) are skipped; a broken line before the end raises :class:`ConfigError` (a ``ValueError``) naming
+    it.
+
+    Tolerance for files not written by the resume policy (an older siri, a hand edit): of rows repeating a step
+    the last one counts, and rows without a ``step`` are skipped."""
+    path = Path(path)
+    path = path / METRICS_FILE if path.is_dir() else path
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    by_step: dict[int, dict[str, Any]] = {}
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines):
+                break
+            raise ConfigError(f"{path}:{i} is not valid JSON; fix or delete that line") from None
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            by_step[row["step"]] = row
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def truncate_metrics(path: str | Path, done_rounds: int, *, rows: list[dict[str, Any]] | None = None,
+                     rewrite: bool = True) -> list[dict[str, Any]]:
+    """The resume policy for ``metrics.jsonl``: keep only the rows of rounds ``0 .. done_rounds-1`` and return
+    them (the last one is where the running totals continue); the file is rewritten atomically when ``rewrite``
+    (the main process only: call it with ``rewrite=False`` on the others, which then only read).
+
+    ``done_rounds`` is the number of rounds the resumed checkpoint has been trained on: its round and every later
+    one are produced again. ``rows``: the file's rows if the caller has read them already (read once per start).
+    """
+    path = Path(path)
+    kept = [row for row in (read_metric_rows(path) if rows is None else rows) if int(row["step"]) < done_rounds]
+    if rewrite and path.exists():
+        _write_atomic(path, "".join(json.dumps(row) + "\n" for row in kept))
+    return kept
+
+
+def write_dynamics_plot(run_dir: str | Path, rows: Sequence[Mapping[str, Any]] | None = None, *,
+                        title: str | None = None) -> Path | None:
+    """Draw ``RUN/dynamics.png`` (accuracy and mean length against the scheduled cap, Figure 4) from the run's
+    rows (read from ``RUN/metrics.jsonl`` when not given); None when there is no row to draw. Main process only."""
+    from siri_rl.plots import plot_training_dynamics
+
+    run_dir = Path(run_dir)
+    rows = read_metric_rows(run_dir / METRICS_FILE) if rows is None else rows
+    if not rows:
+        return None
+    return plot_training_dynamics(rows, run_dir / DYNAMICS_PNG, title=title)
+
+
+# --- checkpoint cards -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckpointCard:
+    """``RUN/checkpoints/<name>/siri_checkpoint.json``: which round's policy an exported model is.
+
+    ``step``: the last rollout round (0-based) the model was trained on; ``max_len``: that round's cap L (tokens);
+    ``phase``: the schedule's phase there (``compressing``/``expanding``/...); ``source``: where the weights came
+    from (engine and step, or the merged veRL checkpoint); ``metrics``: that round's ``metrics.jsonl`` row ({} if
+    the run logged none)."""
+
+    name: str
+    step: int
+    max_len: int | None
+    phase: str | None
+    source: str
+    path: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def write_checkpoint_card(checkpoint_dir: str | Path, *, name: str, step: int, max_len: int | None,
+                          phase: str | None, source: str, metrics: Mapping[str, Any] | None = None) -> Path:
+    """Write ``siri_checkpoint.json`` into an exported model folder, atomically and after the model files: its
+    presence means the export is complete (a kill during the save leaves a folder without it)."""
+    path = Path(checkpoint_dir) / CHECKPOINT_CARD
+    card = {"name": name, "step": int(step), "max_len": None if max_len is None else int(max_len), "phase": phase,
+            "source": source, "metrics": dict(metrics or {})}
+    _write_atomic(path, json.dumps(card, indent=2) + "\n")
+    return path
+
+
+def read_checkpoint_cards(run_dir: str | Path) -> list[CheckpointCard]:
+    """The complete exports under ``RUN/checkpoints`` (folders with a card; ``*.tmp`` and cut-short ones are
+    skipped: ``--resume`` redoes them), in round order. Reads the cards of older siri versions too (TRL's held the
+    metrics row itself, veRL's ``{name, step, global_step, source}``)."""
+    cards = []
+    for folder in sorted((Path(run_dir) / CHECKPOINTS).glob("*")):
+        file = folder / CHECKPOINT_CARD
+        if folder.name.endswith(".tmp") or not file.is_file():
+            continue
+        data = json.loads(file.read_text(encoding="utf-8"))
+        metrics = data.get("metrics")
+        if metrics is None:  # an older card: the TRL one was the metrics row
+            metrics = {k: v for k, v in data.items() if k not in ("name", "source", "global_step")}
+        cards.append(CheckpointCard(name=str(data.get("name", folder.name)), step=int(data["step"]),
+                                    max_len=data.get("max_len"), phase=data.get("phase"),
+                                    source=str(data.get("source", "")), path=folder, metrics=metrics))
+    return sorted(cards, key=lambda c: (c.step, c.name))
