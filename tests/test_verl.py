@@ -16,7 +16,7 @@ pytest.importorskip("verl", reason="veRL is not installed: pip install 'siri-rl[
 
 from siri_rl.config import ConfigError, config_from_dict  # noqa: E402
 from siri_rl.data import build_messages, load_problems, prompt_token_ids  # noqa: E402
-from siri_rl.engines.verl import launch  # noqa: E402
+from siri_rl.engines.verl import AGENT_LOOP_YAML, launch  # noqa: E402
 from siri_rl.engines.verl.dataset import TRAIN_DATA_SOURCE, write_verl_parquet  # noqa: E402
 from siri_rl.engines.verl.reward import ENDED_KEY, MAX_LEN_KEY, RESPONSE_TOKENS_KEY  # noqa: E402
 
@@ -41,7 +41,6 @@ def overrides_for(cfg, tmp_path) -> list[str]:
         cfg,
         train_file=tmp_path / "train.parquet",
         val_file=tmp_path / "val.parquet",
-        agent_loop_yaml=launch.write_agent_loop_yaml(tmp_path / "agent_loop.yaml"),
         checkpoint_dir=tmp_path / "ckpt",
         metrics_path=tmp_path / "metrics.jsonl",
     )
@@ -232,11 +231,18 @@ def test_launch_overrides_compose_and_validate(verl_config, tmp_path):
     r = c.actor_rollout_ref.rollout
     assert (r.name, r.n, r.response_length, r.prompt_length) == ("vllm", 2, 1024, 512)
     assert r.agent.default_agent_loop == "siri_single_turn"
-    assert r.agent.agent_loop_manager_class == launch.MANAGER_CLASS
-    assert c.reward.custom_reward_function.path.endswith("siri_rl/engines/verl/reward.py")
+    assert r.agent.agent_loop_manager_class == "siri_rl.engines.verl.manager.SiriAgentLoopManager"
+    assert r.agent.agent_loop_config_path == str(AGENT_LOOP_YAML) and AGENT_LOOP_YAML.is_file()
+    assert c.reward.custom_reward_function.path == "pkg://siri_rl.engines.verl.reward"
     assert c.trainer.total_training_steps == 16 and c.trainer.max_actor_ckpt_to_keep is None
     assert c.siri.total_rounds == 16 and c.siri.save_every is None  # the manager's save plan (checkpoints.py)
-    assert dict(c.siri.schedule) == {"kind": "cosine", "l_max": 1024, "l_min": 512, "cycle": 8}
+    assert dict(c.siri.schedule) == {
+        "kind": "cosine", "l_max": 1024, "l_min": 512, "cycle": 8, "stages": None, "round_to": None
+    }  # fmt: skip
+    # A schedule of another kind replaces the recipe's cosine whole (no l_min or cycle left over).
+    stages = experiment("/m", schedule={"kind": "stages", "l_max": 1024, "stages": [[0, 512], [8, 1024]]})
+    composed = launch.compose_config(overrides_for(stages, tmp_path))
+    assert launch_schedule(composed) == stages.schedule and composed.siri.schedule.cycle is None
 
     # The verl: section goes last and wins; veRL's validation still runs on the result.
     cfg = experiment(
@@ -254,7 +260,7 @@ def test_launch_overrides_compose_and_validate(verl_config, tmp_path):
 def test_training_and_validation_data_for_a_run(shared_dir, monkeypatch):
     """Training problems come from data.train (capped by data.max_problems); validation from eval.benchmarks,
     each row tagged with its benchmark as veRL's data_source (so veRL reports validation per benchmark)."""
-    from siri_rl.engines.verl.dataset import to_verl_rows
+    from siri_rl.engines.verl.dataset import load_run_problems, to_verl_rows
 
     monkeypatch.setenv("SIRI_DATA_DIR", str(shared_dir / "data" / "benchmarks"))
     cfg = experiment(
@@ -262,7 +268,7 @@ def test_training_and_validation_data_for_a_run(shared_dir, monkeypatch):
         data={"train": str(shared_dir / "data/train/deepscaler_aime.jsonl"), "max_problems": 5},
         eval={"benchmarks": ["aime24", "amc"]},
     )
-    train, val = launch._load_data(cfg)
+    train, val = load_run_problems(cfg)
     assert len(train) == 5
     sources = [row["data_source"] for row in to_verl_rows(val, split="test")]
     assert sources.count("aime24") == 30 and sources.count("amc") == 83
@@ -346,11 +352,22 @@ def test_fresh_run_into_an_existing_run_is_refused(tmp_path):
         train(experiment("/m"), output_dir=run, resume=True)
 
 
-def test_hydra_values_round_trip():
-    assert launch.hydra_value("a b") == "'a b'"
-    assert launch.hydra_value("true") == "'true'"  # a string that would read as a bool stays a string
-    assert launch.hydra_value([1, "x"]) == "[1,x]"
-    assert launch.hydra_value(None) == "null"
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/data/my runs/train.parquet", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "~/data/train.parquet",
+        "true", "null", "1e-6", "-1", "", "it's", "C:\\runs\\", "back\\slash", "a'b\\'c", "@x", "a,b", "x=y",
+        "[x]", 3, 1e-6, True, None, [1, "x", "a b"], [[0, 8192], [320, 16384]], {"a": "b c"},
+    ],
+)  # fmt: skip
+def test_hydra_values_round_trip(value):
+    """Each per-experiment value reads back unchanged through Hydra's own override parser (the one main_ppo
+    runs): a string that would read as a bool, null or number stays a string, paths keep spaces and backslashes."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from siri_rl.engines.verl.hydra_overrides import hydra_value
+
+    assert OverridesParser.create().parse_override(f"key={hydra_value(value)}").value() == value
 
 
 def test_resume_refuses_to_prune_unmerged_saves_of_an_older_plan(tmp_path):
@@ -444,3 +461,27 @@ def test_export_merges_trough_and_peak_checkpoints(tiny_qwen2_dir, tmp_path):
 
     bad = CliRunner().invoke(app, ["export", str(tmp_path / "nowhere")])
     assert bad.exit_code == 2 and "not a run directory" in " ".join(bad.output.split())
+
+
+# --- GPUs per node ---------------------------------------------------------------------------------------------
+
+
+def test_gpus_per_node_comes_from_the_config_or_this_machine(tmp_path):
+    """trainer.n_gpus_per_node is not a constant: the verl: section's value, else the CUDA devices of the launching
+    machine; with neither, a launch stops with the fix before anything is written, a dry run keeps veRL's 8."""
+    from siri_rl.engines.verl import train
+
+    explicit = experiment("/m", verl={"trainer": {"n_gpus_per_node": 4}})
+    assert launch.gpus_per_node(explicit) is None  # the verl: section, applied last, sets it
+    assert launch.compose_config(overrides_for(explicit, tmp_path)).trainer.n_gpus_per_node == 4
+    two = launch.build_overrides(experiment("/m"), gpus_per_node=2, train_file="t", val_file="v", checkpoint_dir="c")
+    assert launch.compose_config(two).trainer.n_gpus_per_node == 2
+
+    if torch.cuda.is_available():
+        assert launch.gpus_per_node(experiment("/m")) == torch.cuda.device_count()
+    else:
+        assert launch.gpus_per_node(experiment("/m"), dry_run=True) is None
+        with pytest.raises(ConfigError, match=r"no CUDA GPU is visible .* `verl.trainer.n_gpus_per_node=8`"):
+            train(experiment("/m"), output_dir=tmp_path / "run")
+        assert not (tmp_path / "run").exists()
+
