@@ -463,6 +463,28 @@ def test_export_merges_trough_and_peak_checkpoints(tiny_qwen2_dir, tmp_path):
     assert bad.exit_code == 2 and "not a run directory" in " ".join(bad.output.split())
 
 
+def test_export_reports_a_failed_merge_in_one_line(tiny_qwen2_dir, tmp_path):
+    """`siri export` runs veRL's public merger command; a checkpoint it cannot read fails as one line with the
+    merger's exception and the command to rerun, not a traceback."""
+    from typer.testing import CliRunner
+
+    from siri_rl.cli import app
+    from siri_rl.engines.verl.merge import PLAN_FILE, actor_checkpoint_dir
+
+    run = tmp_path / "run"
+    ckpts = run / "verl" / "checkpoints"
+    (run / "verl").mkdir(parents=True)
+    (run / PLAN_FILE).write_text(json.dumps({"checkpoint_dir": str(ckpts), "checkpoints": {"4": "cycle1-compressed"}}))
+    fake_verl_actor_checkpoint(tiny_qwen2_dir, actor_checkpoint_dir(ckpts, 4))
+    (actor_checkpoint_dir(ckpts, 4) / "model_world_size_1_rank_0.pt").write_bytes(b"not a torch file")
+
+    result = CliRunner().invoke(app, ["export", str(run)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "veRL's model merger failed" in output and "Error" in output
+    assert "by hand: " in output and "-m verl.model_merger merge --backend fsdp" in output
+
+
 # --- GPUs per node ---------------------------------------------------------------------------------------------
 
 
