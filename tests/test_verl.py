@@ -507,3 +507,76 @@ def test_gpus_per_node_comes_from_the_config_or_this_machine(tmp_path):
             train(experiment("/m"), output_dir=tmp_path / "run")
         assert not (tmp_path / "run").exists()
 
+
+# --- the README's own-launch command ---------------------------------------------------------------------------
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_verl_block() -> str:
+    """The bash block of the README's section "Use SIRI in your own veRL launch", as written."""
+    import re
+
+    text = README.read_text()
+    section = text[text.index("## Use SIRI in your own veRL launch") :]
+    section = section[: section.index("\n## ", 1)]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    assert len(blocks) == 1, "the section should hold one bash block"
+    return blocks[0].strip()
+
+
+def test_readme_verl_launch_composes_siri(tmp_path):
+    """The README's `python -m verl.trainer.main_ppo --config-name siri_trainer ...` block, run by bash with the
+    `--cfg job` the README says to append: veRL's main composes it, veRL's validation passes, and the composed config
+    has SIRI's agent loop and manager, the length-capped reward, the paper's schedule and DAPO's constant settings.
+    `siri train` on the paper's config composes the same settings."""
+    import os
+    import subprocess
+    import sys
+
+    from verl.utils.import_utils import load_class_from_fqn, load_extern_object
+
+    from siri_rl.config import load_config
+    from siri_rl.engines.verl.manager import SiriAgentLoopManager, schedule_from_verl_config
+    from siri_rl.engines.verl.reward import compute_score
+    from siri_rl.schedule import make_schedule
+
+    env = dict(os.environ, HOME=str(tmp_path), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run(
+        ["bash", "-c", readme_verl_block() + " --cfg job"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    c = OmegaConf.create(proc.stdout)
+    launch.validate_verl_config(c)
+
+    a, r = c.actor_rollout_ref.actor, c.actor_rollout_ref.rollout
+    assert c.algorithm.adv_estimator == "grpo" and c.algorithm.use_kl_in_reward is False
+    assert (a.clip_ratio_low, a.clip_ratio_high, a.loss_agg_mode, a.use_kl_loss) == (0.2, 0.28, "token-mean", False)
+    assert a.optim.lr == 1e-6 and a.ppo_max_token_len_per_gpu == 1024 + 16384 and c.trainer.use_v1 is False
+    assert c.actor_rollout_ref.model.path == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+    assert c.data.train_files == str(tmp_path / "data/siri/train.parquet") and c.trainer.n_gpus_per_node == 8
+    assert (r.name, r.n, r.response_length, c.data.train_batch_size) == ("vllm", 8, 16384, 128)
+
+    assert r.agent.default_agent_loop == "siri_single_turn"
+    (loop,) = OmegaConf.load(r.agent.agent_loop_config_path)  # the list veRL's rollout workers register
+    assert loop.name == "siri_single_turn" and loop._target_ == "siri_rl.engines.verl.agent_loop.SiriSingleTurnAgentLoop"
+    assert load_class_from_fqn(r.agent.agent_loop_manager_class) is SiriAgentLoopManager
+    rf = c.reward.custom_reward_function
+    assert load_extern_object(rf.path, rf.name) is compute_score and rf.reward_kwargs.require_think_end is True
+    assert (c.reward.reward_manager.source, c.reward.reward_manager.name) == ("importlib", "SiriRewardManager")
+
+    assert schedule_from_verl_config(c) == make_schedule("cosine", l_max=16384, l_min=8192, cycle=640)
+    assert (c.siri.total_rounds, c.trainer.total_training_steps, c.siri.save_every) == (1920, 1920, None)
+    assert c.siri.metrics_path == str(tmp_path / "runs/siri-1.5b/metrics.jsonl")
+
+    paper = load_config(README.parent / "configs" / "r1-distill-1.5b-siri-cosine640.yaml", ["engine=verl"])
+    ours = launch.compose_config(overrides_for(paper, tmp_path))
+    for key in (
+        "algorithm", "actor_rollout_ref.actor.clip_ratio_high", "actor_rollout_ref.actor.loss_agg_mode",
+        "actor_rollout_ref.actor.ppo_max_token_len_per_gpu", "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu",
+        "actor_rollout_ref.rollout.agent.default_agent_loop", "actor_rollout_ref.rollout.n", "data.train_batch_size",
+        "reward.custom_reward_function", "reward.reward_manager", "siri.schedule", "trainer.total_training_steps",
+    ):  # fmt: skip
+        assert OmegaConf.select(ours, key) == OmegaConf.select(c, key), key
