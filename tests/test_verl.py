@@ -508,6 +508,21 @@ def test_gpus_per_node_comes_from_the_config_or_this_machine(tmp_path):
         assert not (tmp_path / "run").exists()
 
 
+
+def test_recipe_config_ships_as_package_data():
+    """An installed siri-rl (not only a checkout) holds the recipe config: pyproject's package-data covers it."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    from siri_rl.engines.verl import CONFIG_DIR
+
+    repo = Path(__file__).resolve().parents[1]
+    globs = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["siri_rl"]
+    shipped = sorted(CONFIG_DIR.glob("*"))
+    assert {p.name for p in shipped} == {"siri_trainer.yaml", "agent_loop.yaml"}
+    for path in shipped:
+        assert any(fnmatch.fnmatch(path.relative_to(repo / "siri_rl").as_posix(), g) for g in globs), path
+
 # --- the README's own-launch command ---------------------------------------------------------------------------
 
 
