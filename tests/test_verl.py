@@ -401,12 +401,15 @@ def test_dry_run_prints_command_and_config_composed_by_main_ppo(tmp_path):
     cfg = load_config(repo / "configs" / "r1-distill-1.5b-siri-cosine640.yaml", ["engine=verl"])
     info = train(cfg, output_dir=tmp_path / "run", dry_run=True)
     assert info["command"].split()[1:3] == ["-m", "verl.trainer.main_ppo"]
-    assert "actor_rollout_ref.rollout.agent.default_agent_loop=siri_single_turn" in info["command"]
+    assert f"--config-path {launch.CONFIG_DIR} --config-name siri_trainer" in info["command"]
     v = info["verl_config"]
+    assert v["actor_rollout_ref"]["rollout"]["agent"]["default_agent_loop"] == "siri_single_turn"  # the recipe's
     assert v["actor_rollout_ref"]["model"]["path"] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
     assert v["actor_rollout_ref"]["rollout"]["response_length"] is not None
     assert v["data"]["max_response_length"] == 16384 and v["data"]["train_batch_size"] == 128
-    assert v["siri"]["schedule"] == {"kind": "cosine", "l_max": 16384, "l_min": 8192, "cycle": 640}
+    assert v["siri"]["schedule"] == {
+        "kind": "cosine", "l_max": 16384, "l_min": 8192, "cycle": 640, "stages": None, "round_to": None
+    }  # fmt: skip
     assert info["checkpoints"]["global_step_321"] == "cycle1-compressed"
     assert info["checkpoints"]["global_step_1920"] == "cycle3-expanded" and info["save_plan"]["saves"] == 17
     assert not (tmp_path / "run").exists()

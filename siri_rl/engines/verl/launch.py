@@ -24,11 +24,11 @@ from siri_rl.config import ConfigError, ExperimentConfig
 from siri_rl.engines import EngineError
 from siri_rl.engines.verl import AGENT_LOOP_YAML, CONFIG_DIR, CONFIG_NAME
 from siri_rl.engines.verl.checkpoints import checkpoint_steps, latest_saved_step, prune_checkpoints, save_plan
-from siri_rl.engines.verl.hydra_overrides import Overrides, hydra_value
-from siri_rl.engines.verl.process import LOG_FILE, last_exception_line, run_logged
+from siri_rl.engines.verl.hydra_overrides import Overrides
+from siri_rl.engines.verl.process import LOG_FILE, run_logged
 from siri_rl.run_metrics import read_metric_rows, refuse_existing_run
 
-__all__ = ["build_overrides", "compose_config", "hydra_value", "last_exception_line", "run_logged", "train"]
+__all__ = ["build_overrides", "compose_config", "gpus_per_node", "run_logged", "train"]
 
 SUPPORTED_ROLLOUTS = ("vllm", "sglang")
 # Checkpoint keys the recipe owns (see checkpoints.py): a verl: override of them would be silently replaced every
