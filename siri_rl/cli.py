@@ -491,10 +491,11 @@ def export(
 ) -> None:
     """Merge a veRL run's trough/peak checkpoints into Hugging Face models under RUN/checkpoints/<name>/."""
     try:
+        from siri_rl.engines import EngineError
         from siri_rl.engines.verl.merge import export_checkpoints
 
         merged = export_checkpoints(run_dir, names=name or None, backend=backend, overwrite=overwrite)
-    except (FileNotFoundError, ValueError, ImportError) as err:
+    except (FileNotFoundError, ValueError, ImportError, EngineError) as err:
         fail(str(err))
         return
     if not merged:

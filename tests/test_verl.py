@@ -16,7 +16,7 @@ pytest.importorskip("verl", reason="veRL is not installed: pip install 'siri-rl[
 
 from siri_rl.config import ConfigError, config_from_dict  # noqa: E402
 from siri_rl.data import build_messages, load_problems, prompt_token_ids  # noqa: E402
-from siri_rl.engines.verl import launch  # noqa: E402
+from siri_rl.engines.verl import AGENT_LOOP_YAML, launch  # noqa: E402
 from siri_rl.engines.verl.dataset import TRAIN_DATA_SOURCE, write_verl_parquet  # noqa: E402
 from siri_rl.engines.verl.reward import ENDED_KEY, MAX_LEN_KEY, RESPONSE_TOKENS_KEY  # noqa: E402
 
@@ -41,7 +41,6 @@ def overrides_for(cfg, tmp_path) -> list[str]:
         cfg,
         train_file=tmp_path / "train.parquet",
         val_file=tmp_path / "val.parquet",
-        agent_loop_yaml=launch.write_agent_loop_yaml(tmp_path / "agent_loop.yaml"),
         checkpoint_dir=tmp_path / "ckpt",
         metrics_path=tmp_path / "metrics.jsonl",
     )
@@ -232,11 +231,18 @@ def test_launch_overrides_compose_and_validate(verl_config, tmp_path):
     r = c.actor_rollout_ref.rollout
     assert (r.name, r.n, r.response_length, r.prompt_length) == ("vllm", 2, 1024, 512)
     assert r.agent.default_agent_loop == "siri_single_turn"
-    assert r.agent.agent_loop_manager_class == launch.MANAGER_CLASS
-    assert c.reward.custom_reward_function.path.endswith("siri_rl/engines/verl/reward.py")
+    assert r.agent.agent_loop_manager_class == "siri_rl.engines.verl.manager.SiriAgentLoopManager"
+    assert r.agent.agent_loop_config_path == str(AGENT_LOOP_YAML) and AGENT_LOOP_YAML.is_file()
+    assert c.reward.custom_reward_function.path == "pkg://siri_rl.engines.verl.reward"
     assert c.trainer.total_training_steps == 16 and c.trainer.max_actor_ckpt_to_keep is None
     assert c.siri.total_rounds == 16 and c.siri.save_every is None  # the manager's save plan (checkpoints.py)
-    assert dict(c.siri.schedule) == {"kind": "cosine", "l_max": 1024, "l_min": 512, "cycle": 8}
+    assert dict(c.siri.schedule) == {
+        "kind": "cosine", "l_max": 1024, "l_min": 512, "cycle": 8, "stages": None, "round_to": None
+    }  # fmt: skip
+    # A schedule of another kind replaces the recipe's cosine whole (no l_min or cycle left over).
+    stages = experiment("/m", schedule={"kind": "stages", "l_max": 1024, "stages": [[0, 512], [8, 1024]]})
+    composed = launch.compose_config(overrides_for(stages, tmp_path))
+    assert launch_schedule(composed) == stages.schedule and composed.siri.schedule.cycle is None
 
     # The verl: section goes last and wins; veRL's validation still runs on the result.
     cfg = experiment(
@@ -254,7 +260,7 @@ def test_launch_overrides_compose_and_validate(verl_config, tmp_path):
 def test_training_and_validation_data_for_a_run(shared_dir, monkeypatch):
     """Training problems come from data.train (capped by data.max_problems); validation from eval.benchmarks,
     each row tagged with its benchmark as veRL's data_source (so veRL reports validation per benchmark)."""
-    from siri_rl.engines.verl.dataset import to_verl_rows
+    from siri_rl.engines.verl.dataset import load_run_problems, to_verl_rows
 
     monkeypatch.setenv("SIRI_DATA_DIR", str(shared_dir / "data" / "benchmarks"))
     cfg = experiment(
@@ -262,7 +268,7 @@ def test_training_and_validation_data_for_a_run(shared_dir, monkeypatch):
         data={"train": str(shared_dir / "data/train/deepscaler_aime.jsonl"), "max_problems": 5},
         eval={"benchmarks": ["aime24", "amc"]},
     )
-    train, val = launch._load_data(cfg)
+    train, val = load_run_problems(cfg)
     assert len(train) == 5
     sources = [row["data_source"] for row in to_verl_rows(val, split="test")]
     assert sources.count("aime24") == 30 and sources.count("amc") == 83
@@ -370,11 +376,22 @@ def test_fresh_run_into_an_existing_run_is_refused(tmp_path):
         train(experiment("/m"), output_dir=run, resume=True)
 
 
-def test_hydra_values_round_trip():
-    assert launch.hydra_value("a b") == "'a b'"
-    assert launch.hydra_value("true") == "'true'"  # a string that would read as a bool stays a string
-    assert launch.hydra_value([1, "x"]) == "[1,x]"
-    assert launch.hydra_value(None) == "null"
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/data/my runs/train.parquet", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "~/data/train.parquet",
+        "true", "null", "1e-6", "-1", "", "it's", "C:\\runs\\", "back\\slash", "a'b\\'c", "@x", "a,b", "x=y",
+        "[x]", 3, 1e-6, True, None, [1, "x", "a b"], [[0, 8192], [320, 16384]], {"a": "b c"},
+    ],
+)  # fmt: skip
+def test_hydra_values_round_trip(value):
+    """Each per-experiment value reads back unchanged through Hydra's own override parser (the one main_ppo
+    runs): a string that would read as a bool, null or number stays a string, paths keep spaces and backslashes."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from siri_rl.engines.verl.hydra_overrides import hydra_value
+
+    assert OverridesParser.create().parse_override(f"key={hydra_value(value)}").value() == value
 
 
 def test_resume_refuses_to_prune_unmerged_saves_of_an_older_plan(tmp_path):
@@ -408,12 +425,15 @@ def test_dry_run_prints_command_and_config_composed_by_main_ppo(tmp_path):
     cfg = load_config(repo / "configs" / "r1-distill-1.5b-siri-cosine640.yaml", ["engine=verl"])
     info = train(cfg, output_dir=tmp_path / "run", dry_run=True)
     assert info["command"].split()[1:3] == ["-m", "verl.trainer.main_ppo"]
-    assert "actor_rollout_ref.rollout.agent.default_agent_loop=siri_single_turn" in info["command"]
+    assert f"--config-path {launch.CONFIG_DIR} --config-name siri_trainer" in info["command"]
     v = info["verl_config"]
+    assert v["actor_rollout_ref"]["rollout"]["agent"]["default_agent_loop"] == "siri_single_turn"  # the recipe's
     assert v["actor_rollout_ref"]["model"]["path"] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
     assert v["actor_rollout_ref"]["rollout"]["response_length"] is not None
     assert v["data"]["max_response_length"] == 16384 and v["data"]["train_batch_size"] == 128
-    assert v["siri"]["schedule"] == {"kind": "cosine", "l_max": 16384, "l_min": 8192, "cycle": 640}
+    assert v["siri"]["schedule"] == {
+        "kind": "cosine", "l_max": 16384, "l_min": 8192, "cycle": 640, "stages": None, "round_to": None
+    }  # fmt: skip
     assert info["checkpoints"]["global_step_321"] == "cycle1-compressed"
     assert info["checkpoints"]["global_step_1920"] == "cycle3-expanded" and info["save_plan"]["saves"] == 17
     assert not (tmp_path / "run").exists()
@@ -466,3 +486,137 @@ def test_export_merges_trough_and_peak_checkpoints(tiny_qwen2_dir, tmp_path):
 
     bad = CliRunner().invoke(app, ["export", str(tmp_path / "nowhere")])
     assert bad.exit_code == 2 and "not a run directory" in " ".join(bad.output.split())
+
+
+def test_export_reports_a_failed_merge_in_one_line(tiny_qwen2_dir, tmp_path):
+    """`siri export` runs veRL's public merger command; a checkpoint it cannot read fails as one line with the
+    merger's exception and the command to rerun, not a traceback."""
+    from typer.testing import CliRunner
+
+    from siri_rl.cli import app
+    from siri_rl.engines.verl.merge import PLAN_FILE, actor_checkpoint_dir
+
+    run = tmp_path / "run"
+    ckpts = run / "verl" / "checkpoints"
+    (run / "verl").mkdir(parents=True)
+    (run / PLAN_FILE).write_text(json.dumps({"checkpoint_dir": str(ckpts), "checkpoints": {"4": "cycle1-compressed"}}))
+    fake_verl_actor_checkpoint(tiny_qwen2_dir, actor_checkpoint_dir(ckpts, 4))
+    (actor_checkpoint_dir(ckpts, 4) / "model_world_size_1_rank_0.pt").write_bytes(b"not a torch file")
+
+    result = CliRunner().invoke(app, ["export", str(run)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "veRL's model merger failed" in output and "Error" in output
+    assert "by hand: " in output and "-m verl.model_merger merge --backend fsdp" in output
+
+
+# --- GPUs per node ---------------------------------------------------------------------------------------------
+
+
+def test_gpus_per_node_comes_from_the_config_or_this_machine(tmp_path):
+    """trainer.n_gpus_per_node is not a constant: the verl: section's value, else the CUDA devices of the launching
+    machine; with neither, a launch stops with the fix before anything is written, a dry run keeps veRL's 8."""
+    from siri_rl.engines.verl import train
+
+    explicit = experiment("/m", verl={"trainer": {"n_gpus_per_node": 4}})
+    assert launch.gpus_per_node(explicit) is None  # the verl: section, applied last, sets it
+    assert launch.compose_config(overrides_for(explicit, tmp_path)).trainer.n_gpus_per_node == 4
+    two = launch.build_overrides(experiment("/m"), gpus_per_node=2, train_file="t", val_file="v", checkpoint_dir="c")
+    assert launch.compose_config(two).trainer.n_gpus_per_node == 2
+
+    if torch.cuda.is_available():
+        assert launch.gpus_per_node(experiment("/m")) == torch.cuda.device_count()
+    else:
+        assert launch.gpus_per_node(experiment("/m"), dry_run=True) is None
+        with pytest.raises(ConfigError, match=r"no CUDA GPU is visible .* `verl.trainer.n_gpus_per_node=8`"):
+            train(experiment("/m"), output_dir=tmp_path / "run")
+        assert not (tmp_path / "run").exists()
+
+
+
+def test_recipe_config_ships_as_package_data():
+    """An installed siri-rl (not only a checkout) holds the recipe config: pyproject's package-data covers it."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    from siri_rl.engines.verl import CONFIG_DIR
+
+    repo = Path(__file__).resolve().parents[1]
+    globs = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["siri_rl"]
+    shipped = sorted(CONFIG_DIR.glob("*"))
+    assert {p.name for p in shipped} == {"siri_trainer.yaml", "agent_loop.yaml"}
+    for path in shipped:
+        assert any(fnmatch.fnmatch(path.relative_to(repo / "siri_rl").as_posix(), g) for g in globs), path
+
+# --- the README's own-launch command ---------------------------------------------------------------------------
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_verl_block() -> str:
+    """The bash block of the README's section "Use SIRI in your own veRL launch", as written."""
+    import re
+
+    text = README.read_text()
+    section = text[text.index("## Use SIRI in your own veRL launch") :]
+    section = section[: section.index("\n## ", 1)]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    assert len(blocks) == 1, "the section should hold one bash block"
+    return blocks[0].strip()
+
+
+def test_readme_verl_launch_composes_siri(tmp_path):
+    """The README's `python -m verl.trainer.main_ppo --config-name siri_trainer ...` block, run by bash with the
+    `--cfg job` the README says to append: veRL's main composes it, veRL's validation passes, and the composed config
+    has SIRI's agent loop and manager, the length-capped reward, the paper's schedule and DAPO's constant settings.
+    `siri train` on the paper's config composes the same settings."""
+    import os
+    import subprocess
+    import sys
+
+    from verl.utils.import_utils import load_class_from_fqn, load_extern_object
+
+    from siri_rl.config import load_config
+    from siri_rl.engines.verl.manager import SiriAgentLoopManager, schedule_from_verl_config
+    from siri_rl.engines.verl.reward import compute_score
+    from siri_rl.schedule import make_schedule
+
+    env = dict(os.environ, HOME=str(tmp_path), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run(
+        ["bash", "-c", readme_verl_block() + " --cfg job"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    c = OmegaConf.create(proc.stdout)
+    launch.validate_verl_config(c)
+
+    a, r = c.actor_rollout_ref.actor, c.actor_rollout_ref.rollout
+    assert c.algorithm.adv_estimator == "grpo" and c.algorithm.use_kl_in_reward is False
+    assert (a.clip_ratio_low, a.clip_ratio_high, a.loss_agg_mode, a.use_kl_loss) == (0.2, 0.28, "token-mean", False)
+    assert a.optim.lr == 1e-6 and a.ppo_max_token_len_per_gpu == 1024 + 16384 and c.trainer.use_v1 is False
+    assert c.actor_rollout_ref.model.path == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+    assert c.data.train_files == str(tmp_path / "data/siri/train.parquet") and c.trainer.n_gpus_per_node == 8
+    assert (r.name, r.n, r.response_length, c.data.train_batch_size) == ("vllm", 8, 16384, 128)
+
+    assert r.agent.default_agent_loop == "siri_single_turn"
+    (loop,) = OmegaConf.load(r.agent.agent_loop_config_path)  # the list veRL's rollout workers register
+    assert loop.name == "siri_single_turn" and loop._target_ == "siri_rl.engines.verl.agent_loop.SiriSingleTurnAgentLoop"
+    assert load_class_from_fqn(r.agent.agent_loop_manager_class) is SiriAgentLoopManager
+    rf = c.reward.custom_reward_function
+    assert load_extern_object(rf.path, rf.name) is compute_score and rf.reward_kwargs.require_think_end is True
+    assert (c.reward.reward_manager.source, c.reward.reward_manager.name) == ("importlib", "SiriRewardManager")
+
+    assert schedule_from_verl_config(c) == make_schedule("cosine", l_max=16384, l_min=8192, cycle=640)
+    assert (c.siri.total_rounds, c.trainer.total_training_steps, c.siri.save_every) == (1920, 1920, None)
+    assert c.siri.metrics_path == str(tmp_path / "runs/siri-1.5b/metrics.jsonl")
+
+    paper = load_config(README.parent / "configs" / "r1-distill-1.5b-siri-cosine640.yaml", ["engine=verl"])
+    ours = launch.compose_config(overrides_for(paper, tmp_path))
+    for key in (
+        "algorithm", "actor_rollout_ref.actor.clip_ratio_high", "actor_rollout_ref.actor.loss_agg_mode",
+        "actor_rollout_ref.actor.ppo_max_token_len_per_gpu", "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu",
+        "actor_rollout_ref.rollout.agent.default_agent_loop", "actor_rollout_ref.rollout.n", "data.train_batch_size",
+        "reward.custom_reward_function", "reward.reward_manager", "siri.schedule", "trainer.total_training_steps",
+    ):  # fmt: skip
+        assert OmegaConf.select(ours, key) == OmegaConf.select(c, key), key

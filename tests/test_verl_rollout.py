@@ -69,7 +69,6 @@ def siri_config(model_path, tmp_path, training=None, **verl):
         cfg,
         train_file=tmp_path / "train.parquet",
         val_file=tmp_path / "train.parquet",
-        agent_loop_yaml=launch.write_agent_loop_yaml(tmp_path / "agent_loop.yaml"),
         checkpoint_dir=tmp_path / "ckpt",
         metrics_path=tmp_path / "metrics.jsonl",
     )

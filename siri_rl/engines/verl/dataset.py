@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from siri_rl.data import INSTRUCTION, DataError, build_messages
+from siri_rl.data import INSTRUCTION, DataError, build_messages, load_benchmark, load_problems
+
+if TYPE_CHECKING:
+    from siri_rl.config import ExperimentConfig
 
 TRAIN_DATA_SOURCE = "siri_math"
 
@@ -76,3 +79,25 @@ def write_verl_parquet(
     rows = to_verl_rows(problems, split=split, data_source=data_source, instruction=instruction)
     pd.DataFrame(rows).to_parquet(path, index=False)
     return path
+
+
+def load_run_problems(cfg: ExperimentConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The training and validation problems of a veRL run: training from ``data.train`` (the first
+    ``data.max_problems``), validation from ``eval.benchmarks`` (each row tagged with its benchmark, veRL's
+    ``data_source``), else the first 64 training problems (veRL needs a validation file; validation stays off)."""
+    d = cfg.data
+    problems = load_problems(
+        d.train,
+        split=d.split,
+        problem_field=d.problem_field,
+        answer_field=d.answer_field,
+        skip_invalid=d.skip_invalid,
+    )
+    if d.max_problems:
+        problems = problems[: d.max_problems]
+    benchmarks = (cfg.eval or {}).get("benchmarks") or []
+    if benchmarks:
+        val = [row for name in benchmarks for row in load_benchmark(name, (cfg.eval or {}).get("data_dir"))]
+    else:
+        val = problems[:64]
+    return problems, val

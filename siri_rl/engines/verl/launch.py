@@ -1,22 +1,20 @@
-"""From an experiment YAML to ``python -m verl.trainer.main_ppo <Hydra overrides>`` (SIRI §5.1 settings).
+"""From an experiment YAML to ``python -m verl.trainer.main_ppo --config-name siri_trainer <overrides>``.
 
-The generic sections of an experiment config (model, data, schedule, training) map to veRL's Hydra keys below;
-the ``verl:`` section is a mapping of extra Hydra overrides (nested or dotted keys, ``+`` for keys veRL's yaml
-does not have) applied last, so it can change anything here. Composition and validation are veRL's own: the
-same ``ppo_trainer`` config, Hydra overrides and ``verl.utils.config.validate_config`` that ``main_ppo`` runs.
-
-DAPO-style GRPO as in the paper: ``adv_estimator=grpo``, no KL (neither loss nor in-reward), decoupled clip
-0.2/0.28, token-mean loss, temperature 1.0, lr 1e-6, 128 prompts per round; token budgets
-(``ppo_max_token_len_per_gpu``) cover prompt + L_max.
+The constant SIRI settings (SIRI §5.1: DAPO-style GRPO with ``adv_estimator=grpo``, no KL, decoupled clip
+0.2/0.28, token-mean loss; the agent loop, manager, reward function and reward manager of this package; the
+DataProto trainer) live in the recipe config ``config/siri_trainer.yaml``, which extends veRL's ``ppo_trainer``
+as veRL's own recipes do. This module adds only what an experiment config decides: model, data files, batch
+geometry, the schedule and L_max with the token budgets that follow from them, rounds, seeds, paths, the GPUs per
+node. The ``verl:`` section of the experiment config is a mapping of further Hydra overrides (nested or dotted keys,
+``+`` for keys veRL's yaml does not have) applied last, so it can change anything. Composition and validation are
+veRL's own: Hydra over the recipe config and ``verl.utils.config.validate_config``, as ``main_ppo`` runs them.
 """
 
 from __future__ import annotations
 
-import re
 import shlex
 import sys
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +22,15 @@ import yaml
 
 from siri_rl.config import ConfigError, ExperimentConfig
 from siri_rl.engines import EngineError, TrainResult
+from siri_rl.engines.verl import AGENT_LOOP_YAML, CONFIG_DIR, CONFIG_NAME
 from siri_rl.engines.verl.checkpoints import checkpoint_steps, latest_saved_step, prune_checkpoints, save_plan
-from siri_rl.engines.verl.reward import __file__ as REWARD_FILE
+from siri_rl.engines.verl.hydra_overrides import Overrides
+from siri_rl.engines.verl.process import LOG_FILE, run_logged
 from siri_rl.run_dir import read_metric_rows, refuse_existing_run, write_dynamics_plot, write_run_config
 
-VERL_CONFIG_NAME = "ppo_trainer"
-AGENT_NAME = (
-    "siri_single_turn"  # registered by siri_rl.engines.verl.agent_loop (kept here to avoid importing veRL)
-)
-AGENT_LOOP_TARGET = "siri_rl.engines.verl.agent_loop.SiriSingleTurnAgentLoop"
-MANAGER_CLASS = "siri_rl.engines.verl.manager.SiriAgentLoopManager"
-REWARD_MANAGER_MODULE = "pkg://siri_rl.engines.verl.reward_manager"
+__all__ = ["build_overrides", "compose_config", "gpus_per_node", "run_logged", "train"]
+
 SUPPORTED_ROLLOUTS = ("vllm", "sglang")
-_PLAIN = re.compile(r"^[A-Za-z0-9_\-+./:~@]+$")
 # Checkpoint keys the recipe owns (see checkpoints.py): a verl: override of them would be silently replaced every
 # round (save_freq) or would delete trough/peak checkpoints (veRL's keep-newest-N rotation).
 OWNED_KEYS = {
@@ -45,68 +39,10 @@ OWNED_KEYS = {
     "trainer.remove_previous_ckpt_in_save": "siri keeps the newest save in full and only the model of trough/peak "
     "saves",
 }
+GPUS_KEY = "trainer.n_gpus_per_node"
 
 
-# --- Hydra override syntax -------------------------------------------------------------------------------------
-
-
-def hydra_value(value: Any) -> str:
-    """Render a Python value in Hydra's override grammar (strings quoted when they would be misread)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(hydra_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
-    text = str(value)
-    if _PLAIN.match(text) and isinstance(yaml.safe_load(text), str):
-        return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
-    for key, value in mapping.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping) and value:
-            yield from _flatten(value, name)
-        else:
-            yield name, value
-
-
-def _split_prefix(key: str) -> tuple[str, str]:
-    match = re.match(r"^(\+\+|\+|~)?(.*)$", key)
-    assert match is not None
-    return match.group(1) or "", match.group(2)
-
-
-@dataclass
-class Overrides:
-    """An ordered set of Hydra overrides, one per key: a later setting of a key replaces the earlier one (Hydra
-    itself rejects a key given twice)."""
-
-    items: dict[str, tuple[str, Any]] = field(default_factory=dict)
-
-    def set(self, key: str, value: Any) -> None:
-        prefix, name = _split_prefix(key)
-        old_prefix = self.items.get(name, ("", None))[0]
-        self.items[name] = (prefix or old_prefix, value)
-
-    def update(self, mapping: Mapping[str, Any]) -> None:
-        for key, value in _flatten(mapping):
-            self.set(key, value)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.items.get(_split_prefix(key)[1], ("", default))[1]
-
-    def to_list(self) -> list[str]:
-        return [f"{p}{k}" if p == "~" else f"{p}{k}={hydra_value(v)}" for k, (p, v) in self.items.items()]
-
-
-# --- the recipe ------------------------------------------------------------------------------------------------
+# --- the per-experiment overrides ------------------------------------------------------------------------------
 
 
 def recipe_overrides(
@@ -114,15 +50,16 @@ def recipe_overrides(
     *,
     train_file: str | Path,
     val_file: str | Path,
-    agent_loop_yaml: str | Path,
     checkpoint_dir: str | Path,
     metrics_path: str | Path | None = None,
     resume: bool = False,
+    gpus_per_node: int | None = None,
 ) -> Overrides:
-    """The Hydra overrides that run ``cfg`` as SIRI on veRL, before the config's own ``verl:`` section."""
-    if cfg.schedule is None:
-        raise ConfigError("a veRL run needs a schedule section")
+    """The overrides of ``siri_trainer.yaml`` that run ``cfg``, before the config's own ``verl:`` section.
+    ``gpus_per_node``: ``trainer.n_gpus_per_node`` (None: the recipe's, i.e. veRL's, default)."""
     t, d, s = cfg.training, cfg.data, cfg.schedule
+    if s is None:
+        raise ConfigError("a veRL run needs a schedule section")
     if t.prompts_per_round % t.updates_per_round:
         raise ConfigError(
             f"training.prompts_per_round ({t.prompts_per_round}) must be divisible by training.updates_per_round "
@@ -132,84 +69,48 @@ def recipe_overrides(
     o = Overrides()
     o.update(
         {
-            # data: the exported parquet files (veRL's RL format)
             "data.train_files": str(train_file),
             "data.val_files": str(val_file),
-            "data.prompt_key": "prompt",
             "data.max_prompt_length": d.max_prompt_length,
             "data.max_response_length": s.l_max,  # padded width; the per-round cap L <= L_max is per request
             "data.train_batch_size": t.prompts_per_round,
-            "data.filter_overlong_prompts": True,
-            "data.truncation": "error",
             "data.seed": t.seed,
             "data.trust_remote_code": cfg.model.trust_remote_code,
-            # model
             "actor_rollout_ref.model.path": cfg.model.name_or_path,
             "actor_rollout_ref.model.trust_remote_code": cfg.model.trust_remote_code,
-            "actor_rollout_ref.model.use_remove_padding": True,
-            "actor_rollout_ref.model.enable_gradient_checkpointing": True,
-            # GRPO with DAPO's changes (SIRI §5.1)
-            "algorithm.adv_estimator": "grpo",
-            "algorithm.use_kl_in_reward": False,
             "actor_rollout_ref.actor.use_kl_loss": t.kl_coef > 0,
             "actor_rollout_ref.actor.kl_loss_coef": t.kl_coef,
             "actor_rollout_ref.actor.clip_ratio_low": t.clip_low,
             "actor_rollout_ref.actor.clip_ratio_high": t.clip_high,
-            "actor_rollout_ref.actor.loss_agg_mode": "token-mean",
-            "actor_rollout_ref.actor.entropy_coeff": 0,
             "actor_rollout_ref.actor.optim.lr": t.learning_rate,
             "actor_rollout_ref.actor.ppo_mini_batch_size": t.prompts_per_round // t.updates_per_round,
-            "actor_rollout_ref.actor.ppo_epochs": 1,
             # token budgets: one micro-batch must hold at least one full prompt + L_max sequence
-            "actor_rollout_ref.actor.use_dynamic_bsz": True,
             "actor_rollout_ref.actor.ppo_max_token_len_per_gpu": seq_len,
             "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu": 2 * seq_len,
             "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu": 2 * seq_len,
-            # rollout: vLLM by default, n samples per prompt, capped per round by the SIRI agent loop
-            "actor_rollout_ref.rollout.name": "vllm",
+            "actor_rollout_ref.rollout.max_num_batched_tokens": seq_len,
             "actor_rollout_ref.rollout.n": t.group_size,
             "actor_rollout_ref.rollout.temperature": t.temperature,
             "actor_rollout_ref.rollout.top_p": t.top_p,
             "actor_rollout_ref.rollout.seed": t.seed,
-            "actor_rollout_ref.rollout.tensor_model_parallel_size": 1,
-            "actor_rollout_ref.rollout.gpu_memory_utilization": 0.7,
-            "actor_rollout_ref.rollout.max_num_batched_tokens": seq_len,
-            "actor_rollout_ref.rollout.agent.default_agent_loop": AGENT_NAME,
-            "actor_rollout_ref.rollout.agent.agent_loop_config_path": str(agent_loop_yaml),
-            "+actor_rollout_ref.rollout.agent.agent_loop_manager_class": MANAGER_CLASS,
-            # reward: the length-capped reward (the reward.* keys; top-level custom_reward_function.* is ignored)
-            "reward.custom_reward_function.path": str(Path(REWARD_FILE).resolve()),
-            "reward.custom_reward_function.name": "compute_score",
-            "+reward.custom_reward_function.reward_kwargs.require_think_end": d.require_think_end,
-            # decoded by SIRI's rule (keeps </think> if the tokenizer marks it special), not veRL's skip-special
-            "reward.reward_manager.source": "importlib",
-            "reward.reward_manager.name": "SiriRewardManager",
-            "reward.reward_manager.module.path": REWARD_MANAGER_MODULE,
-            # trainer: rounds, the DataProto trainer our manager plugs into, and the save plan (checkpoints.py):
-            # the manager sets save_freq for every step from siri.save_every and the schedule; this value is what
-            # veRL would use without it (a resumable save every save_every rounds).
-            "trainer.use_v1": False,
+            "actor_rollout_ref.rollout.agent.agent_loop_config_path": str(AGENT_LOOP_YAML),
+            "reward.custom_reward_function.reward_kwargs.require_think_end": d.require_think_end,
             "trainer.total_training_steps": t.rounds,
-            "trainer.total_epochs": 1_000_000,  # rounds, not epochs, end the run
+            # What veRL saves without the manager, which sets save_freq before every round (checkpoints.py).
             "trainer.save_freq": t.save_every or t.rounds,
-            "trainer.max_actor_ckpt_to_keep": None,  # pruned by siri (checkpoints.prune_checkpoints)
-            "trainer.test_freq": -1,
-            "trainer.val_before_train": False,
-            "trainer.critic_warmup": 0,
-            "trainer.project_name": "siri-rl",
             "trainer.experiment_name": cfg.name,
-            "trainer.logger": ["console"],
             "trainer.default_local_dir": str(checkpoint_dir),
             "trainer.resume_mode": "auto" if resume else "disable",
-            "trainer.nnodes": 1,
-            "trainer.n_gpus_per_node": 8,
         }
     )
-    # SIRI's own section, read by the agent-loop manager (veRL ignores top-level keys it does not know).
-    o.update({f"+siri.schedule.{k}": v for k, v in s.to_dict().items()})
-    o.set("+siri.total_rounds", t.rounds)
-    o.set("+siri.save_every", t.save_every)
-    o.set("+siri.metrics_path", str(metrics_path) if metrics_path else None)
+    if gpus_per_node is not None:
+        o.set(GPUS_KEY, gpus_per_node)
+    # SIRI's section for the agent-loop manager: every schedule key, so none of the recipe's defaults is left over.
+    schedule = dict.fromkeys(("l_min", "cycle", "stages", "round_to")) | s.to_dict()
+    o.update({f"siri.schedule.{k}": v for k, v in schedule.items()})
+    o.set("siri.total_rounds", t.rounds)
+    o.set("siri.save_every", t.save_every)
+    o.set("siri.metrics_path", str(metrics_path) if metrics_path else None)
     return o
 
 
@@ -230,8 +131,8 @@ def build_overrides(
         if key in extra.items:
             raise ConfigError(f"verl: {key} is set by siri's save plan ({why}); remove it from the verl: section")
     o.update(cfg.verl or {})
-    name = o.get("actor_rollout_ref.rollout.name")
-    if name not in SUPPORTED_ROLLOUTS:
+    name = o.get("actor_rollout_ref.rollout.name")  # None: the recipe's vllm
+    if name is not None and name not in SUPPORTED_ROLLOUTS:
         raise ConfigError(
             f"verl: actor_rollout_ref.rollout.name={name!r} cannot apply SIRI's per-round length cap: only vLLM and "
             "SGLang honour a per-request max_tokens (TensorRT-LLM ignores it); use vllm or sglang"
@@ -239,33 +140,39 @@ def build_overrides(
     return o.to_list()
 
 
-def write_agent_loop_yaml(path: str | Path) -> Path:
-    """Write the agent-loop config veRL's workers load (``rollout.agent.agent_loop_config_path``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump([{"name": AGENT_NAME, "_target_": AGENT_LOOP_TARGET}], sort_keys=False))
-    return path
+def gpus_per_node(cfg: ExperimentConfig, *, dry_run: bool = False) -> int | None:
+    """``trainer.n_gpus_per_node`` for a run launched from this machine: None when the ``verl:`` section sets it
+    (it is applied last), else the CUDA devices visible here. Without any, a dry run keeps the recipe's default
+    (veRL's 8) and a launch stops: the count cannot be guessed on a head node without GPUs."""
+    extra = Overrides()
+    extra.update(cfg.verl or {})
+    if extra.get(GPUS_KEY) is not None:
+        return None
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count:
+        return count
+    if dry_run:
+        return None
+    raise ConfigError(
+        f"no CUDA GPU is visible on this machine to count {GPUS_KEY}: set it to the GPUs of each Ray node, e.g. "
+        f"`verl: {{{GPUS_KEY}: 8}}` in the config or `verl.{GPUS_KEY}=8` on the command line"
+    )
 
 
 # --- composition, validation, command --------------------------------------------------------------------------
 
 
-def verl_config_dir() -> Path:
-    """veRL's packaged Hydra config directory (``verl/trainer/config``)."""
-    import verl.trainer
-
-    return Path(verl.trainer.__file__).parent / "config"
-
-
 def compose_config(overrides: list[str], *, validate: bool = True):
-    """Compose veRL's ``ppo_trainer`` config with ``overrides`` exactly as ``main_ppo`` does, and run veRL's
-    ``validate_config`` on it. Returns the (unresolved) OmegaConf ``DictConfig``."""
+    """Compose the recipe config ``siri_trainer`` (veRL's ``ppo_trainer`` under it) with ``overrides`` as
+    ``main_ppo`` does, and run veRL's ``validate_config`` on it. Returns the (unresolved) OmegaConf ``DictConfig``."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(verl_config_dir()), version_base=None):
-        config = compose(config_name=VERL_CONFIG_NAME, overrides=list(overrides))
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        config = compose(config_name=CONFIG_NAME, overrides=list(overrides))
     if validate:
         validate_verl_config(config)
     return config
@@ -286,8 +193,12 @@ def validate_verl_config(config) -> None:
 
 
 def launch_command(overrides: list[str], python: str | None = None) -> list[str]:
-    """``python -m verl.trainer.main_ppo <overrides>`` as an argument list."""
-    return [python or sys.executable, "-m", "verl.trainer.main_ppo", *overrides]
+    """``python -m verl.trainer.main_ppo --config-path <this package's config> --config-name siri_trainer
+    <overrides>`` as an argument list."""
+    return [
+        python or sys.executable, "-m", "verl.trainer.main_ppo",
+        "--config-path", str(CONFIG_DIR), "--config-name", CONFIG_NAME, *overrides,
+    ]  # fmt: skip
 
 
 def format_command(command: list[str]) -> str:
@@ -319,59 +230,6 @@ def compose_with_main_ppo(overrides: list[str]) -> str:
 # --- the run ---------------------------------------------------------------------------------------------------
 
 
-LOG_FILE = "train.log"  # RUN/verl/train.log: veRL's output, every attempt appended
-
-# An exception line of a Python traceback ("ValueError: ...", "torch.OutOfMemoryError: ..."), after Ray's
-# "(TaskRunner pid=N)" prefix and colour codes are removed.
-_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception)(?:\([\w.]*\))?(?::\s|$)")
-_RAY_PREFIX = re.compile(r"^\([^)]*pid=\d+[^)]*\)\s*")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def last_exception_line(text: str) -> str | None:
-    """The last exception line of the tracebacks in ``text`` (a log), or None."""
-    for line in reversed(text.splitlines()):
-        line = _RAY_PREFIX.sub("", _ANSI.sub("", line)).strip()
-        if _EXCEPTION_LINE.match(line):
-            return line
-    return None
-
-
-def run_logged(command: list[str], log_path: str | Path, *, what: str = "veRL") -> None:
-    """Run ``command`` with its output (stdout and stderr, merged) shown here as it comes and appended to
-    ``log_path``. A non-zero exit raises :class:`~siri_rl.engines.EngineError`: one line with the status, the
-    child's last exception line and the log's path."""
-    import os
-    import subprocess
-
-    log_path = Path(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    out = getattr(sys.stdout, "buffer", None)
-    # Unbuffered: through a pipe the child's Python would otherwise hold its lines back until a buffer fills.
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    with open(log_path, "ab") as log:
-        start = log.tell()
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        try:
-            assert proc.stdout is not None
-            for chunk in iter(lambda: proc.stdout.read1(1 << 16), b""):
-                log.write(chunk)
-                log.flush()
-                if out is not None:
-                    out.write(chunk)
-                    out.flush()
-                else:
-                    sys.stdout.write(chunk.decode(errors="replace"))
-        finally:
-            status = proc.wait()  # also on Ctrl-C: the child got the SIGINT too and shuts Ray down
-    if status != 0:
-        with open(log_path, "rb") as log:
-            log.seek(max(start, log_path.stat().st_size - (1 << 20)))  # this attempt's last MiB
-            error = last_exception_line(log.read().decode(errors="replace"))
-        raise EngineError(f"{what} exited with status {status}" + (f" ({error})" if error else "")
-                          + f"; full log: {log_path}")
-
-
 def run_paths(output_dir: str | Path) -> dict[str, Path]:
     """Where a veRL run keeps its files, under the run directory."""
     # Absolute: veRL's trainer runs in a Ray actor, whose working directory need not be this one.
@@ -379,31 +237,9 @@ def run_paths(output_dir: str | Path) -> dict[str, Path]:
     return {
         "train_file": run / "verl" / "train.parquet",
         "val_file": run / "verl" / "val.parquet",
-        "agent_loop_yaml": run / "verl" / "agent_loop.yaml",
         "checkpoint_dir": run / "verl" / "checkpoints",
         "metrics_path": run / "metrics.jsonl",
     }
-
-
-def _load_data(cfg: ExperimentConfig) -> tuple[list[dict], list[dict]]:
-    from siri_rl.data import load_benchmark, load_problems
-
-    d = cfg.data
-    problems = load_problems(
-        d.train,
-        split=d.split,
-        problem_field=d.problem_field,
-        answer_field=d.answer_field,
-        skip_invalid=d.skip_invalid,
-    )
-    if d.max_problems:
-        problems = problems[: d.max_problems]
-    benchmarks = (cfg.eval or {}).get("benchmarks") or []
-    if benchmarks:
-        val = [row for name in benchmarks for row in load_benchmark(name, (cfg.eval or {}).get("data_dir"))]
-    else:
-        val = problems[:64]  # veRL needs a validation file; without eval benchmarks validation stays off
-    return problems, val
 
 
 def _refuse_unmerged_old_plan(run: Path, checkpoint_dir: Path, checkpoints: Mapping[int, str]) -> None:
@@ -441,10 +277,13 @@ def train(
 
     Dry run: compose the launch with veRL's own ``main_ppo --cfg job``, validate it with veRL's checks, and return
     the command and the composed config; nothing is loaded or written. Real run: export the data to veRL parquet,
-    write the agent-loop yaml, launch ``python -m verl.trainer.main_ppo`` (a Ray cluster started with
-    ``ray start`` is joined automatically), then merge the trough/peak checkpoints into ``RUN/checkpoints/``.
-    Returns a :class:`~siri_rl.engines.TrainResult` (dry run: a dict with ``command``, ``overrides``,
-    ``save_plan``, ``checkpoints``, ``verl_config``).
+    launch ``python -m verl.trainer.main_ppo`` (a Ray cluster started with ``ray start`` is joined automatically),
+    then merge the trough/peak checkpoints into ``RUN/checkpoints/``. Returns a
+    :class:`~siri_rl.engines.TrainResult` (dry run: a dict with ``command``, ``overrides``, ``save_plan``,
+    ``checkpoints``, ``verl_config``).
+
+    GPUs per node (:func:`gpus_per_node`): the ``verl:`` section's ``trainer.n_gpus_per_node``, else the CUDA
+    devices of this machine; a launch with neither stops with the fix, a dry run shows veRL's default (8).
 
     Resume policy (both engines, :mod:`siri_rl.run_dir`): a fresh run into a directory with ``metrics.jsonl``
     is refused; ``resume`` needs a veRL checkpoint, and the manager drops the rows of the rounds veRL redoes.
@@ -454,10 +293,25 @@ def train(
     from omegaconf import OmegaConf
 
     paths = run_paths(output_dir)
-    overrides = build_overrides(cfg, resume=resume, stop_after_rounds=stop_after_rounds, **paths)
-    command = launch_command(overrides)
     checkpoints = checkpoint_steps(cfg.schedule, cfg.training.rounds) if cfg.schedule else {}
     saves = save_plan(cfg.schedule, cfg.training.rounds, cfg.training.save_every) if cfg.schedule else None
+    if not dry_run:
+        refuse_existing_run(output_dir, resume=resume)
+    if resume and not dry_run:
+        if latest_saved_step(paths["checkpoint_dir"]) is None:
+            raise ConfigError(
+                f"--resume: no veRL checkpoint under {paths['checkpoint_dir']}; start without --resume"
+            )
+        try:
+            read_metric_rows(paths["metrics_path"])  # the manager rewrites it on its first round: fail here
+        except ValueError as err:
+            raise ConfigError(f"--resume: {err}") from None
+        _refuse_unmerged_old_plan(Path(output_dir), paths["checkpoint_dir"], checkpoints)
+    gpus = gpus_per_node(cfg, dry_run=dry_run)
+    overrides = build_overrides(
+        cfg, resume=resume, stop_after_rounds=stop_after_rounds, gpus_per_node=gpus, **paths
+    )
+    command = launch_command(overrides)
     if dry_run:
         text = compose_with_main_ppo(overrides)
         validate_verl_config(OmegaConf.create(text))
@@ -471,17 +325,6 @@ def train(
             "verl_config": yaml.safe_load(text),
         }
 
-    refuse_existing_run(output_dir, resume=resume)
-    if resume:
-        if latest_saved_step(paths["checkpoint_dir"]) is None:
-            raise ConfigError(
-                f"--resume: no veRL checkpoint under {paths['checkpoint_dir']}; start without --resume"
-            )
-        try:
-            read_metric_rows(paths["metrics_path"])  # the manager rewrites it on its first round: fail here
-        except ValueError as err:
-            raise ConfigError(f"--resume: {err}") from None
-        _refuse_unmerged_old_plan(Path(output_dir), paths["checkpoint_dir"], checkpoints)
     composed = compose_config(overrides)  # fail fast, before any data is downloaded
     rollout = composed.actor_rollout_ref.rollout.name
     import importlib.util
@@ -492,15 +335,14 @@ def train(
             f"(pip install {rollout}, next to the verl extra of siri-rl; see docs/scaling-out.md)"
         )
     run = Path(output_dir)
-    from siri_rl.engines.verl.dataset import write_verl_parquet
+    from siri_rl.engines.verl.dataset import load_run_problems, write_verl_parquet
 
     fresh_data = not (resume and paths["train_file"].exists())
-    problems, val = _load_data(cfg) if fresh_data else ([], [])  # a bad row fails before the run dir exists
+    problems, val = load_run_problems(cfg) if fresh_data else ([], [])  # a bad row fails before the run dir exists
     run.mkdir(parents=True, exist_ok=True)
     if fresh_data:
         write_verl_parquet(problems, paths["train_file"], split="train")
         write_verl_parquet(val, paths["val_file"], split="test")
-    write_agent_loop_yaml(paths["agent_loop_yaml"])
     write_run_config(run, cfg)
     plan = {
         "checkpoint_dir": str(paths["checkpoint_dir"]),

@@ -5,17 +5,24 @@ veRL saves sharded actor checkpoints under ``trainer.default_local_dir/global_st
 saves the model after every trough (SIRI-low, ``cycleK-compressed``) and peak (SIRI-high, ``cycleK-expanded``)
 round r as ``global_step_{r+1}`` (the save plan of :mod:`siri_rl.engines.verl.checkpoints`, recorded in
 ``verl/plan.json``; older ones keep only their model shards, which is all the merger reads); this module merges
-them into ``RUN/checkpoints/<name>/`` (``save_pretrained`` layout), where ``siri eval`` reads them. The same as
-running ``python -m verl.model_merger merge --backend fsdp --local_dir .../global_step_<N>/actor
---target_dir RUN/checkpoints/<name>`` by hand.
+them into ``RUN/checkpoints/<name>/`` (``save_pretrained`` layout), where ``siri eval`` reads them, by running
+veRL's public merger command, ``python -m verl.model_merger merge --backend fsdp --local_dir
+.../global_step_<N>/actor --target_dir RUN/checkpoints/<name>`` (verl/model_merger/__main__.py:18-24; its flags
+at verl/model_merger/base_model_merger.py:34-79; it reads the model config from ``<local_dir>/huggingface``,
+``model/huggingface`` for Megatron, base_model_merger.py:127-140).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+from siri_rl.engines import EngineError
+
 PLAN_FILE = "verl/plan.json"  # written by siri_rl.engines.verl.launch.train
+BACKENDS = ("fsdp", "megatron")
 
 
 def actor_checkpoint_dir(checkpoint_root: str | Path, global_step: int) -> Path:
@@ -23,36 +30,37 @@ def actor_checkpoint_dir(checkpoint_root: str | Path, global_step: int) -> Path:
     return Path(checkpoint_root) / f"global_step_{int(global_step)}" / "actor"
 
 
+def merge_command(
+    actor_dir: str | Path, target_dir: str | Path, *, backend: str = "fsdp", trust_remote_code: bool = False
+) -> list[str]:
+    """veRL's merger command for one actor checkpoint, as an argument list."""
+    command = [
+        sys.executable, "-m", "verl.model_merger", "merge", "--backend", backend,
+        "--local_dir", str(actor_dir), "--target_dir", str(target_dir),
+    ]  # fmt: skip
+    return command + (["--trust-remote-code"] if trust_remote_code else [])
+
+
 def merge_checkpoint(
     actor_dir: str | Path, target_dir: str | Path, *, backend: str = "fsdp", trust_remote_code: bool = False
 ) -> Path:
-    """Merge one veRL actor checkpoint (``.../global_step_<N>/actor``) into a Hugging Face model directory."""
-    from verl.model_merger.base_model_merger import ModelMergerConfig
+    """Merge one veRL actor checkpoint (``.../global_step_<N>/actor``) into a Hugging Face model directory with
+    ``python -m verl.model_merger merge``. A failed merge raises :class:`~siri_rl.engines.EngineError` with the
+    merger's last exception line and the command to rerun."""
+    from siri_rl.engines.verl.process import last_exception_line
 
     actor_dir, target_dir = Path(actor_dir), Path(target_dir)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown veRL checkpoint backend {backend!r}; use fsdp or megatron")
     if not actor_dir.is_dir():
         raise FileNotFoundError(
             f"no veRL actor checkpoint at {actor_dir} (expected .../global_step_<N>/actor)"
         )
-    hf_config = actor_dir / ("model/huggingface" if backend == "megatron" else "huggingface")
-    target_dir.mkdir(parents=True, exist_ok=True)
-    config = ModelMergerConfig(
-        operation="merge",
-        backend=backend,
-        local_dir=str(actor_dir),
-        target_dir=str(target_dir),
-        hf_model_config_path=str(hf_config),
-        trust_remote_code=trust_remote_code,
-    )
-    if backend == "fsdp":
-        from verl.model_merger.fsdp_model_merger import FSDPModelMerger as Merger
-    elif backend == "megatron":
-        from verl.model_merger.megatron_model_merger import MegatronModelMerger as Merger
-    else:
-        raise ValueError(f"unknown veRL checkpoint backend {backend!r}; use fsdp or megatron")
-    merger = Merger(config)
-    merger.merge_and_save()
-    merger.cleanup()
+    command = merge_command(actor_dir, target_dir, backend=backend, trust_remote_code=trust_remote_code)
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode != 0:
+        error = last_exception_line(proc.stdout + "\n" + proc.stderr) or f"exit status {proc.returncode}"
+        raise EngineError(f"veRL's model merger failed on {actor_dir} ({error}); by hand: {' '.join(command)}")
     return target_dir
 
 
