@@ -25,7 +25,7 @@ def toy_spec(cfg: Any):
     from siri_rl.toy.model import ToyBaseSpec
 
     try:
-        return ToyBaseSpec.from_dict(cfg.toy.get("base"))
+        return ToyBaseSpec.from_dict(cfg.toy.base)
     except (TypeError, ValueError) as err:
         from siri_rl.config import ConfigError
 
@@ -44,6 +44,6 @@ def toy_train_rows(cfg: Any) -> list[dict]:
     from siri_rl.toy.task import make_problems
 
     spec = toy_spec(cfg)
-    n = int(cfg.toy.get("train_problems", 4096))
+    n = cfg.toy.train_problems
     return [p.to_dict() for p in make_problems(n, seed=cfg.training.seed, min_terms=spec.min_terms,
                                                max_terms=spec.max_terms, prefix="train")]

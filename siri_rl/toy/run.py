@@ -25,14 +25,9 @@ SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
 
 def eval_settings(cfg: ExperimentConfig) -> dict[str, Any]:
     """``toy.eval``: held-out problems per difficulty, the fixed cap (default L_max), temperature and seed."""
-    assert cfg.schedule is not None
-    ev = dict(cfg.toy.get("eval") or {})
-    return {
-        "per_difficulty": int(ev.get("per_difficulty", 32)),
-        "max_len": int(ev.get("max_len", cfg.schedule.l_max)),
-        "temperature": float(ev.get("temperature", 0.6)),
-        "seed": int(ev.get("seed", 20_250_925)),
-    }
+    ev = cfg.toy.eval
+    return {"per_difficulty": ev.per_difficulty, "max_len": ev.max_len or cfg.schedule.l_max,
+            "temperature": ev.temperature, "seed": ev.seed}
 
 
 def evaluate_run(cfg: ExperimentConfig, run_dir: Path, base_dir: Path, *, console: Console | None = None) -> list[dict]:
@@ -145,8 +140,8 @@ def run_toy(
     import torch
     from transformers.utils import logging as hf_logging
 
-    if cfg.toy.get("torch_threads"):
-        torch.set_num_threads(int(cfg.toy["torch_threads"]))
+    if cfg.toy.torch_threads:
+        torch.set_num_threads(cfg.toy.torch_threads)
     # The toy loads and saves a tiny model a dozen times: transformers' per-file bars would bury the round bar.
     hf_logging.disable_progress_bar()
     console.print("[bold]toy base model[/] (built once, then cached) ...")

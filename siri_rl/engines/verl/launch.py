@@ -120,8 +120,6 @@ def recipe_overrides(
     resume: bool = False,
 ) -> Overrides:
     """The Hydra overrides that run ``cfg`` as SIRI on veRL, before the config's own ``verl:`` section."""
-    if cfg.schedule is None:
-        raise ConfigError("a veRL run needs a schedule section")
     t, d, s = cfg.training, cfg.data, cfg.schedule
     if t.prompts_per_round % t.updates_per_round:
         raise ConfigError(
@@ -398,9 +396,9 @@ def _load_data(cfg: ExperimentConfig) -> tuple[list[dict], list[dict]]:
     )
     if d.max_problems:
         problems = problems[: d.max_problems]
-    benchmarks = (cfg.eval or {}).get("benchmarks") or []
+    benchmarks = cfg.eval.benchmarks
     if benchmarks:
-        val = [row for name in benchmarks for row in load_benchmark(name, (cfg.eval or {}).get("data_dir"))]
+        val = [row for name in benchmarks for row in load_benchmark(name, cfg.eval.data_dir)]
     else:
         val = problems[:64]  # veRL needs a validation file; without eval benchmarks validation stays off
     return problems, val
@@ -455,8 +453,8 @@ def train(
     paths = run_paths(output_dir)
     overrides = build_overrides(cfg, resume=resume, stop_after_rounds=stop_after_rounds, **paths)
     command = launch_command(overrides)
-    checkpoints = checkpoint_steps(cfg.schedule, cfg.training.rounds) if cfg.schedule else {}
-    saves = save_plan(cfg.schedule, cfg.training.rounds, cfg.training.save_every) if cfg.schedule else None
+    checkpoints = checkpoint_steps(cfg.schedule, cfg.training.rounds)
+    saves = save_plan(cfg.schedule, cfg.training.rounds, cfg.training.save_every)
     if dry_run:
         text = compose_with_main_ppo(overrides)
         validate_verl_config(OmegaConf.create(text))
