@@ -300,22 +300,22 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
         raise ConfigError(f"{where}eval.benchmarks must be a list of benchmark names, e.g. [aime24, amc], got "
                           f"{cfg.eval.benchmarks!r}")
     try:
-        check_context(cfg)
+        check_context(cfg, local_config=False)  # the model may not be on this machine yet: the engine checks it
     except ConfigError as err:
         raise ConfigError(f"{where}{err}") from None
 
 
-def check_context(cfg: ExperimentConfig, model_context: int | None = None, model_path: str | Path | None = None) -> None:
+def check_context(cfg: ExperimentConfig, model_context: int | None = None, *, local_config: bool = True) -> None:
     """The context budget: the longest prompt (``data.max_prompt_length``) plus the largest cap L_max must fit the
     model's context, in tokens. The context is ``model.max_context`` if set, else ``model_context`` (a loaded
-    model's ``max_position_embeddings``), else the ``max_position_embeddings`` of a local ``config.json`` in
-    ``model_path`` (default ``model.name_or_path``); never downloads. No known context: nothing to check.
-    The one check of this rule: the config loader, the engines and the toy all call it."""
+    model's ``max_position_embeddings``), else, with ``local_config``, the ``max_position_embeddings`` of a local
+    ``config.json`` in ``model.name_or_path`` (never downloads). No known context: nothing to check.
+    The one check of this rule: the config loader (``model.max_context`` only) and the engines call it."""
     limit, source = cfg.model.max_context, "model.max_context"
     if limit is None:
-        limit, source = model_context, "the model's max_position_embeddings"
-    if limit is None:
-        local = Path(model_path or cfg.model.name_or_path) / "config.json"
+        limit, source = model_context, "max_position_embeddings of the model"
+    if limit is None and local_config:
+        local = Path(cfg.model.name_or_path) / "config.json"
         if local.is_file():
             try:
                 limit = json.loads(local.read_text()).get("max_position_embeddings")
@@ -327,7 +327,7 @@ def check_context(cfg: ExperimentConfig, model_context: int | None = None, model
     need = cfg.schedule.l_max + cfg.data.max_prompt_length
     if need > limit:
         raise ConfigError(f"schedule.l_max ({cfg.schedule.l_max}) + data.max_prompt_length "
-                          f"({cfg.data.max_prompt_length}) = {need} tokens exceeds {source} ({limit}); lower "
+                          f"({cfg.data.max_prompt_length}) = {need} tokens exceeds the model's context ({limit}, {source}); lower "
                           "schedule.l_max or data.max_prompt_length")
 
 

@@ -60,7 +60,7 @@ def test_parse_overrides_forms():
         ("training.bogus=1", "unknown key"),
         ("wrong=1", "unknown top-level key"),
         ("schedule.l_min=99999", "schedule: l_min"),
-        ("schedule.l_max=32768", "exceeds model.max_context"),
+        ("schedule.l_max=32768", r"exceeds the model's context \(20000, model.max_context\)"),
         ("engine=jax", "engine must be one of"),
         ("model.name_or_path=", "model.name_or_path is required"),
         # eval: and toy: are typed like the other sections: a typo fails instead of being ignored
@@ -108,17 +108,18 @@ def test_schedule_is_required():
 
 
 def test_context_budget_is_one_check_with_one_wording(tmp_path):
-    """The prompt + L_max budget is checked by check_context alone: at load time against model.max_context or a
-    local config.json, and by the engine against a loaded model's max_position_embeddings, in the same words."""
+    """The prompt + L_max budget is checked by check_context alone, in the same words: at load time against
+    model.max_context, by the engine against a local config.json and then the loaded model."""
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"max_position_embeddings": 4096}))
     write(tmp_path / "local.yaml", {**BASE, "model": {"name_or_path": str(model)}})
     wording = r"schedule.l_max \(16384\) \+ data.max_prompt_length \(1024\) = 17408 tokens exceeds "
-    with pytest.raises(ConfigError, match=wording + r"max_position_embeddings of .*config.json \(4096\); lower"):
-        load_config(tmp_path / "local.yaml")
+    local = load_config(tmp_path / "local.yaml")  # the loader reads no model files
+    with pytest.raises(ConfigError, match=wording + r"the model's context \(4096, max_position_embeddings of .*config.json\); lower"):
+        check_context(local)
     cfg = load_config(write(tmp_path / "base.yaml", BASE))
     check_context(cfg, 32768)  # model.max_context (20000) is the budget once set
     cfg.model.max_context = None
-    with pytest.raises(ConfigError, match=wording + r"the model's max_position_embeddings \(8192\); lower"):
+    with pytest.raises(ConfigError, match=wording + r"the model's context \(8192, max_position_embeddings of the model\); lower"):
         check_context(cfg, 8192)
