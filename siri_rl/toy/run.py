@@ -24,12 +24,12 @@ from siri_rl.config import ExperimentConfig
 from siri_rl.run_metrics import METRICS_FILE, RunInterrupted, read_metric_rows
 
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
-
-
 EVAL_SUBDIR = "eval"  # RUN/eval/<checkpoint>/: a `siri eval` results directory per model (resumable, for compare)
 HELDOUT_FILE = "toy-heldout.jsonl"  # RUN/eval/toy-heldout.jsonl: the held-out problems, as a benchmark file
 GROUP_FIELD = "difficulty"  # the problem field the per-difficulty columns break accuracy down by
 EVAL_BATCH = 128  # rows per generate call
+# Words that open a verification segment of the toy's traces ("wait, let me check:", "alternatively:").
+CHECK_WORDS = ("wait", "alternatively")
 
 
 def eval_settings(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -83,10 +83,6 @@ def evaluate_model(cfg: ExperimentConfig, model_dir: Path, out: Path, benchmark:
         "temperature": ev["temperature"],
         "results_dir": str(out),
     }
-
-
-# Words that open a verification segment of the toy's traces ("wait, let me check:", "alternatively:").
-CHECK_WORDS = ("wait", "alternatively")
 
 
 def evaluate_run(cfg: ExperimentConfig, run_dir: Path, base_dir: Path, *, console: Console | None = None) -> list[dict]:
