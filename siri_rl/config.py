@@ -9,7 +9,8 @@ model:    {name_or_path: deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B, dtype: bfloa
 data:     {train: agentica-org/DeepScaleR-Preview-Dataset}
 schedule: {kind: cosine, l_max: 16384, l_min: 8192, cycle: 640}
 training: {rounds: 1920, prompts_per_round: 128, group_size: 8, learning_rate: 1.0e-6}
-eval: {...}   toy: {...}      # free-form, read by the engine / the toy
+eval: {benchmarks: [aime24, amc]}   # veRL's in-training validation sets
+toy:  {train_problems: 4096, base: {...}, eval: {per_difficulty: 32}}   # the embedded toy (siri_rl.toy)
 trl:  {...}                   # passed through to trl.GRPOConfig (validated by the TRL engine)
 verl: {...}                   # Hydra overrides for veRL (validated by veRL's own composition)
 ```
@@ -20,7 +21,8 @@ Overrides on the command line: ``schedule.cycle=320`` or ``--schedule.cycle 320`
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, fields
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,17 +76,47 @@ class TrainingConfig:
 
 
 @dataclass
+class EvalSection:
+    """``eval:``: benchmarks veRL validates on during training (``siri eval`` takes its own options)."""
+
+    benchmarks: list[str] = field(default_factory=list)  # names or files, as ``siri eval --benchmarks``
+    data_dir: str | None = None  # local benchmark files (default $SIRI_DATA_DIR, then the hub)
+
+
+@dataclass
+class ToyEvalConfig:
+    """``toy.eval``: the toy's fixed-cap evaluation of the base model and every checkpoint (``siri eval``'s code)."""
+
+    per_difficulty: int = 32  # held-out problems per difficulty
+    max_len: int | None = None  # the fixed cap (tokens); default schedule.l_max
+    temperature: float = 0.6
+    seed: int = 20_250_925  # draws the held-out problems and seeds the sampling
+    n: int = 1  # samples per problem
+
+
+@dataclass
+class ToyConfig:
+    """``toy:``: the embedded toy (:mod:`siri_rl.toy`), read where ``model.name_or_path`` or ``data.train`` is
+    ``toy``. ``base`` is the base model's spec, checked by :meth:`siri_rl.toy.model.ToyBaseSpec.from_dict`."""
+
+    torch_threads: int | None = None  # CPU threads for torch (default: torch's own choice)
+    train_problems: int = 4096  # generated training problems (seeded by training.seed)
+    base: dict[str, Any] = field(default_factory=dict)
+    eval: ToyEvalConfig = field(default_factory=ToyEvalConfig)
+
+
+@dataclass(kw_only=True)
 class ExperimentConfig:
+    schedule: LengthSchedule  # required: a run without a length schedule is not a SIRI run
     name: str = "experiment"
     description: str = ""
     hardware: str = ""
     engine: str = "trl"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    schedule: LengthSchedule | None = None
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    eval: dict[str, Any] = field(default_factory=dict)
-    toy: dict[str, Any] = field(default_factory=dict)
+    eval: EvalSection = field(default_factory=EvalSection)
+    toy: ToyConfig = field(default_factory=ToyConfig)
     trl: dict[str, Any] = field(default_factory=dict)
     verl: dict[str, Any] = field(default_factory=dict)
     source: str | None = None  # the YAML file it came from
@@ -98,17 +130,22 @@ class ExperimentConfig:
             "engine": self.engine,
             "model": asdict(self.model),
             "data": asdict(self.data),
-            "schedule": self.schedule.to_dict() if self.schedule else None,
+            "schedule": self.schedule.to_dict(),
             "training": asdict(self.training),
         }
-        for section in ("eval", "toy", "trl", "verl"):
+        # Sections most configs leave out are written only where they say something.
+        for section, default in (("eval", EvalSection()), ("toy", ToyConfig())):
+            if getattr(self, section) != default:
+                out[section] = asdict(getattr(self, section))
+        for section in FREE_SECTIONS:
             if getattr(self, section):
                 out[section] = copy.deepcopy(getattr(self, section))
         return out
 
 
-TYPED_SECTIONS = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig}
-FREE_SECTIONS = ("eval", "toy", "trl", "verl")
+TYPED_SECTIONS = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig, "eval": EvalSection,
+                  "toy": ToyConfig}
+FREE_SECTIONS = ("trl", "verl")  # passed through to the engine, which validates them
 TOP_LEVEL = ("name", "description", "hardware", "engine", "extends", "schedule", *TYPED_SECTIONS, *FREE_SECTIONS)
 
 
@@ -195,6 +232,10 @@ def _typed(section: str, cls: type, values: Any) -> Any:
     unknown = sorted(set(values) - allowed)
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(f'{section}.{k}' for k in unknown)}; allowed: {', '.join(sorted(allowed))}")
+    values = dict(values)
+    for f in fields(cls):  # nested sections (toy.eval) are typed too
+        if is_dataclass(f.default_factory):
+            values[f.name] = _typed(f"{section}.{f.name}", f.default_factory, values.get(f.name))
     return cls(**values)
 
 
@@ -205,20 +246,20 @@ def config_from_dict(data: dict[str, Any], source: str | None = None) -> Experim
     if unknown:
         raise ConfigError(f"{where}unknown top-level key(s) {', '.join(unknown)}; allowed: {', '.join(TOP_LEVEL)}")
     try:
+        if data.get("schedule") is None:
+            raise ConfigError("a config needs a 'schedule' section (kind, l_max, l_min, cycle ...)")
+        if not isinstance(data["schedule"], dict):
+            raise ConfigError(f"section 'schedule' must be a mapping, got {data['schedule']!r}")
         cfg = ExperimentConfig(
             name=str(data.get("name") or (Path(source).stem if source else "experiment")),
             description=str(data.get("description") or ""),
             hardware=str(data.get("hardware") or ""),
             engine=str(data.get("engine") or "trl"),
             source=source,
+            schedule=schedule_from_dict(data["schedule"]),
             **{name: _typed(name, cls, data.get(name)) for name, cls in TYPED_SECTIONS.items()},
             **{name: dict(data.get(name) or {}) for name in FREE_SECTIONS},
         )
-        if data.get("schedule") is None:
-            raise ConfigError("a config needs a 'schedule' section (kind, l_max, l_min, cycle ...)")
-        if not isinstance(data["schedule"], dict):
-            raise ConfigError(f"section 'schedule' must be a mapping, got {data['schedule']!r}")
-        cfg.schedule = schedule_from_dict(data["schedule"])
     except ScheduleError as err:
         raise ConfigError(f"{where}schedule: {err}") from None
     except ConfigError as err:
@@ -245,13 +286,48 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
         raise ConfigError(f"{where}training.clip_low/clip_high out of range: {t.clip_low}, {t.clip_high}")
     if t.learning_rate <= 0 or t.temperature <= 0:
         raise ConfigError(f"{where}training.learning_rate and temperature must be positive")
-    if cfg.model.max_context is not None and cfg.schedule is not None:
-        need = cfg.schedule.l_max + cfg.data.max_prompt_length
-        if need > cfg.model.max_context:
-            raise ConfigError(
-                f"{where}schedule.l_max ({cfg.schedule.l_max}) + data.max_prompt_length ({cfg.data.max_prompt_length}) "
-                f"= {need} tokens exceeds model.max_context ({cfg.model.max_context}); lower l_max or the prompt length"
-            )
+    toy, ev = cfg.toy, cfg.toy.eval
+    for name, value in (("toy.train_problems", toy.train_problems), ("toy.eval.per_difficulty", ev.per_difficulty),
+                        ("toy.eval.n", ev.n), ("toy.eval.max_len", ev.max_len), ("toy.torch_threads", toy.torch_threads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{where}{name} must be a positive integer, got {value!r}")
+    if isinstance(ev.temperature, bool) or not isinstance(ev.temperature, (int, float)) or ev.temperature < 0:
+        raise ConfigError(f"{where}toy.eval.temperature must be a number >= 0, got {ev.temperature!r}")
+    if not isinstance(toy.base, dict):
+        raise ConfigError(f"{where}toy.base must be a mapping of the base model's spec, got {toy.base!r}")
+    if isinstance(cfg.eval.benchmarks, str) or not isinstance(cfg.eval.benchmarks, list):
+        raise ConfigError(f"{where}eval.benchmarks must be a list of benchmark names, e.g. [aime24, amc], got "
+                          f"{cfg.eval.benchmarks!r}")
+    try:
+        check_context(cfg, local_config=False)  # the model may not be on this machine yet: the engine checks it
+    except ConfigError as err:
+        raise ConfigError(f"{where}{err}") from None
+
+
+def check_context(cfg: ExperimentConfig, model_context: int | None = None, *, local_config: bool = True) -> None:
+    """The context budget: the longest prompt (``data.max_prompt_length``) plus the largest cap L_max must fit the
+    model's context, in tokens. The context is ``model.max_context`` if set, else ``model_context`` (a loaded
+    model's ``max_position_embeddings``), else, with ``local_config``, the ``max_position_embeddings`` of a local
+    ``config.json`` in ``model.name_or_path`` (never downloads). No known context: nothing to check.
+    The one check of this rule: the config loader (``model.max_context`` only) and the engines call it."""
+    limit, source = cfg.model.max_context, "model.max_context"
+    if limit is None:
+        limit, source = model_context, "max_position_embeddings of the model"
+    if limit is None and local_config:
+        local = Path(cfg.model.name_or_path) / "config.json"
+        if local.is_file():
+            try:
+                limit = json.loads(local.read_text()).get("max_position_embeddings")
+            except (OSError, ValueError, AttributeError):
+                limit = None  # unreadable here: transformers' own loading says what is wrong
+            source = f"max_position_embeddings of {local}"
+    if limit is None:
+        return
+    need = cfg.schedule.l_max + cfg.data.max_prompt_length
+    if need > limit:
+        raise ConfigError(f"schedule.l_max ({cfg.schedule.l_max}) + data.max_prompt_length "
+                          f"({cfg.data.max_prompt_length}) = {need} tokens exceeds the model's context ({limit}, {source}); lower "
+                          "schedule.l_max or data.max_prompt_length")
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:

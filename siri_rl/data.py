@@ -1,8 +1,11 @@
-"""Benchmarks, training problems and prompts (SIRI §5.1: DeepScaleR-Preview data; AIME24/25, AMC, MATH500).
+"""Benchmarks and training problems (SIRI §5.1: DeepScaleR-Preview data; AIME24/25, AMC, MATH500).
 
 Every loader returns plain dicts with at least ``id``, ``problem`` and ``answer`` (a string). Data comes from the
 public dataset hub by default, or from local files: a ``.jsonl``/``.json``/``.parquet`` file, or a directory with
 ``<name>.jsonl`` per benchmark (``data_dir`` / ``SIRI_DATA_DIR``).
+
+Prompts and tokenizers live in :mod:`siri_rl.prompts`, model sources in :mod:`siri_rl.models`; their names are
+importable from here too (``from siri_rl.data import prompt_token_ids``).
 """
 
 from __future__ import annotations
@@ -11,11 +14,9 @@ import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
 DEFAULT_TRAIN_DATASET = "agentica-org/DeepScaleR-Preview-Dataset"
 DATA_DIR_ENV = "SIRI_DATA_DIR"
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -271,180 +272,14 @@ def load_problems(
     )
 
 
-# --- models ------------------------------------------------------------------------------------------------------
-
-
-def _looks_local(text: str) -> bool:
-    """Whether a model name can only mean a local path: absolute, ``~``, ``./`` or ``../``, more than two parts (a
-    hub id is ``org/name``), or ``a/b`` where ``a`` is a local directory (``runs/my-run``)."""
-    if text.startswith(("~", "./", "../", ".\\", "..\\")) or text in (".", "..") or os.path.isabs(text):
-        return True
-    parts = Path(text).parts
-    return len(parts) > 2 or (len(parts) == 2 and Path(parts[0]).is_dir())
-
-
-def check_model_source(name_or_path: str | os.PathLike, *, option: str = "--model") -> None:
-    """Fail at once, with one line, where a model cannot be loaded, before minutes of loading anything else.
-
-    A name that can only be a local path (:func:`_looks_local`) must be an existing directory ("no such local
-    directory", not the hub's repo-id format error). A hub id must be in the local cache, or the hub must answer
-    one metadata request: huggingface_hub retries an unreachable hub with backoff for ~25 s per file before
-    transformers gives up (huggingface_hub/file_download.py:1170-1189, utils/_http.py:459-559), while a cached file
-    is used without retries (file_download.py:1142-1168). Offline mode (``HF_HUB_OFFLINE=1``,
-    huggingface_hub/constants.py:194) only checks the cache. ``option`` names the setting in messages. URLs
-    (``hdfs://...``) are left to the engine.
-    """
-    text = str(name_or_path)
-    if "://" in text:
-        return
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return
-    if path.exists():
-        raise DataError(f"{option} {text} is a file; give a model directory (config.json and weights) or a hub id")
-    if _looks_local(text):
-        raise DataError(f"no such local directory: {text} ({option}); give a model directory (config.json and "
-                        "weights), e.g. RUN/checkpoints/<name>, or a hub id such as org/name")
-    _check_hub_model(text, option)
-
-
-def _check_hub_model(repo_id: str, option: str) -> None:
-    import httpx
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
-    from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
-
-    try:
-        if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
-            return
-    except HFValidationError as err:
-        raise DataError(f"{option} {repo_id!r} is neither a local directory nor a hub id (org/name): {err}") from None
-    if constants.HF_HUB_OFFLINE:
-        raise DataError(f"{option} {repo_id} is not in the local cache and HF_HUB_OFFLINE=1 forbids downloading it; "
-                        "download it once online, or give a local model directory")
-    try:
-        # One request: retry_on_errors defaults to False here (file_download.py:1617-1670).
-        get_hf_file_metadata(hf_hub_url(repo_id, "config.json"), timeout=constants.HF_HUB_ETAG_TIMEOUT)
-    except (httpx.TimeoutException, httpx.NetworkError) as err:
-        raise DataError(
-            f"cannot reach the hub at {constants.ENDPOINT} to download {option} {repo_id} ({type(err).__name__}), "
-            "and it is not in the local cache; check the network (or HF_ENDPOINT), give a local model directory, or "
-            "set HF_HUB_OFFLINE=1 to use only the cache") from None
-    except GatedRepoError:
-        raise DataError(f"{option} {repo_id} is gated on the hub: accept its terms on the model page, then log in "
-                        "(hf auth login)") from None
-    except RepositoryNotFoundError:
-        raise DataError(f"{option} {repo_id}: no such local directory, and no such model on the hub (or it is "
-                        "private: log in with hf auth login)") from None
-    # Anything else (e.g. a repo without config.json) is left to transformers' own message.
-
-
-_QUIET_BARS = ("Loading weights", "Writing model shards")
-_bars_hooked = False
-
-
-def quiet_weight_bars() -> None:
-    """Hide transformers' "Loading weights" and "Writing model shards" bars, which every load and save of a model
-    prints (a training run saves many times; they bury siri's own progress), and keep every other bar (the hub's
-    downloads). Through transformers' hook on its tqdm (transformers/utils/logging.py:424 ``set_tqdm_hook``; the
-    bars: transformers/core_model_loading.py:1460, modeling_utils.py:3537). Idempotent."""
-    global _bars_hooked
-    from transformers.utils import logging as hf_logging
-
-    if _bars_hooked or not hasattr(hf_logging, "set_tqdm_hook"):
-        return
-    previous = None
-
-    def hook(factory: Any, args: tuple, kwargs: dict) -> Any:
-        if kwargs.get("desc") in _QUIET_BARS:
-            return hf_logging.EmptyTqdm(*args, **kwargs)
-        return previous(factory, args, kwargs) if previous else factory(*args, **kwargs)
-
-    previous = hf_logging.set_tqdm_hook(hook)
-    _bars_hooked = True
-
-
-# --- tokenizer and prompts -------------------------------------------------------------------------------------
-
-
-def load_tokenizer(name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
-    """``AutoTokenizer.from_pretrained``, reloaded as a plain ``PreTrainedTokenizerFast`` if it does not round-trip
-    text.
-
-    transformers 5.x loads byte-level BPE tokenizers whose tokenizer_config names ``LlamaTokenizerFast`` — the
-    DeepSeek-R1-Distill-Qwen tokenizer, when no qwen2 ``config.json`` sits beside it — as ``LlamaTokenizer`` with a
-    Metaspace pre-tokenizer: spaces and newlines vanish and token ids are wrong (huggingface/transformers#45488).
-    ``tokenizer.json`` itself is right, so the fallback loads it as is.
-    """
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
-    probe = "We need 2 + 2.\nThat is 4."
-    if tokenizer.decode(tokenizer.encode(probe, add_special_tokens=False)) != probe:
-        kwargs.pop("trust_remote_code", None)
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(name_or_path, **kwargs)
-    return tokenizer
-
-
-def eos_token_ids(tokenizer: Any, generation_config: Any = None) -> list[int]:
-    """Every token id that ends a response: the tokenizer's EOS, then the model's generation-config EOS list
-    (``eos_token_id``, one id or a list, e.g. an end-of-turn token as well as the end of text), without repeats.
-
-    Generation stops on the generation config's list (transformers' ``generate``; vLLM reads generation_config.json;
-    TRL masks completions after any of them, trl/trainer/grpo_trainer.py:408-416), so whether a response ended on
-    its own or was cut by the cap L must be judged against all of them, not the tokenizer's single EOS.
-
-    Args:
-        tokenizer: a Hugging Face tokenizer.
-        generation_config: the model's list: a ``GenerationConfig``, a loaded model (its ``generation_config``), a
-            model directory or hub id (its generation_config.json, else the ``eos_token_id`` of its config.json,
-            as transformers and vLLM fall back), or None for the tokenizer's EOS alone.
-    """
-    if isinstance(generation_config, (str, os.PathLike)):
-        model_eos = _generation_config_eos(str(generation_config))
-    else:
-        source = getattr(generation_config, "generation_config", generation_config)  # a model, or the config
-        model_eos = getattr(source, "eos_token_id", None)
-    ids: list[int] = []
-    for eos in (tokenizer.eos_token_id, model_eos):
-        for t in eos if isinstance(eos, (list, tuple)) else [eos]:
-            if t is not None and int(t) not in ids:
-                ids.append(int(t))
-    return ids
-
-
-@lru_cache(maxsize=16)
-def _generation_config_eos(name_or_path: str) -> int | tuple[int, ...] | None:
-    """The EOS id(s) a model directory or hub id declares (cached: veRL builds an agent loop per sample)."""
-    from transformers import AutoConfig, GenerationConfig
-
-    try:
-        eos = GenerationConfig.from_pretrained(name_or_path).eos_token_id
-    except (OSError, ValueError):  # no generation_config.json
-        try:
-            eos = getattr(AutoConfig.from_pretrained(name_or_path), "eos_token_id", None)
-        except (OSError, ValueError):  # not a model we can read here (e.g. a remote path): tokenizer EOS only
-            return None
-    return tuple(eos) if isinstance(eos, list) else eos
-
-
-def build_messages(problem: str, instruction: str = INSTRUCTION) -> list[dict[str, str]]:
-    """The chat messages of one problem: a single user turn, the problem followed by the standard instruction."""
-    return [{"role": "user", "content": f"{problem} {instruction}"}]
-
-
-def build_prompt(problem: str, tokenizer: Any, instruction: str = INSTRUCTION) -> str:
-    """The prompt text in the model's own chat template, ending with the assistant turn's opening (for
-    R1-distill: ``<｜Assistant｜><think>\\n``). Tokenizers without a template get the bare user text."""
-    messages = build_messages(problem, instruction)
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return messages[0]["content"]
-
-
-def prompt_token_ids(problem: str, tokenizer: Any, instruction: str = INSTRUCTION) -> list[int]:
-    """Token ids of :func:`build_prompt`, with exactly one BOS: templates that already write the BOS token
-    (R1-distill's does) are tokenized without adding another."""
-    text = build_prompt(problem, tokenizer, instruction)
-    bos = getattr(tokenizer, "bos_token", None)
-    has_bos = bool(bos) and text.startswith(bos)
-    return list(tokenizer(text, add_special_tokens=not has_bos)["input_ids"])
+# The prompt and model-source names, importable from here as before the split (imported last: siri_rl.models
+# needs DataError from this module).
+from siri_rl.models import check_model_source, quiet_weight_bars  # noqa: E402, F401
+from siri_rl.prompts import (  # noqa: E402, F401
+    INSTRUCTION,
+    build_messages,
+    build_prompt,
+    eos_token_ids,
+    load_tokenizer,
+    prompt_token_ids,
+)

@@ -171,7 +171,7 @@ def test_failed_verl_run_is_one_line_naming_the_log(tmp_path, tiny_qwen2_dir, sh
     # veRL's own output, its traceback included, is shown as it comes (and logged); siri adds one line, no traceback.
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out[-3000:]
-    assert "siri_rl/cli.py" not in out and "RuntimeError" not in out, out[-3000:]
+    assert "siri_rl/cli/" not in out and "RuntimeError" not in out, out[-3000:]
     line = proc.stdout.strip().splitlines()[-1]
     assert line.startswith("error: veRL exited with status 1 (ValueError: Total available GPUs 0"), line
     assert f"full log: {run.resolve()}/verl/train.log" in line and "rerun the same command" in line

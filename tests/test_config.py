@@ -1,9 +1,18 @@
 """Experiment configs: extends, overrides, and one clear error for each kind of mistake."""
 
+import json
+
 import pytest
 import yaml
 
-from siri_rl.config import ConfigError, load_config, parse_overrides
+from siri_rl.config import (
+    ConfigError,
+    ExperimentConfig,
+    check_context,
+    config_from_dict,
+    load_config,
+    parse_overrides,
+)
 
 
 def write(path, data):
@@ -51,9 +60,16 @@ def test_parse_overrides_forms():
         ("training.bogus=1", "unknown key"),
         ("wrong=1", "unknown top-level key"),
         ("schedule.l_min=99999", "schedule: l_min"),
-        ("schedule.l_max=32768", "exceeds model.max_context"),
+        ("schedule.l_max=32768", r"exceeds the model's context \(20000, model.max_context\)"),
         ("engine=jax", "engine must be one of"),
         ("model.name_or_path=", "model.name_or_path is required"),
+        # eval: and toy: are typed like the other sections: a typo fails instead of being ignored
+        ("eval.benchmark=[aime24]", r"unknown key\(s\) eval.benchmark; allowed: benchmarks, data_dir"),
+        ("toy.trian_problems=64", r"unknown key\(s\) toy.trian_problems"),
+        ("toy.eval.per_dificulty=4", r"unknown key\(s\) toy.eval.per_dificulty"),
+        ("toy.eval.n=0", "toy.eval.n must be a positive integer"),
+        ("toy.eval=3", "section 'toy.eval' must be a mapping"),
+        ("eval.benchmarks=aime24", "eval.benchmarks must be a list"),
     ],
 )
 def test_bad_configs_fail_clearly(tmp_path, override, message):
@@ -71,3 +87,39 @@ def test_missing_file_bad_yaml_and_cycles(tmp_path):
     write(tmp_path / "loop.yaml", {"extends": "loop.yaml"})
     with pytest.raises(ConfigError, match="extends itself"):
         load_config(tmp_path / "loop.yaml")
+
+
+def test_typed_eval_and_toy_sections_round_trip(tmp_path):
+    write(tmp_path / "base.yaml", BASE)
+    cfg = load_config(tmp_path / "base.yaml", ["eval.benchmarks=[aime24]", "toy.eval.max_len=64"])
+    assert cfg.eval.benchmarks == ["aime24"] and cfg.toy.eval.max_len == 64 and cfg.toy.train_problems == 4096
+    data = cfg.to_dict()
+    assert data["eval"] == {"benchmarks": ["aime24"], "data_dir": None}
+    assert data["toy"]["eval"]["max_len"] == 64
+    assert config_from_dict(data).to_dict() == data  # what a run directory stores reads back the same
+    assert "toy" not in load_config(tmp_path / "base.yaml").to_dict()  # a section left out stays out
+
+
+def test_schedule_is_required():
+    with pytest.raises(TypeError, match="schedule"):
+        ExperimentConfig()  # no Optional schedule for the engines to assert on
+    with pytest.raises(ConfigError, match="needs a 'schedule' section"):
+        config_from_dict({"model": {"name_or_path": "org/model"}})
+
+
+def test_context_budget_is_one_check_with_one_wording(tmp_path):
+    """The prompt + L_max budget is checked by check_context alone, in the same words: at load time against
+    model.max_context, by the engine against a local config.json and then the loaded model."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"max_position_embeddings": 4096}))
+    write(tmp_path / "local.yaml", {**BASE, "model": {"name_or_path": str(model)}})
+    wording = r"schedule.l_max \(16384\) \+ data.max_prompt_length \(1024\) = 17408 tokens exceeds "
+    local = load_config(tmp_path / "local.yaml")  # the loader reads no model files
+    with pytest.raises(ConfigError, match=wording + r"the model's context \(4096, max_position_embeddings of .*config.json\); lower"):
+        check_context(local)
+    cfg = load_config(write(tmp_path / "base.yaml", BASE))
+    check_context(cfg, 32768)  # model.max_context (20000) is the budget once set
+    cfg.model.max_context = None
+    with pytest.raises(ConfigError, match=wording + r"the model's context \(8192, max_position_embeddings of the model\); lower"):
+        check_context(cfg, 8192)

@@ -302,6 +302,22 @@ def test_breakdown_by_level_and_by_a_named_field(tok, benchmarks_dir, tmp_path):
                                   backend="transformers", data_dir=str(benchmarks_dir), group_by=["nope"]))
 
 
+def test_breakdown_of_a_benchmark_given_as_a_file(tmp_path):
+    """A benchmark file is named by its stem in samples (``sets/toy-heldout.jsonl`` -> ``toy-heldout``); its
+    --group-by breakdown must be keyed the same way, or summarize_groups finds no samples and the summary has no
+    groups (the toy's per-difficulty columns come from this)."""
+    from siri_rl.evaluate import problem_fields
+
+    bench = tmp_path / "sets" / "toy-heldout.jsonl"
+    bench.parent.mkdir()
+    bench.write_text("".join(json.dumps({"id": f"p{i}", "problem": "Compute 1+3.", "answer": "4",
+                                         "difficulty": 3 + i % 2}) + "\n" for i in range(4)))
+    cfg = EvalConfig(model="unused", out=tmp_path, benchmarks=[str(bench)], backend="transformers",
+                     group_by=["difficulty"])
+    fields, _ = problem_fields(cfg)
+    assert fields == {"toy-heldout": {"difficulty": {"p0": 3, "p1": 4, "p2": 3, "p3": 4}}}
+
+
 def test_summary_files_are_replaced_atomically(tmp_path):
     """A write that fails part-way (here: the plot of an unplottable curve) leaves the previous file whole."""
     from siri_rl.evaluate import replace_atomically

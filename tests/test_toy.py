@@ -131,3 +131,52 @@ def test_guess_traces_are_premature_answers(tok):
     answers = {int(t.split("{")[1].rstrip("}")) for t in texts}
     assert answers <= set(range(11, 16)) and 13 in answers and len(answers) > 1
     assert not any(make_trace(p, rng).startswith("</think>") for _ in range(50))  # off by default
+
+
+def test_toy_evaluates_with_siri_eval(tmp_path, monkeypatch):
+    """The toy's table comes from `siri eval`'s code: the held-out problems become a benchmark file, each model a
+    results directory RUN/eval/<name>/ (resumable, readable by `siri compare`), broken down by difficulty."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from siri_rl.cli import app
+    from siri_rl.config import load_config
+    from siri_rl.toy import toy_model_path
+    from siri_rl.toy.run import evaluate_run, render_summary
+
+    monkeypatch.setenv("SIRI_TOY_CACHE", str(tmp_path / "cache"))
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "toy-quick.yaml",
+                      ["toy.base.sft_steps=3", "toy.eval.per_difficulty=2", "toy.eval.max_len=16"])
+    run = tmp_path / "run"
+    run.mkdir()
+    [base] = evaluate_run(cfg, run, toy_model_path(cfg))  # no checkpoints yet: the base model alone
+    heldout = [json.loads(line) for line in (run / "eval" / "toy-heldout.jsonl").read_text().splitlines()]
+    assert heldout == [p.to_dict() for p in balanced_problems(2, seed=cfg.toy.eval.seed, min_terms=3, max_terms=5)]
+    assert base["name"] == "base" and base["n"] == 6 and set(base["by_difficulty"]) == {"3", "4", "5"}
+    args = json.loads((run / "eval" / "base" / "eval_args.json").read_text())
+    assert (args["backend"], args["max_tokens"], args["temperature"], args["top_p"], args["n"]) == (
+        "transformers", 16, 0.6, 1.0, 1)
+    samples = [json.loads(line) for line in (run / "eval" / "base" / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 6 and all(s["response_tokens"] <= 16 for s in samples)
+    checks = sum(s["response"].count("wait") + s["response"].count("alternatively") for s in samples)
+    assert base["wait_per_response"] == checks / 6
+    assert base["mean_length"] == pytest.approx(sum(s["response_tokens"] for s in samples) / 6, abs=0.01)
+    stamp = (run / "eval" / "base" / "samples.jsonl").stat().st_mtime_ns
+    assert evaluate_run(cfg, run, toy_model_path(cfg))[0]["accuracy"] == base["accuracy"]  # resumed: nothing new
+    assert (run / "eval" / "base" / "samples.jsonl").stat().st_mtime_ns == stamp
+    result = CliRunner().invoke(app, ["compare", str(run / "eval" / "base"), "--base", str(run / "eval" / "base"),
+                                      "--out", str(tmp_path / "cmp")])
+    assert result.exit_code == 0, result.output
+    assert "n=5" in render_summary([base], title="t")[1]
+
+
+def test_no_engine_knows_the_toy():
+    """The toy sits above the engines: it resolves `toy` to a model directory and problems before calling one."""
+    from pathlib import Path
+
+    import siri_rl.engines
+
+    root = Path(siri_rl.engines.__file__).parent
+    for path in root.rglob("*.py"):
+        assert "siri_rl.toy" not in path.read_text(), f"{path} refers to siri_rl.toy"

@@ -70,7 +70,7 @@ def problem_fields(cfg: EvalConfig) -> tuple[dict[str, dict[str, dict[str, Any]]
         present = {f: {str(r["id"]): r[f] for r in rows if f in r} for f in wanted}
         present = {f: v for f, v in present.items() if v}
         if present:
-            out[bench] = present
+            out[benchmark_name(bench)] = present  # records name a file benchmark by its stem
     for f in asked:
         if not any(f in v for v in out.values()):
             raise EvalError(f"--group-by {f}: no problem of {', '.join(cfg.benchmarks)} has a field {f!r}; name a "

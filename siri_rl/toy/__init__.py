@@ -3,10 +3,17 @@
 ``model.name_or_path: toy`` means "the toy base model described by the config's ``toy.base`` section" (built by
 supervised training on first use and cached, see :mod:`siri_rl.toy.model`); ``data.train: toy`` means generated
 sums (:mod:`siri_rl.toy.task`). Everything else about a toy run is an ordinary SIRI run on TRL.
+
+The toy sits above the engines: ``siri train`` resolves these names to a model directory and problems (rows, or a
+JSONL file for an engine that reads ``data.train`` from disk) before it calls one; no engine knows them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +32,7 @@ def toy_spec(cfg: Any):
     from siri_rl.toy.model import ToyBaseSpec
 
     try:
-        return ToyBaseSpec.from_dict(cfg.toy.get("base"))
+        return ToyBaseSpec.from_dict(cfg.toy.base)
     except (TypeError, ValueError) as err:
         from siri_rl.config import ConfigError
 
@@ -44,6 +51,30 @@ def toy_train_rows(cfg: Any) -> list[dict]:
     from siri_rl.toy.task import make_problems
 
     spec = toy_spec(cfg)
-    n = int(cfg.toy.get("train_problems", 4096))
+    n = cfg.toy.train_problems
     return [p.to_dict() for p in make_problems(n, seed=cfg.training.seed, min_terms=spec.min_terms,
                                                max_terms=spec.max_terms, prefix="train")]
+
+
+def toy_train_file(cfg: Any) -> Path:
+    """:func:`toy_train_rows` as a JSONL file, for an engine that reads ``data.train`` from disk (veRL). Cached
+    beside the base models, named by what determines the rows (count, seed, difficulty range), written atomically
+    on first use: a resumed run names the same file."""
+    from siri_rl.toy.model import cache_root
+
+    spec = toy_spec(cfg)
+    ident = {"n": cfg.toy.train_problems, "seed": cfg.training.seed, "min_terms": spec.min_terms,
+             "max_terms": spec.max_terms}
+    key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_root() / f"train-{key}.jsonl"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text("".join(json.dumps(row) + "\n" for row in toy_train_rows(cfg)))
+        tmp.replace(path)
+    return path
+
+
+def with_toy_train_file(cfg: Any) -> Any:
+    """``cfg`` with ``data.train: toy`` replaced by :func:`toy_train_file` (a copy; ``cfg`` is left as it is)."""
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train=str(toy_train_file(cfg))))

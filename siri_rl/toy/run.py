@@ -1,8 +1,10 @@
 """The embedded default end to end: build (or reuse) the toy base model, run SIRI on TRL, evaluate the base and
-every trough/peak checkpoint at one fixed cap on held-out problems, and write the summary table and the
-training-dynamics plot.
+every trough/peak checkpoint at one fixed cap on held-out problems with ``siri eval``'s code, and write the summary
+table and the training-dynamics plot.
 
-Run directory additions: ``RUN/summary.json``, ``RUN/summary.md``, ``RUN/dynamics.png``. ``summary.json`` is
+Run directory additions: ``RUN/summary.json``, ``RUN/summary.md``, ``RUN/dynamics.png``, and ``RUN/eval/``: the
+held-out problems (``toy-heldout.jsonl``) and one ``siri eval`` results directory per model (``base``, then each
+checkpoint's name), which ``siri compare --base RUN/eval/base RUN/eval/*`` reads. ``summary.json`` is
 written last: a run whose ``summary.json`` counts all its rounds is complete, and ``--resume`` leaves it as it is.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import resource
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,40 +24,83 @@ from siri_rl.config import ExperimentConfig
 from siri_rl.run_dir import METRICS_FILE, RunInterrupted, read_checkpoint_cards, read_metric_rows
 
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
+EVAL_SUBDIR = "eval"  # RUN/eval/<checkpoint>/: a `siri eval` results directory per model (resumable, for compare)
+HELDOUT_FILE = "toy-heldout.jsonl"  # RUN/eval/toy-heldout.jsonl: the held-out problems, as a benchmark file
+GROUP_FIELD = "difficulty"  # the problem field the per-difficulty columns break accuracy down by
+EVAL_BATCH = 128  # rows per generate call
+# Words that open a verification segment of the toy's traces ("wait, let me check:", "alternatively:").
+CHECK_WORDS = ("wait", "alternatively")
 
 
 def eval_settings(cfg: ExperimentConfig) -> dict[str, Any]:
-    """``toy.eval``: held-out problems per difficulty, the fixed cap (default L_max), temperature and seed."""
-    assert cfg.schedule is not None
-    ev = dict(cfg.toy.get("eval") or {})
+    """``toy.eval`` with its cap resolved: held-out problems per difficulty, the fixed cap ``max_len`` (tokens,
+    default L_max), temperature, seed and samples per problem ``n``."""
+    ev = asdict(cfg.toy.eval)
+    ev["max_len"] = ev["max_len"] or cfg.schedule.l_max
+    return ev
+
+
+def write_heldout_benchmark(cfg: ExperimentConfig, run_dir: Path) -> Path:
+    """The held-out problems (``toy.eval.per_difficulty`` of each difficulty, drawn by ``toy.eval.seed``) as a
+    benchmark file ``RUN/eval/toy-heldout.jsonl`` for ``siri eval`` (rows ``id``, ``problem``, ``answer``,
+    ``difficulty``), written atomically. The same problems as every earlier toy evaluation."""
+    from siri_rl.toy import toy_spec
+    from siri_rl.toy.task import balanced_problems
+
+    ev, spec = cfg.toy.eval, toy_spec(cfg)
+    problems = balanced_problems(ev.per_difficulty, seed=ev.seed, min_terms=spec.min_terms, max_terms=spec.max_terms)
+    path = run_dir / EVAL_SUBDIR / HELDOUT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, "".join(json.dumps(p.to_dict()) + "\n" for p in problems))
+    return path
+
+
+def evaluate_model(cfg: ExperimentConfig, model_dir: Path, out: Path, benchmark: Path) -> dict[str, Any]:
+    """One model on the held-out problems with ``siri eval``'s code (:func:`siri_rl.evaluate.run_eval`, the
+    transformers backend) at the fixed cap, into the results directory ``out`` (resumes there). Returns the toy
+    table's row: ``accuracy`` (fraction), ``mean_length`` (response tokens, EOS not counted, as in ``siri eval``),
+    ``wait_per_response`` (verification segments per response), ``truncated_frac``, ``by_difficulty``
+    ({steps: accuracy}), ``n`` (samples), ``results_dir``."""
+    from siri_rl.evaluate import SAMPLES_FILE, EvalConfig, read_samples, run_eval
+
+    ev = eval_settings(cfg)
+    summary = run_eval(EvalConfig(
+        model=str(model_dir), out=out, benchmarks=[str(benchmark)], n=ev["n"], temperature=ev["temperature"],
+        top_p=1.0, max_tokens=ev["max_len"], backend="transformers", seed=ev["seed"], batch_size=EVAL_BATCH,
+        dtype="float32", device="cpu" if cfg.training.device == "cpu" else None, progress=False,
+        group_by=[GROUP_FIELD]))
+    bench = summary["benchmarks"][benchmark.stem]
+    responses = [r["response"] for r in read_samples(out / SAMPLES_FILE)]
+    checks = sum(sum(text.count(phrase) for phrase in CHECK_WORDS) for text in responses)
     return {
-        "per_difficulty": int(ev.get("per_difficulty", 32)),
-        "max_len": int(ev.get("max_len", cfg.schedule.l_max)),
-        "temperature": float(ev.get("temperature", 0.6)),
-        "seed": int(ev.get("seed", 20_250_925)),
+        "accuracy": bench["acc"] / 100,
+        "mean_length": bench["length"],
+        "wait_per_response": checks / max(1, len(responses)),
+        "truncated_frac": bench["truncated"] / 100,
+        "by_difficulty": {row["value"]: row["acc"] / 100 for row in bench["groups"][GROUP_FIELD]},
+        "n": bench["n_samples"],
+        "max_len": ev["max_len"],
+        "temperature": ev["temperature"],
+        "results_dir": str(out),
     }
 
 
 def evaluate_run(cfg: ExperimentConfig, run_dir: Path, base_dir: Path, *, console: Console | None = None) -> list[dict]:
-    """Evaluate the base model and every checkpoint under ``RUN/checkpoints`` (in round order)."""
-    from siri_rl.toy import toy_spec
-    from siri_rl.toy.evaluate import evaluate_toy_model
-    from siri_rl.toy.task import balanced_problems
+    """Evaluate the base model and every checkpoint under ``RUN/checkpoints`` (in round order), each into
+    ``RUN/eval/<name>/`` (``base`` for the base model)."""
 
     ev = eval_settings(cfg)
-    spec = toy_spec(cfg)
-    problems = balanced_problems(ev["per_difficulty"], seed=ev["seed"], min_terms=spec.min_terms,
-                                 max_terms=spec.max_terms)
+    benchmark = write_heldout_benchmark(cfg, run_dir)
     entries: list[tuple[str, int | None, int | None, Path]] = [("base", None, None, base_dir)]
     for card in read_checkpoint_cards(run_dir):  # complete exports, in round order
         entries.append((card.path.name, card.step, card.max_len, card.path))
+    n_problems = ev["per_difficulty"] * len({json.loads(line)[GROUP_FIELD] for line in benchmark.open()})
     results = []
     for name, step, max_len, path in entries:
         if console is not None:
-            console.print(f"evaluating {name} on {len(problems)} held-out problems at cap {ev['max_len']} ...",
+            console.print(f"evaluating {name} on {n_problems} held-out problems at cap {ev['max_len']} ...",
                           highlight=False, soft_wrap=True)
-        r = evaluate_toy_model(path, problems, max_len=ev["max_len"], temperature=ev["temperature"],
-                               seed=ev["seed"])
+        r = evaluate_model(cfg, path, run_dir / EVAL_SUBDIR / name, benchmark)
         results.append({"name": name, "step": step, "train_cap": max_len, **r})
     return results
 
@@ -138,8 +184,8 @@ def run_toy(
     import torch
     from transformers.utils import logging as hf_logging
 
-    if cfg.toy.get("torch_threads"):
-        torch.set_num_threads(int(cfg.toy["torch_threads"]))
+    if cfg.toy.torch_threads:
+        torch.set_num_threads(cfg.toy.torch_threads)
     # The toy loads and saves a tiny model a dozen times: transformers' per-file bars would bury the round bar.
     hf_logging.disable_progress_bar()
     console.print("[bold]toy base model[/] (built once, then cached) ...")

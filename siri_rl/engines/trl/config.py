@@ -219,7 +219,6 @@ def round_layout(cfg: ExperimentConfig, world_size: int | None = None) -> RoundL
 def grpo_kwargs(cfg: ExperimentConfig, trainer_dir: str | Path, *, world_size: int | None = None) -> dict[str, Any]:
     """The keyword arguments for ``trl.GRPOConfig`` (SIRI/DAPO defaults, then the config's ``trl:`` section)."""
     validate_trl_section(cfg.trl)
-    assert cfg.schedule is not None
     t = cfg.training
     layout = round_layout(cfg, world_size)
     device = resolve_device(t.device)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siri_rl.config import ConfigError, ExperimentConfig
+from siri_rl.config import ConfigError, ExperimentConfig, check_context
 from siri_rl.data import eos_token_ids, quiet_weight_bars
 from siri_rl.engines import TrainResult
 from siri_rl.engines.trl.callback import LengthScheduleCallback, RolloutCap, write_export_cards
@@ -95,7 +95,7 @@ def plan_run(cfg: ExperimentConfig, output_dir: str | Path, *, resume: bool = Fa
     run_dir = Path(output_dir)
     check_output_dir(run_dir)
     kw = grpo_kwargs(cfg, run_dir / TRAINER_SUBDIR)
-    _check_context(cfg)
+    check_context(cfg)
     precision = policy_precision(cfg, kw)
     refuse_existing_run(run_dir, resume=resume)
     if not resume:
@@ -133,28 +133,13 @@ def plan_run(cfg: ExperimentConfig, output_dir: str | Path, *, resume: bool = Fa
     return RunPlan(kw, precision, resume_from, done, stored_rounds, rows)
 
 
-def _check_context(cfg: ExperimentConfig) -> None:
-    """L_max + prompt must fit the model's context; read from a local config.json only (never downloads)."""
-    path = Path(cfg.model.name_or_path)
-    limit = cfg.model.max_context
-    if limit is None and (path / "config.json").exists():
-        limit = json.loads((path / "config.json").read_text()).get("max_position_embeddings")
-    if limit is not None and cfg.schedule is not None:
-        need = cfg.schedule.l_max + cfg.data.max_prompt_length
-        if need > limit:
-            raise ConfigError(
-                f"schedule.l_max ({cfg.schedule.l_max}) + data.max_prompt_length ({cfg.data.max_prompt_length}) = "
-                f"{need} tokens exceeds the model's context ({limit}); lower l_max or the prompt length")
-
-
 def describe(cfg: ExperimentConfig, output_dir: str | Path, *, first: int = 8) -> dict[str, Any]:
     """What ``--dry-run`` prints: resolved config, GRPOConfig kwargs, round geometry and the first rounds' caps.
     Loads no model and downloads nothing."""
     kw = grpo_kwargs(cfg, Path(output_dir) / TRAINER_SUBDIR)
     layout = round_layout(cfg)
-    _check_context(cfg)
+    check_context(cfg)
     sched = cfg.schedule
-    assert sched is not None
     return {
         "config": cfg.to_dict(),
         "grpo_config": kw,
@@ -196,11 +181,7 @@ def _load_model_and_tokenizer(cfg: ExperimentConfig, weights_dtype: str, path: s
     tied = set(getattr(model, "all_tied_weights_keys", None) or ())
     if tied:
         model._keys_to_ignore_on_save = set(model._keys_to_ignore_on_save or ()) | tied
-    limit = cfg.model.max_context or getattr(model.config, "max_position_embeddings", None)
-    assert cfg.schedule is not None
-    if limit is not None and cfg.schedule.l_max + cfg.data.max_prompt_length > limit:
-        raise ConfigError(f"schedule.l_max ({cfg.schedule.l_max}) + data.max_prompt_length "
-                          f"({cfg.data.max_prompt_length}) exceeds the model's context ({limit})")
+    check_context(cfg, getattr(model.config, "max_position_embeddings", None))
     return model, tok
 
 
@@ -252,7 +233,6 @@ def _export_from_checkpoint(checkpoint: Path, dest: Path, row: dict[str, Any], c
     tmp.mkdir(parents=True)
     for p in files:
         shutil.copy2(p, tmp / p.name)
-    assert cfg.schedule is not None
     write_export_cards(tmp, dest.name, row, cfg.schedule)
     shutil.rmtree(dest, ignore_errors=True)  # a half-written export of a kill during save_model
     tmp.rename(dest)
@@ -275,7 +255,7 @@ def _complete_finished_run(cfg: ExperimentConfig, run_dir: Path, plan: RunPlan) 
     and plot ``dynamics.png`` if a kill after training left them undone. Nothing that exists is rewritten."""
     rows = plan.rows
     last_round = cfg.training.rounds - 1
-    assert cfg.schedule is not None and plan.resume_from is not None
+    assert plan.resume_from is not None
     plot = run_dir / DYNAMICS_PNG
     if _is_main_process():
         final = run_dir / CHECKPOINTS / "final"
@@ -329,24 +309,23 @@ def train(
     if dry_run:
         return describe(config, run_dir)
     cfg = config
-    assert cfg.schedule is not None
     plan = plan_run(cfg, run_dir, resume=resume)
     if plan.finished(cfg):
         return _complete_finished_run(cfg, run_dir, plan)
     if stop_after_rounds is not None and plan.done_rounds >= stop_after_rounds:
         # Trainer.train would still take one step before checking should_training_stop (trainer.py:1513-1528).
         return _result(run_dir, plan.rows, None, 0.0)
-    if train_rows is None and cfg.data.train == "toy":
-        raise ConfigError("data.train: toy (the toy's generated problems) is resolved by `siri train`; calling the "
-                          "engine directly, pass train_rows=siri_rl.toy.toy_train_rows(config)")
+    if train_rows is None and cfg.data.train == "toy":  # a name `siri train` resolves; the engine cannot
+        raise ConfigError("data.train: toy is resolved by `siri train`, not by the engine; calling the engine "
+                          "directly, pass the training problems as train_rows")
     kw, precision, resume_from = plan.kw, plan.precision, plan.resume_from
 
     import torch
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    if kw["use_cpu"] and cfg.toy.get("torch_threads"):
-        torch.set_num_threads(int(cfg.toy["torch_threads"]))
+    if kw["use_cpu"] and cfg.toy.torch_threads:
+        torch.set_num_threads(cfg.toy.torch_threads)
     if _is_main_process() and (not resume or plan.stored_rounds != cfg.training.rounds):
         # A fresh run, or an extension (training.rounds raised); a plain resume keeps the file it was started with.
         write_run_config(run_dir, cfg)

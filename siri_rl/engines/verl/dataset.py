@@ -95,9 +95,9 @@ def load_run_problems(cfg: ExperimentConfig) -> tuple[list[dict[str, Any]], list
     )
     if d.max_problems:
         problems = problems[: d.max_problems]
-    benchmarks = (cfg.eval or {}).get("benchmarks") or []
+    benchmarks = cfg.eval.benchmarks
     if benchmarks:
-        val = [row for name in benchmarks for row in load_benchmark(name, (cfg.eval or {}).get("data_dir"))]
+        val = [row for name in benchmarks for row in load_benchmark(name, cfg.eval.data_dir)]
     else:
         val = problems[:64]
     return problems, val

@@ -293,8 +293,8 @@ def train(
     from omegaconf import OmegaConf
 
     paths = run_paths(output_dir)
-    checkpoints = checkpoint_steps(cfg.schedule, cfg.training.rounds) if cfg.schedule else {}
-    saves = save_plan(cfg.schedule, cfg.training.rounds, cfg.training.save_every) if cfg.schedule else None
+    checkpoints = checkpoint_steps(cfg.schedule, cfg.training.rounds)
+    saves = save_plan(cfg.schedule, cfg.training.rounds, cfg.training.save_every)
     if not dry_run:
         refuse_existing_run(output_dir, resume=resume)
     if resume and not dry_run:

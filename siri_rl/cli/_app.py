@@ -1,0 +1,67 @@
+"""The ``siri`` application object and what every command shares: the console, the one-line error, and the checks
+that an output path can be written before anything is loaded."""
+
+from __future__ import annotations
+
+import errno
+import tempfile
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+app = typer.Typer(
+    help="SIRI: iterative RL with interleaved length compression for reasoning models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+
+@app.callback()
+def _root() -> None:
+    """SIRI: iterative RL with interleaved length compression for reasoning models."""
+
+
+def fail(message: str) -> NoReturn:
+    """Print a one-line error and exit with status 2 (bad input), without a traceback.
+
+    The message is plain text, never rich markup (``pip install 'siri-rl[vllm]'`` would lose ``[vllm]``), and is
+    not wrapped: rich wraps at 80 columns when the output is a file or a pipe, which splits the line in a job log.
+    """
+    line = Text("error:", style="bold red")
+    line.append(" " + " ".join(str(message).splitlines()))
+    console.print(line, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+# OS errors of a path that cannot be written (read-only filesystem, no permission, a file or folder in the way, disk
+# full): one line from main() wherever they happen.
+_WRITE_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOSPC,
+                 errno.EDQUOT}
+
+
+def check_output_dir(path: Path, option: str, *, shown: Path | None = None) -> None:
+    """Fail now, before anything is loaded, if ``path`` cannot be (or become) a directory this command writes into:
+    it or a parent is a regular file, or the nearest existing parent does not take new entries (a read-only
+    filesystem, no permission). Creates nothing: a probe directory is made in that parent and removed at once.
+    ``shown``: the path named in the message (default ``path``)."""
+    shown = path if shown is None else shown
+    target = Path(path).expanduser().absolute()
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        fail(f"{option} {shown}: {existing} is a file, not a directory; pick another path")
+    try:
+        tempfile.TemporaryDirectory(dir=existing, prefix=".siri-write-check-").cleanup()
+    except OSError as err:
+        fail(f"{option} {shown}: cannot write in {existing} ({err.strerror}); pick a writable directory")
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """:func:`check_output_dir` for the folder of a file to be written; the file itself must not be a folder."""
+    if Path(path).is_dir():
+        fail(f"{option} {path} is a directory; give a file name such as {Path(path) / 'schedule.png'}")
+    check_output_dir(Path(path).expanduser().absolute().parent, option, shown=path)

@@ -1,0 +1,170 @@
+"""The commands of results directories: ``siri eval`` writes one (:mod:`siri_rl.evaluate`), ``siri compare`` and
+``siri analyze`` read them (:mod:`siri_rl.compare`, :mod:`siri_rl.analysis`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from siri_rl.cli._app import app, check_output_dir, console, fail
+
+
+def _parse_budgets(text: str | None, option: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        fail(f"{option} must be comma-separated integers like 2048,4096,8192, got {text!r}")
+        raise  # unreachable
+
+
+@app.command("eval")
+def eval_(
+    model: str | None = typer.Option(None, help="model path or hub id (HF format); with --report-only: only "
+                                     "where to load the tokenizer from, if not the run's own model"),
+    out: Path | None = typer.Option(None, help="results directory (resumes if it holds samples of the same arguments)"),
+    benchmarks: str = typer.Option("aime24,aime25,amc,math500", help="comma-separated benchmark names or files"),
+    n: int = typer.Option(64, help="samples per problem (paper: 64)"),
+    temperature: float = typer.Option(0.6, help="sampling temperature (paper: 0.6)"),
+    top_p: float = typer.Option(0.95, "--top-p", help="nucleus sampling (paper: 0.95)"),
+    max_tokens: int = typer.Option(16384, "--max-tokens", help="max new tokens per response (paper: 16384)"),
+    backend: str = typer.Option("vllm", help="vllm (GPU) | transformers (CPU / small models)"),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="local benchmark files (default $SIRI_DATA_DIR, then hub)"),
+    seed: int = typer.Option(0, help="sampling seed"),
+    limit: int | None = typer.Option(None, help="only the first K problems of each benchmark (smoke runs)"),
+    budgets: str | None = typer.Option(None, help="token budgets for the accuracy-vs-budget curve (default 2048,4096,...)"),
+    batch_size: int = typer.Option(64, "--batch-size", help="transformers: rows per generate call; vllm: problems per call"),
+    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", "--tp", help="vllm: GPUs per model"),
+    dtype: str = typer.Option("auto", help="auto | bfloat16 | float16 | float32"),
+    enforce_eager: bool = typer.Option(False, "--enforce-eager", help="vllm: no torch.compile / CUDA graphs "
+                                       "(starts faster, decodes slower; vLLM's own option)"),
+    require_think_end: bool = typer.Option(
+        True, "--require-think-end/--no-require-think-end", help="grade only a \\boxed{} after </think>"
+    ),
+    grade_workers: int | None = typer.Option(None, "--grade-workers", help="math-verify processes (default: CPUs)"),
+    grade_timeout: float = typer.Option(5.0, "--grade-timeout", help="seconds per answer"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
+    group_by: str | None = typer.Option(None, "--group-by", help="comma-separated problem fields to break accuracy "
+                                        "and length down by (MATH500's level is always shown)"),
+    data_parallel_size: int = typer.Option(1, "--data-parallel-size", "--dp", help="vllm: engines, each on its own "
+                                           "--tp GPUs, problems split between them"),
+    report_only: Path | None = typer.Option(None, "--report-only", help="recompute the summaries of this results "
+                                            "directory from its samples.jsonl (no model, no generation)"),
+) -> None:
+    """Sample a model on the math benchmarks, grade, and write samples/summary/budget curve (paper §5.1)."""
+    from siri_rl.data import DataError
+    from siri_rl.evaluate import EvalConfig, run_eval
+    from siri_rl.evaluate import report_only as recompute
+    from siri_rl.results import SUMMARY_MD, EvalError
+
+    groups = group_by.split(",") if group_by else []
+    if report_only is not None:
+        try:
+            recompute(report_only, tokenizer_from=model, budgets=_parse_budgets(budgets, "--budgets"),
+                      group_by=groups, grade_workers=grade_workers, grade_timeout=grade_timeout)
+        except (EvalError, DataError) as err:
+            fail(str(err))
+            return
+        console.print((report_only / SUMMARY_MD).read_text(), highlight=False, markup=False, soft_wrap=True)
+        console.print(f"rewrote {report_only}/ (summary.json, summary.md, budget_curve.png) from samples.jsonl")
+        return
+    if model is None or out is None:
+        fail("siri eval needs --model and --out (or --report-only DIR to recompute an existing results directory)")
+        return
+    check_output_dir(out, "--out")
+    try:
+        cfg = EvalConfig(
+            model=model, out=out, benchmarks=benchmarks.split(","), n=n, temperature=temperature, top_p=top_p,
+            max_tokens=max_tokens, backend=backend, data_dir=data_dir, seed=seed, limit=limit,
+            require_think_end=require_think_end, budgets=_parse_budgets(budgets, "--budgets"), batch_size=batch_size,
+            tensor_parallel_size=tensor_parallel_size, dtype=dtype, enforce_eager=enforce_eager,
+            grade_workers=grade_workers,
+            grade_timeout=grade_timeout, progress=progress, group_by=groups, data_parallel_size=data_parallel_size,
+        )
+        run_eval(cfg)
+    except (EvalError, DataError) as err:
+        fail(str(err))
+        return
+    console.print((out / SUMMARY_MD).read_text(), highlight=False, markup=False, soft_wrap=True)
+    console.print(f"wrote {out}/ (samples.jsonl, summary.json, summary.md, budget_curve.png)", markup=False,
+                  highlight=False)
+
+
+@app.command()
+def compare(
+    results: list[Path] = typer.Argument(..., help="siri eval results directories (one row each)"),
+    base: Path = typer.Option(..., help="results directory of the base model (ΔAcc/CR reference)"),
+    out: Path = typer.Option(..., help="report directory: table.md, comparison.json, pareto.png"),
+    compact: bool = typer.Option(False, "--compact", help="Table 1 as in the paper: no intervals, no paired column"),
+    pair: list[str] | None = typer.Option(None, "--pair", help="also compare two results with each other: "
+                                          "'NAME_A,NAME_B' (row names or paths; repeatable)"),
+) -> None:
+    """Table 1 (Acc/Length per benchmark with 95% intervals, ΔAcc/CR, best in bold), paired bootstrap differences
+    against --base, and the accuracy-vs-length Pareto plot with error bars."""
+    from siri_rl.compare import TABLE_MD, run_compare
+    from siri_rl.results import EvalError
+
+    pairs = []
+    for text in pair or []:
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) != 2 or not all(parts):
+            fail(f"--pair must look like 'NAME_A,NAME_B', got {text!r}")
+            return
+        pairs.append((parts[0], parts[1]))
+    check_output_dir(out, "--out")
+    try:
+        run_compare(base, results, out, compact=compact, pairs=pairs)
+    except EvalError as err:
+        fail(str(err))
+        return
+    # raw markdown (wide tables stay readable and can be pasted as they are)
+    console.print((out / TABLE_MD).read_text(), highlight=False, markup=False, soft_wrap=True)
+    console.print(f"wrote {out}/ (table.md, comparison.json, pareto.png)", markup=False, highlight=False)
+
+
+analyze_app = typer.Typer(
+    help="Reasoning-pattern frequencies (Figure 6) and training-run dynamics (Figures 4, 9).", no_args_is_help=True
+)
+app.add_typer(analyze_app, name="analyze")
+
+
+@analyze_app.command("patterns")
+def analyze_patterns(
+    results: list[Path] = typer.Argument(..., help="siri eval results directories, e.g. checkpoints at 1280/1600/1920"),
+    out: Path = typer.Option(Path("patterns"), help="directory for patterns.md, patterns.json, patterns.png"),
+    words: str = typer.Option("wait,hold on,alternatively,so,compute", help="comma-separated words/phrases"),
+    names: str | None = typer.Option(None, help="comma-separated labels, one per results directory"),
+) -> None:
+    """Mean occurrences per response of each word, in correct vs incorrect responses, across results."""
+    from siri_rl.analysis import PATTERNS_MD, run_patterns
+    from siri_rl.results import EvalError
+
+    check_output_dir(out, "--out")
+    try:
+        run_patterns(results, out, words.split(","), names.split(",") if names else None)
+    except EvalError as err:
+        fail(str(err))
+        return
+    console.print((out / PATTERNS_MD).read_text(), highlight=False, markup=False, soft_wrap=True)
+    console.print(f"wrote {out}/ (patterns.md, patterns.json, patterns.png)", markup=False, highlight=False)
+
+
+@analyze_app.command("run")
+def analyze_run(
+    run_dir: Path = typer.Argument(..., help="training run directory (holds metrics.jsonl)"),
+    out: Path | None = typer.Option(None, help="output directory (default RUN_DIR/analysis)"),
+) -> None:
+    """Accuracy and length against the scheduled cap, entropy, tokens generated (PNGs + run.md)."""
+    from siri_rl.analysis import analysis_dir, run_analysis
+    from siri_rl.results import EvalError
+
+    check_output_dir(analysis_dir(run_dir, out), "--out" if out else "RUN_DIR/analysis")
+    try:
+        written = run_analysis(run_dir, out)
+    except EvalError as err:
+        fail(str(err))
+        return
+    console.print(written[-1].read_text(), highlight=False, markup=False, soft_wrap=True)
+    console.print("wrote " + ", ".join(str(p) for p in written), markup=False, highlight=False)
