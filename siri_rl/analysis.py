@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from siri_rl.results import EvalError, load_samples
-from siri_rl.run_dir import DYNAMICS_PNG, read_metric_rows
+from siri_rl.run_dir import DYNAMICS_PNG, METRICS_FILE, read_metric_rows
 
 # §5.4: the words whose frequency the paper tracks through compression and expansion.
 DEFAULT_PATTERNS = ("wait", "hold on", "alternatively", "so", "compute")
@@ -154,7 +154,7 @@ def read_metrics(run_dir: str | Path, *, missing_ok: bool = False) -> list[dict[
     reader of the file (:func:`siri_rl.run_dir.read_metric_rows`), with ``siri analyze``'s errors. ``missing_ok``:
     no file, or no complete row, gives ``[]`` instead of an :class:`EvalError` (a run that has not logged yet)."""
     path = Path(run_dir)
-    path = path if path.suffix == ".jsonl" else path / "metrics.jsonl"
+    path = path if path.suffix == ".jsonl" else path / METRICS_FILE
     if not path.exists():
         if missing_ok:
             return []

@@ -29,8 +29,9 @@ from typing import Any
 import yaml
 
 from siri_rl.data import DEFAULT_TRAIN_DATASET
-from siri_rl.engines import ENGINES
 from siri_rl.schedule import LengthSchedule, ScheduleError, schedule_from_dict
+
+ENGINES = ("trl", "verl")  # the engines `engine:` may name; siri_rl.engines dispatches to them
 
 
 class ConfigError(ValueError):

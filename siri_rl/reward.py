@@ -9,19 +9,14 @@ untrusted text: it is only ever parsed, never evaluated.
 
 from __future__ import annotations
 
-import atexit
-import json
 import os
 import re
-import select
-import subprocess
-import sys
-import threading
-from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+
+from siri_rl.grader import compare, count, grader_stats, shutdown_grader  # noqa: F401 - grader_stats, shutdown_grader: public API
 
 THINK_END = "</think>"
 DEFAULT_TIMEOUT = 5.0
@@ -110,138 +105,7 @@ def decode_response(tokenizer: Any, token_ids: Sequence[int]) -> str:
     return tokenizer.decode([t for t in ids if t not in dropped], skip_special_tokens=False)
 
 
-# --- equivalence -----------------------------------------------------------------------------------------------
-
-_stats: Counter[str] = Counter()
-_stats_lock = threading.Lock()
-
-
-def _count(status: str) -> None:
-    with _stats_lock:
-        _stats[status] += 1
-
-
-def grader_stats() -> dict[str, int]:
-    """Counts of grader outcomes in this process: ``ok``, ``timeout`` (math-verify's own alarm fired, or the worker
-    was killed), ``error``, ``fast`` (decided without math-verify), ``cached`` (a repeated comparison),
-    ``restarts`` (worker processes killed after a timeout)."""
-    with _stats_lock:
-        return dict(_stats)
-
-
-class _VerifyProcess:
-    """One math-verify subprocess, used by one thread at a time, killed and restarted after a timeout."""
-
-    def __init__(self) -> None:
-        self.proc: subprocess.Popen | None = None
-        self.pid = os.getpid()
-        self.buffer = b""
-        self.warm = False  # has answered once, so its imports are done
-
-    def _start(self) -> subprocess.Popen:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        return subprocess.Popen(
-            [sys.executable, "-m", "siri_rl._verify_worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-
-    def close(self) -> None:
-        if self.proc is not None and self.pid == os.getpid():
-            try:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-            except Exception:  # noqa: BLE001 - best effort at shutdown
-                pass
-        self.proc, self.buffer, self.warm = None, b"", False
-
-    def request(self, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
-        if self.pid != os.getpid():  # forked: the pipes belong to the parent
-            self.proc, self.buffer, self.pid = None, b"", os.getpid()
-        if self.proc is None or self.proc.poll() is not None:
-            self.proc, self.buffer, self.warm = self._start(), b"", False
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        try:
-            self.proc.stdin.write((json.dumps(payload) + "\n").encode())
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            self.close()
-            return {"correct": False, "status": "error", "error": "grader process died"}
-        # The first call of a fresh worker also pays its import time (~1-2 s), which must not count as a timeout.
-        deadline = timeout + (0.0 if self.warm else 10.0)
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self.buffer:
-            ready, _, _ = select.select([fd], [], [], deadline)
-            if not ready:
-                self.close()
-                _count("restarts")
-                return {"correct": False, "status": "timeout"}
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                self.close()
-                return {"correct": False, "status": "error", "error": "grader process died"}
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        self.warm = True
-        return json.loads(line)
-
-
-class _WorkerPool:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.idle: list[_VerifyProcess] = []
-
-    def acquire(self) -> _VerifyProcess:
-        with self.lock:
-            return self.idle.pop() if self.idle else _VerifyProcess()
-
-    def release(self, worker: _VerifyProcess) -> None:
-        with self.lock:
-            self.idle.append(worker)
-
-    def close(self) -> None:
-        with self.lock:
-            for worker in self.idle:
-                worker.close()
-            self.idle.clear()
-
-
-_pool = _WorkerPool()
-atexit.register(_pool.close)
-
-
-def shutdown_grader() -> None:
-    """Stop this process's math-verify worker processes and forget cached comparisons (workers start again on
-    demand)."""
-    _pool.close()
-    with _memo.lock:
-        _memo.data.clear()
-
-
-class _Memo:
-    """A small thread-safe LRU of finished comparisons: sampled answers repeat a lot (64 samples of one problem
-    often give the same few answers), and a comparison's outcome never changes."""
-
-    def __init__(self, size: int = 65536) -> None:
-        self.size, self.lock, self.data = size, threading.Lock(), OrderedDict()
-
-    def get(self, key: str) -> tuple[bool, str] | None:
-        with self.lock:
-            value = self.data.get(key)
-            if value is not None:
-                self.data.move_to_end(key)
-            return value
-
-    def put(self, key: str, value: tuple[bool, str]) -> None:
-        with self.lock:
-            self.data[key] = value
-            if len(self.data) > self.size:
-                self.data.popitem(last=False)
-
-
-_memo = _Memo()
+# --- equivalence ---------------------------------------------------------------------------------------------
 
 
 def _needs_wrapping(text: str) -> bool:
@@ -279,7 +143,7 @@ def verify_equivalence(
     if not raw_text:
         fast = _fast_path(pred, gold)
         if fast is not None:
-            _count("fast")
+            count("fast")
             return fast, "fast"
         pred = f"\\boxed{{{pred}}}" if _needs_wrapping(pred) else pred
         gold = f"\\boxed{{{gold}}}" if _needs_wrapping(gold) else gold
@@ -293,23 +157,7 @@ def verify_equivalence(
         # math-verify's own alarm (whole seconds) fires first in ordinary slow cases; the kill is the backstop.
         "alarm": max(1, int(timeout // 3)),
     }
-    key = json.dumps(payload, sort_keys=True)
-    cached = _memo.get(key)
-    if cached is not None:
-        _count("cached")
-        return cached
-    worker = _pool.acquire()
-    try:
-        reply = worker.request(payload, timeout)
-    finally:
-        _pool.release(worker)
-    status = reply.get("status", "error")
-    _count(status)
-    result = (bool(reply.get("correct")), status)
-    # Timeouts, errors and empty parses may be load-dependent (see _verify_worker): try those again next time.
-    if status == "ok" and reply.get("cacheable") is True:
-        _memo.put(key, result)
-    return result
+    return compare(payload, timeout)
 
 
 def is_equivalent(pred: str | None, gold: str, *, timeout: float = DEFAULT_TIMEOUT, **options: Any) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ENGINES = ("trl", "verl")  # the one list; siri_rl.config validates `engine:` against it
+from siri_rl.config import ENGINES  # the one list, in the core (the config validates `engine:` against it)
 
 
 class EngineError(RuntimeError):

@@ -26,7 +26,13 @@ from siri_rl.engines.verl import AGENT_LOOP_YAML, CONFIG_DIR, CONFIG_NAME
 from siri_rl.engines.verl.checkpoints import checkpoint_steps, latest_saved_step, prune_checkpoints, save_plan
 from siri_rl.engines.verl.hydra_overrides import Overrides
 from siri_rl.engines.verl.process import LOG_FILE, run_logged
-from siri_rl.run_dir import read_metric_rows, refuse_existing_run, write_dynamics_plot, write_run_config
+from siri_rl.run_dir import (
+    METRICS_FILE,
+    read_metric_rows,
+    refuse_existing_run,
+    write_dynamics_plot,
+    write_run_config,
+)
 
 __all__ = ["build_overrides", "compose_config", "gpus_per_node", "run_logged", "train"]
 
@@ -238,7 +244,7 @@ def run_paths(output_dir: str | Path) -> dict[str, Path]:
         "train_file": run / "verl" / "train.parquet",
         "val_file": run / "verl" / "val.parquet",
         "checkpoint_dir": run / "verl" / "checkpoints",
-        "metrics_path": run / "metrics.jsonl",
+        "metrics_path": run / METRICS_FILE,
     }
 
 
