@@ -5,11 +5,11 @@ rollouts all got the same reward contributes no gradient. Under a length cap tha
 the shortest correct answer truncates every completion, every reward is 0, and the loss is 0 (TRL users meet it
 as "zero reward, zero variance, zero gradient"). The guard reads two per-round fields of ``metrics.jsonl``:
 
-* ``frac_groups_with_signal`` — the share of prompt groups whose rewards are not all equal
-  (:func:`frac_groups_with_signal`, computed by both engines from the round's rewards and group ids);
+* ``frac_groups_with_reward_variance`` — the share of prompt groups whose rewards are not all equal
+  (:func:`frac_groups_with_reward_variance`, computed by both engines from the round's rewards and group ids);
 * ``clipped_frac`` — the share of completions that hit the cap L without ending.
 
-A round is *starved* when ``frac_groups_with_signal <= min_signal_frac`` or ``clipped_frac >= max_clipped_frac``.
+A round is *starved* when ``frac_groups_with_reward_variance <= min_signal_frac`` or ``clipped_frac >= max_clipped_frac``.
 After ``rounds`` consecutive starved rounds the guard warns once (mode ``warn``, the default) or asks the engine to
 stop with a resumable checkpoint and a non-zero exit (mode ``stop``; a run resumed while still starved stops again
 after one round); ``off`` never does anything. A healthy round ends the episode: a later starved streak warns
@@ -42,20 +42,20 @@ class GuardError(ValueError):
     """Impossible guard settings (the config loader turns it into a ConfigError, as it does for schedules)."""
 
 
-def frac_groups_with_signal(rewards: Sequence[float], group_ids: Sequence[Hashable]) -> float:
+def frac_groups_with_reward_variance(rewards: Sequence[float], group_ids: Sequence[Hashable]) -> float:
     """The share (in [0, 1]) of prompt groups whose rewards are not all equal: the groups that give GRPO a
     gradient. ``group_ids[i]`` names the prompt group of ``rewards[i]`` (TRL: the completion's index //
     ``num_generations``; veRL: ``non_tensor_batch["uid"]``); a group of one has no signal."""
     if len(rewards) != len(group_ids):
-        raise ValueError(f"frac_groups_with_signal got {len(rewards)} rewards but {len(group_ids)} group ids")
+        raise ValueError(f"frac_groups_with_reward_variance got {len(rewards)} rewards but {len(group_ids)} group ids")
     if not rewards:
-        raise ValueError("frac_groups_with_signal needs at least one reward")
+        raise ValueError("frac_groups_with_reward_variance needs at least one reward")
     low: dict[Hashable, float] = {}
     high: dict[Hashable, float] = {}
     for reward, group in zip(rewards, group_ids):
         reward = float(reward)
         if not math.isfinite(reward):
-            raise ValueError(f"frac_groups_with_signal got a non-finite reward {reward!r} (group {group!r})")
+            raise ValueError(f"frac_groups_with_reward_variance got a non-finite reward {reward!r} (group {group!r})")
         low[group] = min(low.get(group, reward), reward)
         high[group] = max(high.get(group, reward), reward)
     return sum(1 for g in low if high[g] > low[g]) / len(low)
@@ -91,17 +91,17 @@ class NoLearningGuard:
 
     def check(self, state: Mapping[str, Any], row: Mapping[str, Any]) -> Verdict:
         """The verdict after the round whose ``metrics.jsonl`` row is ``row`` (needs ``clipped_frac``; uses
-        ``frac_groups_with_signal`` when the engine logs it, and ``step``, ``max_len``, ``accuracy`` in the
+        ``frac_groups_with_reward_variance`` when the engine logs it, and ``step``, ``max_len``, ``accuracy`` in the
         message). ``state`` is not modified."""
         if self.mode == "off":
             return Verdict(dict(state), "ok", "", False)
         clipped = _field(row, "clipped_frac", required=True)
-        signal = _field(row, "frac_groups_with_signal", required=False)
+        signal = _field(row, "frac_groups_with_reward_variance", required=False)
         starved = clipped >= self.max_clipped_frac or (signal is not None and signal <= self.min_signal_frac)
         if not starved:
             return Verdict({"streak": [], "warned": False}, "ok", "", False)
         entry = {"step": row.get("step"), "max_len": row.get("max_len"), "accuracy": row.get("accuracy"),
-                 "clipped_frac": clipped, "frac_groups_with_signal": signal}
+                 "clipped_frac": clipped, "frac_groups_with_reward_variance": signal}
         streak = (list(state["streak"]) + [entry])[-self.rounds :]
         new = {"streak": streak, "warned": bool(state["warned"])}
         # stop is not gated by `warned`: a run resumed while still starved stops again.
@@ -125,7 +125,7 @@ class NoLearningGuard:
         steps = [e["step"] for e in streak if e["step"] is not None]
         where = f"rounds {steps[0]}-{steps[-1]}" if steps else f"the last {len(streak)} rounds"
         found = []
-        signals = [e["frac_groups_with_signal"] for e in streak if e["frac_groups_with_signal"] is not None]
+        signals = [e["frac_groups_with_reward_variance"] for e in streak if e["frac_groups_with_reward_variance"] is not None]
         if signals:
             found.append(f"{_span(signals)} of the prompt groups had any reward variance (threshold "
                          f"{self.min_signal_frac:g})")

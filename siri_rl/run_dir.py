@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from siri_rl.config import ConfigError, ExperimentConfig, config_from_dict
+from siri_rl.guard import frac_groups_with_reward_variance
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
@@ -182,12 +183,8 @@ def rollout_stats(
     }
     if rewards is not None:
         row["accuracy"] = float(sum(rewards)) / n if n else 0.0
-        if group_ids is not None:
-            groups: dict[Any, set[float]] = {}
-            for g, r in zip(group_ids, rewards):
-                groups.setdefault(g, set()).add(float(r))
-            row["frac_groups_with_reward_variance"] = (
-                sum(1 for v in groups.values() if len(v) > 1) / len(groups) if groups else 0.0)
+        if group_ids is not None and n:
+            row["frac_groups_with_reward_variance"] = frac_groups_with_reward_variance(rewards, group_ids)
     return row
 
 

@@ -4,26 +4,26 @@ once per starved episode, never on a healthy run."""
 import pytest
 import yaml
 
-from siri_rl.guard import GuardError, NoLearningGuard, frac_groups_with_signal, guard_from_dict
+from siri_rl.guard import GuardError, NoLearningGuard, frac_groups_with_reward_variance, guard_from_dict
 
 
-def test_frac_groups_with_signal_on_known_groups():
+def test_frac_groups_with_reward_variance_on_known_groups():
     rewards = [1, 1, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0]
-    assert frac_groups_with_signal(rewards, [i // 4 for i in range(12)]) == pytest.approx(1 / 3)
+    assert frac_groups_with_reward_variance(rewards, [i // 4 for i in range(12)]) == pytest.approx(1 / 3)
     # veRL's uids: strings, and a group need not be contiguous
     uids = ["b", "a", "c", "a", "b", "c"]
-    assert frac_groups_with_signal([0.0, 1.0, 0.5, 0.0, 0.0, 0.5], uids) == pytest.approx(1 / 3)  # only "a"
-    assert frac_groups_with_signal([1.0], ["x"]) == 0.0  # a group of one has no variance
-    assert frac_groups_with_signal([0.0, 1.0], [0, 0]) == 1.0
+    assert frac_groups_with_reward_variance([0.0, 1.0, 0.5, 0.0, 0.0, 0.5], uids) == pytest.approx(1 / 3)  # only "a"
+    assert frac_groups_with_reward_variance([1.0], ["x"]) == 0.0  # a group of one has no variance
+    assert frac_groups_with_reward_variance([0.0, 1.0], [0, 0]) == 1.0
     with pytest.raises(ValueError, match="3 rewards but 2 group ids"):
-        frac_groups_with_signal([0, 1, 0], [0, 0])
+        frac_groups_with_reward_variance([0, 1, 0], [0, 0])
     with pytest.raises(ValueError, match="at least one reward"):
-        frac_groups_with_signal([], [])
+        frac_groups_with_reward_variance([], [])
     with pytest.raises(ValueError, match="non-finite reward"):
-        frac_groups_with_signal([0.0, float("nan")], [0, 0])
+        frac_groups_with_reward_variance([0.0, float("nan")], [0, 0])
 
 
-def test_frac_groups_with_signal_is_the_complement_of_trls_zero_std_share():
+def test_frac_groups_with_reward_variance_is_the_complement_of_trls_zero_std_share():
     """TRL's ``frac_reward_zero_std`` (grpo_trainer.py:2770-2771, 2788, 2830) over groups of num_generations."""
     import torch
     from trl.trainer.utils import nanstd
@@ -32,13 +32,13 @@ def test_frac_groups_with_signal_is_the_complement_of_trls_zero_std_share():
     rewards = torch.tensor([1, 1, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 1, 1, 1], dtype=torch.float32)
     std = nanstd(rewards.view(-1, g), dim=1).repeat_interleave(g, dim=0)
     trl_zero_std = torch.isclose(std, torch.zeros_like(std)).float().mean().item()
-    ours = frac_groups_with_signal(rewards.tolist(), [i // g for i in range(len(rewards))])
+    ours = frac_groups_with_reward_variance(rewards.tolist(), [i // g for i in range(len(rewards))])
     assert ours == pytest.approx(1 - trl_zero_std) and ours == pytest.approx(2 / 5)
 
 
 def _row(step, *, signal=0.5, clipped=0.1, accuracy=0.4, max_len=36):
     return {"step": step, "max_len": max_len, "accuracy": accuracy, "clipped_frac": clipped,
-            "frac_groups_with_signal": signal}
+            "frac_groups_with_reward_variance": signal}
 
 
 def _starved(step):
@@ -100,7 +100,7 @@ def test_either_condition_starves():
     assert guard.replay(only_clipped)[-1].action == "warn"
     only_no_signal = [_row(r, signal=0.04, clipped=0.1) for r in range(2)]
     assert guard.replay(only_no_signal)[-1].action == "warn"
-    # rows of an engine that does not log frac_groups_with_signal yet: the cap condition alone
+    # rows of an engine that does not log frac_groups_with_reward_variance yet: the cap condition alone
     legacy = [{"step": r, "max_len": 36, "accuracy": 0.0, "clipped_frac": 1.0} for r in range(2)]
     verdict = guard.replay(legacy)[-1]
     assert verdict.action == "warn" and "reward variance" not in verdict.message
