@@ -28,7 +28,10 @@ from typing import Any
 
 import yaml
 
+from siri_rl.adaptive import KIND as ADAPTIVE
+from siri_rl.adaptive import AdaptiveSchedule, adaptive_from_dict
 from siri_rl.data import DEFAULT_TRAIN_DATASET
+from siri_rl.guard import GuardError, guard_from_dict
 from siri_rl.schedule import LengthSchedule, ScheduleError, schedule_from_dict
 
 ENGINES = ("trl", "verl")  # the engines `engine:` may name; siri_rl.engines dispatches to them
@@ -74,6 +77,9 @@ class TrainingConfig:
     seed: int = 42
     save_every: int | None = None  # periodic checkpoints, in rounds; trough/peak checkpoints are always saved
     device: str = "auto"  # auto | cpu | cuda
+    # The no-learning guard (siri_rl.guard): warn | stop | off, or a mapping {mode, rounds, min_signal_frac,
+    # max_clipped_frac}; on by default as a warning.
+    guard: Any = "warn"
 
 
 @dataclass
@@ -108,7 +114,9 @@ class ToyConfig:
 
 @dataclass(kw_only=True)
 class ExperimentConfig:
-    schedule: LengthSchedule  # required: a run without a length schedule is not a SIRI run
+    # Required: a run without a length schedule is not a SIRI run. ``kind: adaptive`` gives the closed-loop
+    # AdaptiveSchedule, whose cap depends on the training accuracy (the engine drives it round by round).
+    schedule: LengthSchedule | AdaptiveSchedule
     name: str = "experiment"
     description: str = ""
     hardware: str = ""
@@ -257,7 +265,7 @@ def config_from_dict(data: dict[str, Any], source: str | None = None) -> Experim
             hardware=str(data.get("hardware") or ""),
             engine=str(data.get("engine") or "trl"),
             source=source,
-            schedule=schedule_from_dict(data["schedule"]),
+            schedule=_schedule(data["schedule"]),
             **{name: _typed(name, cls, data.get(name)) for name, cls in TYPED_SECTIONS.items()},
             **{name: dict(data.get(name) or {}) for name in FREE_SECTIONS},
         )
@@ -271,8 +279,19 @@ def config_from_dict(data: dict[str, Any], source: str | None = None) -> Experim
     return cfg
 
 
+def _schedule(section: dict[str, Any]) -> LengthSchedule | AdaptiveSchedule:
+    """The open-loop schedule of ``schedule:``, or the closed-loop one for ``kind: adaptive``."""
+    if str(section.get("kind", "")).strip().lower() == ADAPTIVE:
+        return adaptive_from_dict(section)
+    return schedule_from_dict(section)
+
+
 def _validate(cfg: ExperimentConfig, where: str) -> None:
     t = cfg.training
+    try:
+        guard_from_dict(t.guard)
+    except GuardError as err:
+        raise ConfigError(f"{where}training.guard: {err}") from None
     if cfg.engine not in ENGINES:
         raise ConfigError(f"{where}engine must be one of {', '.join(ENGINES)}, got {cfg.engine!r}")
     if not cfg.model.name_or_path:

@@ -192,8 +192,8 @@ def _positive_int(name: str, value: Any) -> int:
 def _refuse_adaptive(kind: Any) -> None:
     # Closed loop: its cap depends on the training accuracy, so it is no function of the step alone.
     if str(kind).strip().lower() == "adaptive":
-        raise ScheduleError("kind 'adaptive' is a closed-loop schedule (siri_rl.adaptive) that the engines do not "
-                            "drive yet; use cosine, stair or stair-cosine for now")
+        raise ScheduleError("kind 'adaptive' is a closed-loop schedule: build it with siri_rl.adaptive."
+                            "make_adaptive_schedule (a config loads it with kind: adaptive)")
 
 
 def make_schedule(

@@ -203,15 +203,24 @@ def test_config_errors():
         adaptive_from_dict({"kind": "adaptive", "l_max": 10, "l_min": 5, "cycle": 4, "period": 3})
     with pytest.raises(ScheduleError, match="needs l_min, cycle"):
         adaptive_from_dict({"kind": "adaptive", "l_max": 10})
-    # The open-loop schedule and a config name the kind instead of calling it unknown (engine wiring pending).
+    # The open-loop factory names the closed-loop one instead of calling the kind unknown; a config loads it.
     with pytest.raises(ScheduleError, match="closed-loop schedule"):
         make_schedule("adaptive", l_max=10, l_min=5, cycle=4)
-    cfg = {"model": {"name_or_path": "m"}, "schedule": {"kind": "adaptive", "l_max": 10, "l_min": 5, "cycle": 4}}
-    with pytest.raises(ConfigError, match="schedule: kind 'adaptive' is a closed-loop schedule"):
+    cfg = {"model": {"name_or_path": "m"}, "schedule": {"kind": "adaptive", "l_max": 10, "l_min": 5, "cycle": 4,
+                                                         "tolerance": 0.05}}
+    loaded = config_from_dict(cfg)
+    assert isinstance(loaded.schedule, AdaptiveSchedule) and loaded.schedule.tolerance == 0.05
+    assert config_from_dict(loaded.to_dict()).schedule == loaded.schedule  # config.yaml round trip
+    cfg["schedule"]["patience"] = -1
+    with pytest.raises(ConfigError, match="schedule: .*patience"):
         config_from_dict(cfg)
-    cfg["schedule"]["tolerance"] = 0.05  # an adaptive-only key: still named as the adaptive kind, not unknown
-    with pytest.raises(ConfigError, match="closed-loop schedule"):
+    cfg["schedule"]["patience"] = 2
+    cfg["training"] = {"guard": "loud"}
+    with pytest.raises(ConfigError, match="training.guard"):
         config_from_dict(cfg)
+    for mode in ("warn", "stop", "off", False):
+        cfg["training"] = {"guard": mode}
+        assert config_from_dict(cfg).training.guard == mode
 
 
 def test_resume_from_metrics_rows_rebuilds_the_state_and_checks_the_caps():
