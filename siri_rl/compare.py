@@ -43,7 +43,8 @@ def benchmark_order(results: list[Result]) -> list[str]:
 
 def average_intervals(r: Result, names: list[str]) -> tuple[list[float] | None, list[float] | None]:
     """The 95% intervals of a row's average accuracy and length: a stratified bootstrap over the per-problem
-    counts of the benchmarks the row has, else the summary's own average where it covers the same benchmarks."""
+    counts of the benchmarks the row has, else the summary's own average where it covers the same benchmarks, else
+    the intervals of the row's one benchmark."""
     have = [n for n in names if n in r.benchmarks]
     if not have:
         return None, None
@@ -52,6 +53,8 @@ def average_intervals(r: Result, names: list[str]) -> tuple[list[float] | None, 
         return avg["acc_ci"], avg["length_ci"]
     if r.average and r.average.get("benchmarks") == have:
         return r.average.get("acc_ci"), r.average.get("length_ci")
+    if len(have) == 1:  # the average of one benchmark is that benchmark
+        return r.benchmarks[have[0]].get("acc_ci"), r.benchmarks[have[0]].get("length_ci")
     return None, None
 
 
