@@ -341,9 +341,17 @@ def plot_pareto(comparison: dict, path: str | Path, *, title: str = "Accuracy vs
                         fmt="none", ecolor=color, elinewidth=1, capsize=3, alpha=0.7, zorder=1.5)
         ax.scatter([x], [y], s=70 if i in front else 35, zorder=2, marker="s" if is_base else "o", color=color,
                    edgecolors="black" if i in front else "none")
-        ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
-        if marks and r["name"] in marks:
-            ax.annotate(marks[r["name"]], (x, y), textcoords="offset points", xytext=(12, -22), fontsize=8,
+    # one label per position: rows with the same averages (checkpoints that did not move) share it
+    at: dict[tuple[float, float], list[dict]] = {}
+    for r, xy in zip(rows, pts, strict=True):
+        at.setdefault(xy, []).append(r)
+    for xy, same in at.items():
+        below = any(r["name"] == comparison["base"] for r in same)  # the base's label below, out of the way
+        ax.annotate(", ".join(r["name"] for r in same), xy, textcoords="offset points", xytext=(5, -12 if below else 5),
+                    fontsize=8)
+        marked = [marks[r["name"]] for r in same if marks and r["name"] in marks]
+        if marked:
+            ax.annotate(", ".join(marked), xy, textcoords="offset points", xytext=(12, -26), fontsize=8,
                         fontweight="bold", arrowprops={"arrowstyle": "->", "lw": 0.8})
     ax.set_xlabel("average response length (tokens)")
     ax.set_ylabel("average pass@1 (%)")
