@@ -112,10 +112,55 @@ def test_cli_select_reads_finished_results_and_refuses_runs_without_checkpoints(
         assert message in res.output.replace("\n", "") and len(res.output.strip().splitlines()) == 1
     res = CliRunner().invoke(app, [*args, "--base", str(tmp_path / "no-such-base")])
     assert res.exit_code == 2 and "neither a results directory" in res.output.replace("\n", "")
+    afile = tmp_path / "a-file"
+    afile.write_text("x\n")
+    res = CliRunner().invoke(app, ["select", str(run), "--out", str(afile)])
+    assert res.exit_code == 2 and "is a file" in res.output.replace("\n", "")
 
 
 def _samples_stamp(out):
     return {p.parent.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.glob("*/samples.jsonl")}
+
+
+def test_select_evaluates_only_what_is_missing(tmp_path, tiny_toy_model):
+    """Real evaluations (the tiny toy-tokenizer Qwen2 as every checkpoint, the transformers backend): a base given
+    as a model is evaluated into OUT/base; a checkpoint exported later is the only one a rerun generates for."""
+    import shutil
+
+    from siri_rl.toy.task import balanced_problems
+
+    bench = tmp_path / "sums.jsonl"
+    bench.write_text("".join(json.dumps(p.to_dict()) + "\n" for p in balanced_problems(1, seed=0, min_terms=3,
+                                                                                        max_terms=4)))
+    run, out = tmp_path / "run", tmp_path / "select"
+
+    def export(name, step, cap):
+        shutil.copytree(tiny_toy_model, run / "checkpoints" / name)
+        write_checkpoint_card(run / "checkpoints" / name, name=name, step=step, max_len=cap, phase=None, source="t")
+
+    export("cycle1-compressed", 1, 8)
+    export("cycle1-expanded", 3, 16)
+    settings = {"benchmarks": [str(bench)], "n": 2, "backend": "transformers", "max_tokens": 8, "top_p": 1.0,
+                "dtype": "float32", "device": "cpu", "batch_size": 8, "progress": False, "grade_workers": 1}
+    lines: list[str] = []
+    run_select(run, out, settings, base=str(tiny_toy_model), log=lines.append)
+    assert [line.split(" (")[0] for line in lines] == ["evaluating base", "evaluating cycle1-compressed",
+                                                      "evaluating cycle1-expanded"]
+    for name in ("base", "cycle1-compressed", "cycle1-expanded"):
+        assert len((out / name / "samples.jsonl").read_text().splitlines()) == 2 * 2  # n=2 x 2 problems
+    before = _samples_stamp(out)
+    export("final", 4, 12)
+    lines.clear()
+    data = run_select(run, out, settings, base=str(tiny_toy_model), log=lines.append)
+    assert [line.split(" (")[0] for line in lines] == ["base: evaluated already", "cycle1-compressed: evaluated "
+                                                      "already", "cycle1-expanded: evaluated already",
+                                                      "evaluating final"]
+    after = _samples_stamp(out)
+    assert {k: after[k] for k in before} == before and "final" in after
+    assert [r["name"] for r in data["rows"]] == ["cycle1-compressed", "cycle1-expanded", "final"]
+    assert data["base"] == "base" and json.loads((out / PARETO_JSON).read_text())["rows"] == data["rows"]
+    # every copy is the same model with the same seed: the same samples, so all three tie on the front
+    assert all(r["pareto"] for r in data["rows"])
 
 
 @pytest.mark.slow
