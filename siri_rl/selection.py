@@ -137,7 +137,8 @@ def selection_rows(results: list[tuple[CheckpointCard, Result]], base: Result | 
     "pareto", "dominated_by"} | None, "SIRI-high": ...}}``."""
     from siri_rl.metrics import delta_acc_cr
 
-    names = benchmark_order([r for _, r in results] + ([base] if base else []))
+    # the checkpoints' benchmarks: the base row is averaged over the same ones (a base evaluated on more is fine)
+    names = benchmark_order([r for _, r in results])
     picks = paper_picks([card.path.name for card, _ in results])
     pick_of = {name: pick for pick, name in picks.items() if name}
 

@@ -196,6 +196,9 @@ def select_(
         True, "--require-think-end/--no-require-think-end", help="grade only a \\boxed{} after </think>"
     ),
     grade_workers: int | None = typer.Option(None, "--grade-workers", help="math-verify processes (default: CPUs)"),
+    grade_timeout: float = typer.Option(5.0, "--grade-timeout", help="seconds per answer"),
+    data_parallel_size: int = typer.Option(1, "--data-parallel-size", "--dp", help="vllm: engines, each on its own "
+                                           "--tp GPUs, problems split between them"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
 ) -> None:
     """Evaluate every exported checkpoint of a run (as `siri eval`) and pick on the accuracy/length Pareto front,
@@ -209,7 +212,7 @@ def select_(
                     max_tokens=max_tokens, backend=backend, data_dir=data_dir, seed=seed, limit=limit,
                     batch_size=batch_size, tensor_parallel_size=tensor_parallel_size, dtype=dtype, device=device,
                     enforce_eager=enforce_eager, require_think_end=require_think_end, grade_workers=grade_workers,
-                    progress=progress)
+                    grade_timeout=grade_timeout, data_parallel_size=data_parallel_size, progress=progress)
 
     def log(line: str) -> None:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
