@@ -24,6 +24,7 @@ TABLE_MD = "table.md"
 COMPARISON_JSON = "comparison.json"
 PARETO_PNG = "pareto.png"
 DASH = "–"
+FRONT_MARK = "†"  # table.md: the row is on the accuracy/length Pareto front
 
 
 def _unique_names(results: list[Result]) -> None:
@@ -40,9 +41,10 @@ def benchmark_order(results: list[Result]) -> list[str]:
     return [b for b in PAPER_BENCHMARKS if b in seen] + list(dict.fromkeys(b for b in seen if b not in PAPER_BENCHMARKS))
 
 
-def _average_intervals(r: Result, names: list[str]) -> tuple[list[float] | None, list[float] | None]:
+def average_intervals(r: Result, names: list[str]) -> tuple[list[float] | None, list[float] | None]:
     """The 95% intervals of a row's average accuracy and length: a stratified bootstrap over the per-problem
-    counts of the benchmarks the row has, else the summary's own average where it covers the same benchmarks."""
+    counts of the benchmarks the row has, else the summary's own average where it covers the same benchmarks, else
+    the intervals of the row's one benchmark."""
     have = [n for n in names if n in r.benchmarks]
     if not have:
         return None, None
@@ -51,6 +53,8 @@ def _average_intervals(r: Result, names: list[str]) -> tuple[list[float] | None,
         return avg["acc_ci"], avg["length_ci"]
     if r.average and r.average.get("benchmarks") == have:
         return r.average.get("acc_ci"), r.average.get("length_ci")
+    if len(have) == 1:  # the average of one benchmark is that benchmark
+        return r.benchmarks[have[0]].get("acc_ci"), r.benchmarks[have[0]].get("length_ci")
     return None, None
 
 
@@ -142,8 +146,9 @@ def compare_results(base: Result, results: list[Result], *, pairs: list[tuple[st
     bootstrap against ``base``; ``pairs`` of row names (or paths) are also compared with each other.
 
     Returns ``{"benchmarks": [...], "base": name, "rows": [{name, path, benchmarks, avg_acc, avg_acc_ci,
-    avg_length, avg_length_ci, delta_acc_cr, paired}], "pairs": [...]}``; ``delta_acc_cr`` and ``paired`` are None
-    for the base row and where they are undefined.
+    avg_length, avg_length_ci, delta_acc_cr, paired, pareto}], "pairs": [...]}``; ``delta_acc_cr`` and ``paired``
+    are None for the base row and where they are undefined; ``pareto`` is True for the rows (the base included) on
+    the accuracy/length front of their averages (:func:`siri_rl.metrics.pareto_front`).
     """
     from siri_rl.metrics import delta_acc_cr
 
@@ -153,7 +158,7 @@ def compare_results(base: Result, results: list[Result], *, pairs: list[tuple[st
     rows = []
     for i, r in enumerate(rows_in):
         avg_acc, avg_len = r.average_of(names)
-        acc_ci, len_ci = _average_intervals(r, names)
+        acc_ci, len_ci = average_intervals(r, names)
         dac = None
         if i > 0:
             try:
@@ -172,6 +177,7 @@ def compare_results(base: Result, results: list[Result], *, pairs: list[tuple[st
             "delta_acc_cr": dac,
             "paired": paired_comparison(r, base, names) if i > 0 else None,
         })
+    mark_pareto(rows)
     by_key = {key: r for r in rows_in for key in (r.name, str(r.path), r.path.name)}
     compared = []
     for a, b in pairs or []:
@@ -239,13 +245,14 @@ def table_markdown(comparison: dict, *, compact: bool = False) -> str:
     cols.append(([r["delta_acc_cr"] for r in rows], True, ".3f", [None] * len(rows)))
     bests = [_best(vals, largest) for vals, largest, _, _ in cols]
     for i, r in enumerate(rows):
-        cells = [r["name"] + (" (base)" if i == 0 else "")]
+        cells = [r["name"] + (" (base)" if i == 0 else "") + (f" {FRONT_MARK}" if r.get("pareto") else "")]
         cells += [_cell(vals[i], best, fmt, cis[i]) for (vals, _, fmt, cis), best in zip(cols, bests, strict=True)]
         if not compact:
             avg = (r.get("paired") or {}).get("average")
             cells.append(_delta_text(avg["acc"] if avg else None, ".1f"))
         lines.append("| " + " | ".join(cells) + " |")
-    note = "Acc: pass@1 (%); Len: mean response length (tokens); ΔAcc/CR against the base row (§5.2); best in bold."
+    note = ("Acc: pass@1 (%); Len: mean response length (tokens); ΔAcc/CR against the base row (§5.2); best in bold; "
+            f"{FRONT_MARK}: on the Pareto front of Avg Acc / Avg Len (no other row is as accurate and as short).")
     if not compact:
         note += (" ± is half the width of the 95% bootstrap interval over problems; ΔAcc vs base: model − base "
                  "averaged over the benchmarks both evaluated, with its 95% paired bootstrap interval.")
@@ -286,21 +293,26 @@ def paired_markdown(comparison: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the points (length, acc) that no other point beats: shorter-or-equal length and
-    higher-or-equal accuracy, one of them strictly. Sorted by length."""
-    front = []
-    for i, (li, ai) in enumerate(points):
-        dominated = any(lj <= li and aj >= ai and (lj < li or aj > ai) for j, (lj, aj) in enumerate(points) if j != i)
-        if not dominated:
-            front.append(i)
-    return sorted(front, key=lambda i: points[i])
+def mark_pareto(rows: list[dict]) -> list[int]:
+    """Set each row's ``pareto``: on the front of ``(avg_acc, avg_length)`` (higher accuracy, shorter; the core's
+    :func:`siri_rl.metrics.pareto_front`), False for a row without either. Returns the front's indices in
+    ``rows``, by length."""
+    from siri_rl.metrics import pareto_front
+
+    have = [i for i, r in enumerate(rows) if r["avg_acc"] is not None and r["avg_length"] is not None]
+    front = [have[k] for k in pareto_front([{"acc": rows[i]["avg_acc"], "length": rows[i]["avg_length"]}
+                                            for i in have])]
+    for i, r in enumerate(rows):
+        r["pareto"] = i in front
+    return front
 
 
-def plot_pareto(comparison: dict, path: str | Path, *, title: str = "Accuracy vs length") -> Path:
-    """Figure 1: one point per model (average length in tokens, average pass@1 in %) with error bars of their 95%
-    bootstrap intervals where known, the Pareto frontier (shorter and more accurate is better) drawn through the
-    non-dominated models, labels on every point."""
+def plot_pareto(comparison: dict, path: str | Path, *, title: str = "Accuracy vs length",
+                marks: dict[str, str] | None = None) -> Path:
+    """Figure 1: one point per row (average length in tokens, average pass@1 in %) with error bars of their 95%
+    bootstrap intervals where known, the Pareto front (the rows' ``pareto`` flags: shorter and more accurate is
+    better) drawn as a step line through its members, which are highlighted, labels on every point. ``marks``:
+    row name -> an extra label drawn with an arrow (``siri select``'s SIRI-low / SIRI-high picks)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -310,28 +322,42 @@ def plot_pareto(comparison: dict, path: str | Path, *, title: str = "Accuracy vs
     if not rows:
         raise EvalError("no result has any benchmark to plot")
     pts = [(r["avg_length"], r["avg_acc"]) for r in rows]
-    front = pareto_front(pts)
+    front = sorted((i for i, r in enumerate(rows) if r.get("pareto")), key=lambda i: pts[i])
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
-    if len(front) > 1:
-        ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], color="#d62728", lw=1.5, ls="--",
-                label="Pareto frontier", zorder=1)
+    if front:
+        # the front's attainment line: each member's accuracy holds until a longer member is more accurate
+        xs = [pts[i][0] for i in front] + [max(x for x, _ in pts)]
+        ys = [pts[i][1] for i in front] + [pts[front[-1]][1]]
+        ax.step(xs, ys, where="post", color="#d62728", lw=1.5, ls="--", label="Pareto front", zorder=1)
     any_bars = False
     for i, (r, (x, y)) in enumerate(zip(rows, pts, strict=True)):
         is_base = r["name"] == comparison["base"]
-        color = "#7f7f7f" if is_base else ("#d62728" if i in front else "#1f77b4")
+        color = "#d62728" if i in front else ("#7f7f7f" if is_base else "#1f77b4")
         xci, yci = r.get("avg_length_ci"), r.get("avg_acc_ci")
         if xci or yci:
             any_bars = True
             ax.errorbar([x], [y], xerr=[[x - xci[0]], [xci[1] - x]] if xci else None,
                         yerr=[[y - yci[0]], [yci[1] - y]] if yci else None,
                         fmt="none", ecolor=color, elinewidth=1, capsize=3, alpha=0.7, zorder=1.5)
-        ax.scatter([x], [y], s=60 if i in front else 35, zorder=2, marker="s" if is_base else "o", color=color)
-        ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.scatter([x], [y], s=70 if i in front else 35, zorder=2, marker="s" if is_base else "o", color=color,
+                   edgecolors="black" if i in front else "none")
+    # one label per position: rows with the same averages (checkpoints that did not move) share it
+    at: dict[tuple[float, float], list[dict]] = {}
+    for r, xy in zip(rows, pts, strict=True):
+        at.setdefault(xy, []).append(r)
+    for xy, same in at.items():
+        below = any(r["name"] == comparison["base"] for r in same)  # the base's label below, out of the way
+        ax.annotate(", ".join(r["name"] for r in same), xy, textcoords="offset points", xytext=(5, -12 if below else 5),
+                    fontsize=8)
+        marked = [marks[r["name"]] for r in same if marks and r["name"] in marks]
+        if marked:
+            ax.annotate(", ".join(marked), xy, textcoords="offset points", xytext=(12, -26), fontsize=8,
+                        fontweight="bold", arrowprops={"arrowstyle": "->", "lw": 0.8})
     ax.set_xlabel("average response length (tokens)")
     ax.set_ylabel("average pass@1 (%)")
     ax.grid(alpha=0.3)
     ax.margins(x=0.15, y=0.15)
-    if len(front) > 1:
+    if front:
         ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title + (" (bars: 95% bootstrap intervals over problems)" if any_bars else ""), fontsize=10)
     fig.tight_layout()

@@ -15,7 +15,6 @@ from siri_rl.compare import (
     TABLE_MD,
     compare_results,
     load_result,
-    pareto_front,
     run_compare,
     table_markdown,
 )
@@ -54,7 +53,8 @@ def _rows(md, table=0):
                 current = {}
                 tables.append(current)
             if line.startswith("| ") and not line.startswith("| Model"):
-                current[line.split("|")[1].strip()] = [c.strip() for c in line.split("|")[2:-1]]
+                name = line.split("|")[1].strip().removesuffix(" †")  # the front mark: test_compare_marks_the_pareto_front
+                current[name] = [c.strip() for c in line.split("|")[2:-1]]
         else:
             current = None
     return tables[table]
@@ -98,11 +98,24 @@ def test_undefined_delta_acc_cr_is_a_dash(tmp_path):
     assert rows["other"][-1] == "–"
 
 
-def test_pareto_front():
-    pts = [(12000, 28.8), (7000, 30.0), (9000, 33.0), (6000, 27.0), (9500, 31.0), (7000, 29.0)]
-    # (9500, 31) is beaten by (9000, 33); (7000, 29) by (7000, 30); the base by everything shorter and better
-    assert pareto_front(pts) == [3, 1, 2]
-    assert pareto_front([(1, 1.0)]) == [0]
+def test_compare_marks_the_pareto_front(dirs, tmp_path):
+    """Every row of comparison.json says whether it is on the accuracy/length front of the averages, and table.md
+    marks those rows with †. Averages: base 48.9% / 9375 tokens, siri-low 51.0 / 5450, siri-high 53.75 / 7025,
+    partial 53.5 / 4250 (over its two benchmarks)."""
+    run_compare(dirs["base"], [dirs["siri-low"], dirs["siri-high"]], tmp_path / "a")
+    rows = json.loads((tmp_path / "a" / COMPARISON_JSON).read_text())["rows"]
+    assert {r["name"]: r["pareto"] for r in rows} == {"base": False, "siri-low": True, "siri-high": True}
+    names = [line.split("|")[1].strip() for line in (tmp_path / "a" / TABLE_MD).read_text().splitlines()[2:5]]
+    assert names == ["base (base)", "siri-low †", "siri-high †"]
+    # partial is shorter and more accurate than siri-low: siri-low leaves the front
+    comparison = run_compare(dirs["base"], [dirs["siri-low"], dirs["siri-high"], dirs["partial"]], tmp_path / "b")
+    assert [r["name"] for r in comparison["rows"] if r["pareto"]] == ["siri-high", "partial"]
+    saved = json.loads((tmp_path / "b" / COMPARISON_JSON).read_text())
+    assert [r["pareto"] for r in saved["rows"]] == [False, False, True, True]
+    # a base that nothing beats is on the front too
+    best = load_result(_write(tmp_path, "best", {"amc": (90.0, 100)}))
+    rows = compare_results(best, [load_result(dirs["siri-low"])])["rows"]
+    assert [r["pareto"] for r in rows] == [True, False]
 
 
 def test_duplicate_dir_names_get_their_parent(tmp_path):

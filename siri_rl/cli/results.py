@@ -1,5 +1,6 @@
 """The commands of results directories: ``siri eval`` writes one (:mod:`siri_rl.evaluate`), ``siri compare`` and
-``siri analyze`` read them (:mod:`siri_rl.compare`, :mod:`siri_rl.analysis`)."""
+``siri analyze`` read them (:mod:`siri_rl.compare`, :mod:`siri_rl.analysis`), ``siri select`` writes one per
+checkpoint of a run and picks on their Pareto front (:mod:`siri_rl.selection`)."""
 
 from __future__ import annotations
 
@@ -168,3 +169,58 @@ def analyze_run(
         return
     console.print(written[-1].read_text(), highlight=False, markup=False, soft_wrap=True)
     console.print("wrote " + ", ".join(str(p) for p in written), markup=False, highlight=False)
+
+
+@app.command("select")
+def select_(
+    run_dir: Path = typer.Argument(..., help="training run directory (its RUN/checkpoints/<name>/ exports)"),
+    out: Path = typer.Option(..., help="selection directory: one results directory per checkpoint, selection.md, "
+                             "pareto.json, pareto.png (a rerun evaluates only what is missing)"),
+    base: str | None = typer.Option(None, help="the base model's `siri eval` results directory, or the base model "
+                                    "itself (evaluated into OUT/base with the same options), for ΔAcc/CR"),
+    benchmarks: str = typer.Option("aime24,aime25,amc,math500", help="comma-separated benchmark names or files"),
+    n: int = typer.Option(64, help="samples per problem (paper: 64)"),
+    temperature: float = typer.Option(0.6, help="sampling temperature (paper: 0.6)"),
+    top_p: float = typer.Option(0.95, "--top-p", help="nucleus sampling (paper: 0.95)"),
+    max_tokens: int = typer.Option(16384, "--max-tokens", help="max new tokens per response (paper: 16384)"),
+    backend: str = typer.Option("vllm", help="vllm (GPU) | transformers (CPU / small models)"),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="local benchmark files (default $SIRI_DATA_DIR, then hub)"),
+    seed: int = typer.Option(0, help="sampling seed"),
+    limit: int | None = typer.Option(None, help="only the first K problems of each benchmark (smoke runs)"),
+    batch_size: int = typer.Option(64, "--batch-size", help="transformers: rows per generate call; vllm: problems per call"),
+    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", "--tp", help="vllm: GPUs per model"),
+    dtype: str = typer.Option("auto", help="auto | bfloat16 | float16 | float32"),
+    device: str | None = typer.Option(None, help="transformers: cpu | cuda (default cuda if available)"),
+    enforce_eager: bool = typer.Option(False, "--enforce-eager", help="vllm: no torch.compile / CUDA graphs"),
+    require_think_end: bool = typer.Option(
+        True, "--require-think-end/--no-require-think-end", help="grade only a \\boxed{} after </think>"
+    ),
+    grade_workers: int | None = typer.Option(None, "--grade-workers", help="math-verify processes (default: CPUs)"),
+    grade_timeout: float = typer.Option(5.0, "--grade-timeout", help="seconds per answer"),
+    data_parallel_size: int = typer.Option(1, "--data-parallel-size", "--dp", help="vllm: engines, each on its own "
+                                           "--tp GPUs, problems split between them"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
+) -> None:
+    """Evaluate every exported checkpoint of a run (as `siri eval`) and pick on the accuracy/length Pareto front,
+    beside the paper's SIRI-low / SIRI-high picks: selection.md, pareto.json, pareto.png."""
+    from siri_rl.data import DataError
+    from siri_rl.results import EvalError
+    from siri_rl.selection import SELECTION_MD, run_select
+
+    check_output_dir(out, "--out")
+    settings = dict(benchmarks=benchmarks.split(","), n=n, temperature=temperature, top_p=top_p,
+                    max_tokens=max_tokens, backend=backend, data_dir=data_dir, seed=seed, limit=limit,
+                    batch_size=batch_size, tensor_parallel_size=tensor_parallel_size, dtype=dtype, device=device,
+                    enforce_eager=enforce_eager, require_think_end=require_think_end, grade_workers=grade_workers,
+                    grade_timeout=grade_timeout, data_parallel_size=data_parallel_size, progress=progress)
+
+    def log(line: str) -> None:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    try:
+        run_select(run_dir, out, settings, base=base, log=log)
+    except (EvalError, DataError) as err:
+        fail(str(err))
+        return
+    console.print((out / SELECTION_MD).read_text(), highlight=False, markup=False, soft_wrap=True)
+    console.print(f"wrote {out}/ (selection.md, pareto.json, pareto.png)", markup=False, highlight=False)
