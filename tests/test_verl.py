@@ -237,7 +237,8 @@ def test_launch_overrides_compose_and_validate(verl_config, tmp_path):
     assert c.trainer.total_training_steps == 16 and c.trainer.max_actor_ckpt_to_keep is None
     assert c.siri.total_rounds == 16 and c.siri.save_every is None  # the manager's save plan (checkpoints.py)
     assert dict(c.siri.schedule) == {
-        "kind": "cosine", "l_max": 1024, "l_min": 512, "cycle": 8, "stages": None, "round_to": None
+        "kind": "cosine", "l_max": 1024, "l_min": 512, "cycle": 8, "stages": None, "round_to": None,
+        "tolerance": None, "patience": None, "window": None,  # the adaptive kind's keys, unused
     }  # fmt: skip
     # A schedule of another kind replaces the recipe's cosine whole (no l_min or cycle left over).
     stages = experiment("/m", schedule={"kind": "stages", "l_max": 1024, "stages": [[0, 512], [8, 1024]]})

@@ -40,6 +40,11 @@ TRACKER_FILE = "latest_checkpointed_iteration.txt"  # verl/utils/checkpoint/chec
 # model_world_size_*.pt, fsdp_config.json and huggingface/ (verl/model_merger/fsdp_model_merger.py:86-170).
 RESUME_ONLY_FILES = ("optim_world_size_*_rank_*.pt", "extra_state_world_size_*_rank_*.pt")
 _STEP_DIR = re.compile(r"global_step_(\d+)")
+CLOSED_LOOP = (  # what --dry-run says instead of trough/peak steps for kind adaptive
+    "closed-loop (adaptive): each round's cap follows the training accuracy of the rounds before it, so no "
+    "trough/peak step is known in advance; the manager saves each turning point when the controller names it and "
+    "records it in metrics.jsonl (`checkpoint`), where `siri export` finds it"
+)
 
 
 def checkpoint_steps(schedule: LengthSchedule | AdaptiveSchedule, rounds: int) -> dict[int, str]:

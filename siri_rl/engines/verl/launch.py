@@ -24,7 +24,7 @@ from siri_rl.adaptive import ADAPTIVE_KEYS, AdaptiveSchedule
 from siri_rl.config import ConfigError, ExperimentConfig
 from siri_rl.engines import EngineError, TrainResult
 from siri_rl.engines.verl import AGENT_LOOP_YAML, CONFIG_DIR, CONFIG_NAME
-from siri_rl.engines.verl.checkpoints import checkpoint_steps, latest_saved_step, prune_checkpoints, save_plan
+from siri_rl.engines.verl.checkpoints import CLOSED_LOOP, checkpoint_steps, latest_saved_step, save_plan
 from siri_rl.engines.verl.hydra_overrides import Overrides
 from siri_rl.engines.verl.process import LOG_FILE, run_logged
 from siri_rl.guard import guard_from_dict
@@ -49,11 +49,6 @@ OWNED_KEYS = {
     "saves",
 }
 GPUS_KEY = "trainer.n_gpus_per_node"
-CLOSED_LOOP = (
-    "closed-loop (adaptive): each round's cap follows the training accuracy of the rounds before it, so no "
-    "trough/peak step is known in advance; the manager saves each turning point when the controller names it and "
-    "records it in metrics.jsonl (`checkpoint`), where `siri export` finds it"
-)
 
 
 # --- the per-experiment overrides ------------------------------------------------------------------------------
@@ -331,11 +326,10 @@ def train(
     if dry_run:
         text = compose_with_main_ppo(overrides)
         validate_verl_config(OmegaConf.create(text))
-        closed_loop = isinstance(cfg.schedule, AdaptiveSchedule)
         return {
             "engine": "verl",
             "run_dir": str(output_dir),
-            **({"schedule": CLOSED_LOOP} if closed_loop else {}),
+            **({"schedule": CLOSED_LOOP} if isinstance(cfg.schedule, AdaptiveSchedule) else {}),
             "save_plan": saves.to_dict() if saves else None,
             "checkpoints": {f"global_step_{s}": n for s, n in checkpoints.items()},
             "command": shlex.join(command),
@@ -384,6 +378,7 @@ def train(
             then = "no checkpoint was saved: fix the cause, then rerun the same command"
         raise EngineError(f"{err}; {then}") from None
 
+    from siri_rl.engines.verl.checkpoints import prune_checkpoints
     from siri_rl.engines.verl.merge import export_checkpoints, planned_exports
 
     try:
