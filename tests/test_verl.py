@@ -237,7 +237,8 @@ def test_launch_overrides_compose_and_validate(verl_config, tmp_path):
     assert c.trainer.total_training_steps == 16 and c.trainer.max_actor_ckpt_to_keep is None
     assert c.siri.total_rounds == 16 and c.siri.save_every is None  # the manager's save plan (checkpoints.py)
     assert dict(c.siri.schedule) == {
-        "kind": "cosine", "l_max": 1024, "l_min": 512, "cycle": 8, "stages": None, "round_to": None
+        "kind": "cosine", "l_max": 1024, "l_min": 512, "cycle": 8, "stages": None, "round_to": None,
+        "tolerance": None, "patience": None, "window": None,  # the adaptive kind's keys, unused
     }  # fmt: skip
     # A schedule of another kind replaces the recipe's cosine whole (no l_min or cycle left over).
     stages = experiment("/m", schedule={"kind": "stages", "l_max": 1024, "stages": [[0, 512], [8, 1024]]})
@@ -432,10 +433,90 @@ def test_dry_run_prints_command_and_config_composed_by_main_ppo(tmp_path):
     assert v["actor_rollout_ref"]["rollout"]["response_length"] is not None
     assert v["data"]["max_response_length"] == 16384 and v["data"]["train_batch_size"] == 128
     assert v["siri"]["schedule"] == {
-        "kind": "cosine", "l_max": 16384, "l_min": 8192, "cycle": 640, "stages": None, "round_to": None
+        "kind": "cosine", "l_max": 16384, "l_min": 8192, "cycle": 640, "stages": None, "round_to": None,
+        "tolerance": None, "patience": None, "window": None,
     }  # fmt: skip
+    assert "schedule" not in info  # open loop: the trough/peak steps above are the plan
     assert info["checkpoints"]["global_step_321"] == "cycle1-compressed"
     assert info["checkpoints"]["global_step_1920"] == "cycle3-expanded" and info["save_plan"]["saves"] == 17
+    assert not (tmp_path / "run").exists()
+
+
+ADAPTIVE = {"kind": "adaptive", "l_max": 1024, "l_min": 512, "cycle": 8, "tolerance": 0.1, "window": 2}
+
+
+def test_adaptive_schedule_and_guard_reach_the_manager_through_hydra(tmp_path):
+    """`siri train` passes the adaptive schedule's own keys (tolerance, patience, window) and training.guard
+    through siri.* without '+' (the recipe lists them), and the manager parses back the same schedule and guard;
+    for the open-loop kinds those keys stay null. A hand-written launch can switch to adaptive the same way."""
+    from siri_rl.adaptive import AdaptiveSchedule
+    from siri_rl.engines.verl.manager import guard_from_verl_config, schedule_from_verl_config
+    from siri_rl.guard import guard_from_dict
+    from siri_rl.schedule import ScheduleError
+
+    cfg = experiment("m", schedule=ADAPTIVE, training={"guard": {"mode": "stop", "rounds": 2}})
+    overrides = overrides_for(cfg, tmp_path)
+    assert "siri.schedule.tolerance=0.1" in overrides and not any(o.startswith("+siri.") for o in overrides)
+    composed = launch.compose_config(overrides)
+    assert isinstance(schedule_from_verl_config(composed), AdaptiveSchedule)
+    assert schedule_from_verl_config(composed) == cfg.schedule  # patience: the default, cycle // 4
+    assert guard_from_verl_config(composed) == guard_from_dict({"mode": "stop", "rounds": 2})
+
+    cosine = launch.compose_config(overrides_for(experiment("m"), tmp_path))
+    assert cosine.siri.schedule.tolerance is None and guard_from_verl_config(cosine) == guard_from_dict("warn")
+    by_hand = launch.compose_config(
+        [*overrides_for(experiment("m"), tmp_path), "siri.schedule.kind=adaptive", "siri.schedule.window=3"]
+    )
+    assert schedule_from_verl_config(by_hand).window == 3
+    with pytest.raises(ScheduleError, match="unknown schedule keys"):
+        schedule_from_verl_config(launch.compose_config([*overrides_for(experiment("m"), tmp_path),
+                                                         "siri.schedule.tolerance=0.1"]))
+
+
+def test_closed_loop_turning_points_come_from_metrics_rows(tmp_path):
+    """An adaptive run's plan has only `final`; its troughs/peaks are the rows' `checkpoint` (the model after
+    round r: global_step_{r+1}), which prune keeps and export merges; open-loop runs ignore such fields."""
+    from siri_rl.engines.verl.checkpoints import checkpoint_steps, prune_checkpoints, save_plan
+    from siri_rl.engines.verl.merge import planned_exports
+
+    cfg = experiment("m", schedule=ADAPTIVE)
+    assert checkpoint_steps(cfg.schedule, 16) == {16: "final"} == save_plan(cfg.schedule, 16).exports
+    rows = [{"step": r} for r in range(8)]
+    rows[3]["checkpoint"], rows[7]["checkpoint"] = "cycle1-compressed", "cycle1-expanded"
+    plan = {"checkpoints": {"16": "final"}, "closed_loop": True}
+    exports = planned_exports(plan, rows)
+    assert exports == {4: "cycle1-compressed", 8: "cycle1-expanded", 16: "final"}
+    assert planned_exports({**plan, "closed_loop": False}, rows) == {16: "final"}
+
+    ckpt = tmp_path / "ckpt"
+    for g in (2, 4, 6, 8):
+        actor = ckpt / f"global_step_{g}" / "actor"
+        actor.mkdir(parents=True)
+        (actor / "model_world_size_1_rank_0.pt").write_bytes(b"m")
+        (actor / "optim_world_size_1_rank_0.pt").write_bytes(b"o")
+    (ckpt / "latest_checkpointed_iteration.txt").write_text("8")
+    prune_checkpoints(ckpt, exports)
+    assert sorted(p.name for p in ckpt.glob("global_step_*")) == ["global_step_4", "global_step_8"]
+    assert sorted(p.name for p in (ckpt / "global_step_4/actor").iterdir()) == ["model_world_size_1_rank_0.pt"]
+
+
+@pytest.mark.slow
+def test_dry_run_of_an_adaptive_config_says_closed_loop(tmp_path):
+    """`siri train --engine verl --dry-run` on an adaptive config: veRL's `main_ppo --cfg job` composes it with
+    the adaptive keys, and the plan says the schedule is closed-loop (no trough/peak step in advance)."""
+    from dataclasses import replace
+
+    from siri_rl.engines import train
+
+    cfg = replace(experiment("m", schedule=ADAPTIVE), engine="verl")  # what `siri train --engine verl` loads
+    info = train(cfg, output_dir=tmp_path / "run", dry_run=True)
+    assert info["schedule"].startswith("closed-loop (adaptive)") and "no trough/peak step is known" in info["schedule"]
+    assert info["checkpoints"] == {"global_step_16": "final"} and info["save_plan"]["steps"] == [16]
+    assert info["verl_config"]["siri"]["schedule"] == {
+        "kind": "adaptive", "l_max": 1024, "l_min": 512, "cycle": 8, "stages": None, "round_to": None,
+        "tolerance": 0.1, "patience": 2, "window": 2,
+    }  # fmt: skip
+    assert info["verl_config"]["siri"]["guard"]["mode"] == "warn"
     assert not (tmp_path / "run").exists()
 
 

@@ -54,13 +54,13 @@ def natural_response(tokenizer, length: int) -> list[int]:
     return ids[-(length - 1) :] + [tokenizer.eos_token_id]
 
 
-def siri_config(model_path, tmp_path, training=None, **verl):
+def siri_config(model_path, tmp_path, training=None, schedule=None, **verl):
     cfg = config_from_dict(
         {
             "name": "verl-rollout-test",
             "model": {"name_or_path": str(model_path)},
             "data": {"train": "unused.jsonl", "max_prompt_length": 512},
-            "schedule": {"kind": "cosine", "l_max": L_MAX, "l_min": L_MIN, "cycle": CYCLE},
+            "schedule": schedule or {"kind": "cosine", "l_max": L_MAX, "l_min": L_MIN, "cycle": CYCLE},
             "training": {"rounds": 2 * CYCLE, "prompts_per_round": 2, "group_size": 2, **(training or {})},
             "verl": {"actor_rollout_ref.rollout.agent.num_workers": 1, **verl},
         }
@@ -183,17 +183,32 @@ def local_ray():
         ray.shutdown()
 
 
-def _aime_batch(config, tokenizer, shared_dir: Path, tmp_path: Path) -> dict:
-    """Two AIME training problems as veRL's RL dataset and collate function make a training batch of them."""
+def _aime_batch(config, tokenizer, shared_dir: Path, tmp_path: Path, answer: str | None = None,
+                name: str = "train") -> dict:
+    """Two AIME training problems as veRL's RL dataset and collate function make a training batch of them
+    (``answer``: give both this gold answer instead of their own)."""
     from torch.utils.data import DataLoader
     from verl.utils.dataset.rl_dataset import collate_fn, get_dataset_class
 
     problems = load_problems(shared_dir / "data/train/deepscaler_aime.jsonl")[:2]
-    write_verl_parquet(problems, tmp_path / "train.parquet")
+    if answer is not None:
+        problems = [{**p, "answer": answer} for p in problems]
+    write_verl_parquet(problems, tmp_path / f"{name}.parquet")
     dataset = get_dataset_class(config.data)(
-        data_files=str(tmp_path / "train.parquet"), tokenizer=tokenizer, config=config.data
+        data_files=str(tmp_path / f"{name}.parquet"), tokenizer=tokenizer, config=config.data
     )
     return next(iter(DataLoader(dataset, batch_size=2, collate_fn=collate_fn)))
+
+
+def grouped(batch_dict: dict, global_steps: int, group_size: int = 2):
+    """A training batch as veRL's fit loop hands it to the manager: a uid per prompt, then each prompt repeated
+    rollout.n times, interleaved (ray_trainer.py:1481-1494)."""
+    from verl.protocol import DataProto
+
+    batch = DataProto.from_single_dict(dict(batch_dict))
+    batch.non_tensor_batch["uid"] = np.array([f"p{i}" for i in range(len(batch))], dtype=object)
+    batch.meta_info["global_steps"] = global_steps
+    return batch.repeat(repeat_times=group_size, interleave=True)
 
 
 def test_manager_attaches_scheduled_cap_per_training_round_in_ray(
@@ -347,7 +362,8 @@ def test_manager_resume_drops_redone_rounds_and_continues_totals(make_manager, t
     2, not from the last row of the file."""
     metrics = tmp_path / "metrics.jsonl"
     old = [
-        {"step": r, "global_step": r + 1, "tokens_generated": 100 * (r + 1), "wall_s": 10.0 * (r + 1)}
+        {"step": r, "global_step": r + 1, "tokens_generated": 100 * (r + 1), "wall_s": 10.0 * (r + 1),
+         "max_len": 64, "clipped_frac": 0.0}
         for r in range(6)
     ]
     metrics.write_text("".join(json.dumps(row) + "\n" for row in old) + '{"step": 6, "tokens_gen')
@@ -361,3 +377,108 @@ def test_manager_resume_drops_redone_rounds_and_continues_totals(make_manager, t
     new = rows[3]
     assert new["global_step"] == 4 and new["tokens_generated"] == 300 + new["tokens_round"] > 300
     assert 30.0 <= new["wall_s"] <= 30.0 + (time.time() - started)
+
+
+# --- issue 14: the closed-loop schedule and the no-learning guard on veRL ---------------------------------------
+
+ADAPTIVE = {"kind": "adaptive", "l_max": L_MAX, "l_min": L_MIN, "cycle": CYCLE, "window": 1, "patience": 1,
+            "tolerance": 0.05}
+SHORT_LEN = 14  # a response that ends (</think>, \boxed{204}, EOS) within every cap >= L_MIN: never clipped
+
+
+def test_manager_drives_the_adaptive_schedule_and_resumes_it(local_ray, tiny_qwen2_dir, tokenizer, shared_dir,
+                                                             tmp_path, capsys):
+    """schedule.kind adaptive on veRL: each round's cap is the controller's, decided from the accuracy veRL's
+    reward loop gave the rounds before it. All-correct rounds compress (64 -> 57 -> 40 -> 23), all-wrong ones hold
+    once (patience 1) and then expand; the trough (round 4) is saved at its own step (global_step_5, save_freq
+    set before veRL's save check) and named in its row. Every group's rewards are equal, so the guard warns once,
+    after 4 rounds, and the warning is printed once. A manager resumed at global step 6 rebuilds the controller,
+    the guard and the trough's save from the kept rows and continues with the same cap and the same rows."""
+    from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
+
+    from siri_rl.adaptive import adaptive_from_dict
+    from siri_rl.engines.verl.manager import SiriAgentLoopManager
+
+    config = siri_config(tiny_qwen2_dir, tmp_path, schedule=ADAPTIVE, **{"data.filter_overlong_prompts": False})
+    right = _aime_batch(config, tokenizer, shared_dir, tmp_path, answer="204", name="right")
+    wrong = _aime_batch(config, tokenizer, shared_dir, tmp_path, name="wrong")
+    reward_worker = local_ray.remote(RewardLoopWorker).options(num_cpus=0).remote(config)
+    ckpt, metrics = tmp_path / "ckpt", tmp_path / "metrics.jsonl"
+
+    def manager_for():
+        server = FakeServer(natural_response(tokenizer, SHORT_LEN), response_length=L_MAX)
+        return SiriAgentLoopManager.create(config=config, llm_client=server, reward_loop_worker_handles=[reward_worker])
+
+    def verl_saves(g):  # veRL's save condition (ray_trainer.py:1704-1707) with the save_freq left for step g
+        f = config.trainer.save_freq
+        return f > 0 and (g >= config.trainer.total_training_steps or g % f == 0)
+
+    batches = [right, right, right, wrong, wrong, wrong]
+    manager, saves = manager_for(), {}
+    for g, batch in enumerate(batches, start=1):
+        out = manager.generate_sequences(grouped(batch, g))
+        assert set(out.non_tensor_batch["siri_max_len"].tolist()) == {out.meta_info["timing"]["siri/max_len"]}
+        saves[g] = verl_saves(g)
+        if saves[g]:
+            veRL_save(ckpt, g)
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["accuracy"] for r in rows] == [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    assert [r["max_len"] for r in rows] == [64, 57, 40, 23, 23, 29]
+    # the caps are the controller's, fed the rounds' accuracies in order
+    schedule = adaptive_from_dict(ADAPTIVE)
+    decisions = schedule.replay(r["accuracy"] for r in rows)
+    assert [r["max_len"] for r in rows[1:]] == [d.max_len for d in decisions[:-1]]
+    assert [r["phase"] for r in rows] == ["compressing"] * 3 + ["holding", "expanding", "expanding"]
+    assert [r["adaptive_reason"] for r in rows] == [d.reason for d in decisions]
+    assert all(r["adaptive_reference"] == 1.0 and "adaptive_signal" in r for r in rows)
+    assert [r.get("checkpoint") for r in rows] == [None] * 4 + ["cycle1-compressed", None]
+    assert saves == {1: False, 2: False, 3: False, 4: False, 5: True, 6: False}
+    assert manager.saves.exports == {5: "cycle1-compressed", 2 * CYCLE: "final"}
+    # the guard: every group all right or all wrong, no gradient; one warning, after `rounds` = 4 rounds
+    assert all(r["frac_groups_with_reward_variance"] == 0.0 for r in rows)
+    assert [r.get("guard") for r in rows] == [None] * 3 + ["warn", None, None]
+    assert rows[3]["guard_message"].startswith("no-learning guard: for rounds 0-3 GRPO had almost nothing")
+    assert capsys.readouterr().out.count("no-learning guard:") == 1
+
+    resumed = manager_for()  # veRL resumed from global_step_5: it redoes round 5 at global step 6
+    resumed.generate_sequences(grouped(batches[5], 6))
+    again = [json.loads(line) for line in metrics.read_text().splitlines()]
+    timing = ("tokens_generated", "rollout_s", "wall_s")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in again] == [
+        {k: v for k, v in r.items() if k not in timing} for r in rows
+    ]
+    assert resumed.adaptive_state == manager.adaptive_state and resumed.guard_state == manager.guard_state
+    assert resumed.saves.exports == manager.saves.exports
+    assert capsys.readouterr().out.count("no-learning guard:") == 0  # the episode was reported before the resume
+
+
+def test_manager_adaptive_refuses_a_colocated_reward_model(local_ray, tiny_qwen2_dir, tmp_path):
+    """Without the agent loop's reward workers (veRL's colocated reward model, ray_trainer.py:949, 958-963) the
+    manager has no accuracy to give the controller: one clear error when it is built."""
+    from siri_rl.engines.verl.manager import SiriAgentLoopManager
+
+    config = siri_config(tiny_qwen2_dir, tmp_path, schedule=ADAPTIVE)
+    with pytest.raises(ValueError, match="colocated reward model .* not supported with adaptive"):
+        SiriAgentLoopManager.create(config=config, llm_client=FakeServer([1], response_length=L_MAX))
+
+
+def test_manager_guard_stop_saves_then_ends_the_run(make_manager, tmp_path):
+    """training.guard: stop with a cap below every answer (all completions clipped): after `rounds` = 2 starved
+    rounds the row records the stop, veRL is made to save that step, and the next training round ends the run
+    with NoLearningError, once the save is on disk (a missing save is the save-plan error)."""
+    from siri_rl.engines.verl.manager import NoLearningError
+
+    manager, config, train_round = make_manager(guard={"mode": "stop", "rounds": 2})
+    ckpt = tmp_path / "ckpt"
+    train_round(1)
+    train_round(2)
+    assert config.trainer.save_freq == 1  # veRL saves global_step_2 after its update (ray_trainer.py:1704-1712)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["clipped_frac"] for r in rows] == [1.0, 1.0] and [r.get("guard") for r in rows] == [None, "stop"]
+    assert "Stopping with a resumable checkpoint" in rows[1]["guard_message"]
+    with pytest.raises(RuntimeError, match="veRL did not save global_step_2"):
+        train_round(3)
+    veRL_save(ckpt, 2)
+    with pytest.raises(NoLearningError, match=r"no-learning guard: for rounds 0-1 .* saved global_step_2 \(resumable\)"):
+        train_round(3)
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2  # round 2 was not generated

@@ -4,8 +4,9 @@
   GRPO, the pieces below); ``python -m verl.trainer.main_ppo --config-path CONFIG_DIR --config-name siri_trainer``.
 * ``config/agent_loop.yaml`` — the agent-loop list veRL's rollout workers load (``agent_loop_config_path``).
 * ``agent_loop.py`` — the ``siri_single_turn`` agent loop: per-request ``max_tokens = min(L, response_length)``.
-* ``manager.py``    — the agent-loop manager that attaches L = schedule(global_steps - 1) to training rounds only,
-  and logs L and the fraction of responses cut by L.
+* ``manager.py``    — the agent-loop manager that attaches L = schedule(global_steps - 1) (or the closed-loop
+  controller's cap, ``schedule.kind: adaptive``) to training rounds only, logs L and the fraction of responses cut
+  by L, and runs the no-learning guard.
 * ``reward.py``     — the length-capped reward as ``reward.custom_reward_function``.
 * ``dataset.py``    — problems -> veRL's RL parquet format.
 * ``launch.py``     — experiment YAML -> per-experiment Hydra overrides -> ``python -m verl.trainer.main_ppo``.

@@ -15,16 +15,24 @@ exports) is veRL's ``global_step_{r+1}``, saved at every trough/peak round, ever
 for each step from this plan (veRL hands the manager its own config object and reads the key every step), and
 :func:`prune_checkpoints` keeps the newest complete save in full (the resume point) and only the model shards of
 older trough/peak saves (what ``siri export`` merges); older resumable-only saves are deleted.
+
+The closed-loop schedule (``schedule.kind: adaptive``) turns where the training accuracy makes it turn, so its
+troughs and peaks are not known before the run: its plan starts with the last round (``final``) only, the manager
+adds the step of each turning point when the controller names it (:meth:`SavePlan.with_export`, before veRL's
+save check of that same step) and records the name in that round's ``metrics.jsonl`` row (``checkpoint``), where
+:func:`exports_from_rows` finds it again on resume, for pruning, and for ``siri export``.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from siri_rl.adaptive import AdaptiveSchedule
 from siri_rl.schedule import LengthSchedule
 
 TRACKER_FILE = "latest_checkpointed_iteration.txt"  # verl/utils/checkpoint/checkpoint_manager.py:255-259
@@ -32,15 +40,23 @@ TRACKER_FILE = "latest_checkpointed_iteration.txt"  # verl/utils/checkpoint/chec
 # model_world_size_*.pt, fsdp_config.json and huggingface/ (verl/model_merger/fsdp_model_merger.py:86-170).
 RESUME_ONLY_FILES = ("optim_world_size_*_rank_*.pt", "extra_state_world_size_*_rank_*.pt")
 _STEP_DIR = re.compile(r"global_step_(\d+)")
+CLOSED_LOOP = (  # what --dry-run says instead of trough/peak steps for kind adaptive
+    "closed-loop (adaptive): each round's cap follows the training accuracy of the rounds before it, so no "
+    "trough/peak step is known in advance; the manager saves each turning point when the controller names it and "
+    "records it in metrics.jsonl (`checkpoint`), where `siri export` finds it"
+)
 
 
-def checkpoint_steps(schedule: LengthSchedule, rounds: int) -> dict[int, str]:
+def checkpoint_steps(schedule: LengthSchedule | AdaptiveSchedule, rounds: int) -> dict[int, str]:
     """veRL ``global_step`` -> checkpoint name of the SIRI-low/high checkpoints (troughs and peaks, SIRI §4.3).
 
     The checkpoint of round r is the model after round r's update, trained on rounds 0..r: veRL's
     ``global_step_{r+1}``, the same model the TRL engine exports for round r. Schedules without a checkpoint at the
-    last round (constant and ``stages`` baselines) get ``final`` from the last save, as in the TRL engine.
+    last round (constant and ``stages`` baselines) get ``final`` from the last save, as in the TRL engine. The
+    closed-loop schedule has only ``final`` here: its turning points come from the run (:func:`exports_from_rows`).
     """
+    if isinstance(schedule, AdaptiveSchedule):
+        return {int(rounds): "final"}
     out = {min(step + 1, rounds): name for step, name in schedule.checkpoints(rounds)}
     out.setdefault(rounds, "final")
     return out
@@ -59,6 +75,10 @@ class SavePlan:
         """Every global step that saves, ascending (the last round always does)."""
         every = range(self.save_every, self.rounds + 1, self.save_every) if self.save_every else ()
         return sorted({*self.exports, *every, self.rounds})
+
+    def with_export(self, global_step: int, name: str) -> SavePlan:
+        """This plan plus the trough/peak checkpoint ``name`` at ``global_step`` (a closed-loop turning point)."""
+        return replace(self, exports={**self.exports, int(global_step): name})
 
     def saves_at(self, global_step: int) -> bool:
         return int(global_step) in set(self.steps)
@@ -79,9 +99,15 @@ class SavePlan:
         }
 
 
-def save_plan(schedule: LengthSchedule, rounds: int, save_every: int | None = None) -> SavePlan:
+def save_plan(schedule: LengthSchedule | AdaptiveSchedule, rounds: int, save_every: int | None = None) -> SavePlan:
     """The save plan of a run: trough/peak/final exports, every ``save_every`` rounds, and the last round."""
     return SavePlan(rounds=int(rounds), exports=checkpoint_steps(schedule, rounds), save_every=save_every or None)
+
+
+def exports_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[int, str]:
+    """veRL ``global_step`` -> name of the trough/peak checkpoints a closed-loop run recorded in its
+    ``metrics.jsonl`` rows (``checkpoint`` of round r: the model after round r, ``global_step_{r+1}``)."""
+    return {int(row["step"]) + 1: str(row["checkpoint"]) for row in rows if row.get("checkpoint")}
 
 
 def saved_steps(checkpoint_dir: str | Path) -> list[int]:

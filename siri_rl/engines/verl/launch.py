@@ -20,12 +20,14 @@ from typing import Any
 
 import yaml
 
+from siri_rl.adaptive import ADAPTIVE_KEYS, AdaptiveSchedule
 from siri_rl.config import ConfigError, ExperimentConfig
 from siri_rl.engines import EngineError, TrainResult
 from siri_rl.engines.verl import AGENT_LOOP_YAML, CONFIG_DIR, CONFIG_NAME
-from siri_rl.engines.verl.checkpoints import checkpoint_steps, latest_saved_step, prune_checkpoints, save_plan
+from siri_rl.engines.verl.checkpoints import CLOSED_LOOP, checkpoint_steps, latest_saved_step, save_plan
 from siri_rl.engines.verl.hydra_overrides import Overrides
 from siri_rl.engines.verl.process import LOG_FILE, run_logged
+from siri_rl.guard import guard_from_dict
 from siri_rl.run_dir import (
     METRICS_FILE,
     read_metric_rows,
@@ -33,6 +35,7 @@ from siri_rl.run_dir import (
     write_dynamics_plot,
     write_run_config,
 )
+from siri_rl.schedule import SCHEDULE_KEYS
 
 __all__ = ["build_overrides", "compose_config", "gpus_per_node", "run_logged", "train"]
 
@@ -111,9 +114,11 @@ def recipe_overrides(
     )
     if gpus_per_node is not None:
         o.set(GPUS_KEY, gpus_per_node)
-    # SIRI's section for the agent-loop manager: every schedule key, so none of the recipe's defaults is left over.
-    schedule = dict.fromkeys(("l_min", "cycle", "stages", "round_to")) | s.to_dict()
+    # SIRI's section for the agent-loop manager: every schedule key, so none of the recipe's defaults is left over
+    # (the closed-loop kind's tolerance/patience/window are null for the others).
+    schedule = dict.fromkeys((*SCHEDULE_KEYS, *ADAPTIVE_KEYS)) | s.to_dict()
     o.update({f"siri.schedule.{k}": v for k, v in schedule.items()})
+    o.update({f"siri.guard.{k}": v for k, v in guard_from_dict(t.guard).to_dict().items()})
     o.set("siri.total_rounds", t.rounds)
     o.set("siri.save_every", t.save_every)
     o.set("siri.metrics_path", str(metrics_path) if metrics_path else None)
@@ -324,6 +329,7 @@ def train(
         return {
             "engine": "verl",
             "run_dir": str(output_dir),
+            **({"schedule": CLOSED_LOOP} if isinstance(cfg.schedule, AdaptiveSchedule) else {}),
             "save_plan": saves.to_dict() if saves else None,
             "checkpoints": {f"global_step_{s}": n for s, n in checkpoints.items()},
             "command": shlex.join(command),
@@ -353,6 +359,8 @@ def train(
     plan = {
         "checkpoint_dir": str(paths["checkpoint_dir"]),
         "checkpoints": {str(s): n for s, n in checkpoints.items()},
+        # closed loop: the trough/peak steps are the metrics.jsonl rows' `checkpoint` (merge.planned_exports)
+        "closed_loop": isinstance(cfg.schedule, AdaptiveSchedule),
         "saves": saves.steps if saves else [],
         "trust_remote_code": cfg.model.trust_remote_code,
         "command": command,
@@ -370,15 +378,19 @@ def train(
             then = "no checkpoint was saved: fix the cause, then rerun the same command"
         raise EngineError(f"{err}; {then}") from None
 
-    from siri_rl.engines.verl.merge import export_checkpoints
+    from siri_rl.engines.verl.checkpoints import prune_checkpoints
+    from siri_rl.engines.verl.merge import export_checkpoints, planned_exports
 
-    prune_checkpoints(paths["checkpoint_dir"], checkpoints)  # the manager last pruned a round before the end
-    merged = export_checkpoints(run)
     try:
         rows = read_metric_rows(paths["metrics_path"])
     except ValueError as err:  # a damaged file: metrics.jsonl stays as it is, no plot
         print(f"no dynamics plot: {err}", file=sys.stderr)
         rows = []
+    # the manager last pruned a round before the end; a closed-loop run's turning points are in its rows
+    prune_checkpoints(paths["checkpoint_dir"], planned_exports(plan, rows))
+    merged = export_checkpoints(run)
+    if rows and rows[-1].get("guard") == "stop":  # a stop at the last round: veRL ended normally (manager.py)
+        raise EngineError(f"{rows[-1].get('guard_message')}; full log: {run / 'verl' / LOG_FILE}")
     plot = write_dynamics_plot(run, rows) if rows else None
     return TrainResult(run_dir=run, rounds_done=len(rows), checkpoints=merged,
                        tokens_generated=int(rows[-1].get("tokens_generated", 0)) if rows else 0, dynamics_png=plot)

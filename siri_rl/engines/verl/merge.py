@@ -10,6 +10,10 @@ veRL's public merger command, ``python -m verl.model_merger merge --backend fsdp
 .../global_step_<N>/actor --target_dir RUN/checkpoints/<name>`` (verl/model_merger/__main__.py:18-24; its flags
 at verl/model_merger/base_model_merger.py:34-79; it reads the model config from ``<local_dir>/huggingface``,
 ``model/huggingface`` for Megatron, base_model_merger.py:127-140).
+
+A closed-loop run (``schedule.kind: adaptive``, ``"closed_loop": true`` in the plan) turns where its accuracy made
+it turn: its trough/peak steps are not in the plan but in ``metrics.jsonl``, each round that turned naming its
+checkpoint (``checkpoint``, written by the agent-loop manager); :func:`planned_exports` joins the two.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from siri_rl.engines import EngineError
+from siri_rl.engines.verl.checkpoints import exports_from_rows
 
 PLAN_FILE = "verl/plan.json"  # written by siri_rl.engines.verl.launch.train
 BACKENDS = ("fsdp", "megatron")
@@ -64,6 +71,15 @@ def merge_checkpoint(
     return target_dir
 
 
+def planned_exports(plan: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[int, str]:
+    """veRL ``global_step`` -> checkpoint name of a run: the plan's (``verl/plan.json``), and for a closed-loop
+    run the turning points its ``metrics.jsonl`` rows name (a turning point at the last round replaces ``final``)."""
+    out = {int(step): name for step, name in plan["checkpoints"].items()}
+    if plan.get("closed_loop"):
+        out.update(exports_from_rows(rows))
+    return out
+
+
 def export_checkpoints(
     run_dir: str | Path, *, names: list[str] | None = None, backend: str = "fsdp", overwrite: bool = False
 ) -> dict[str, Path]:
@@ -82,8 +98,12 @@ def export_checkpoints(
         raise FileNotFoundError(
             f"{plan_path} not found: {run_dir} is not a run directory of `siri train --engine verl`"
         )
+    from siri_rl.run_dir import METRICS_FILE, read_metric_rows, write_checkpoint_card
+
     plan = json.loads(plan_path.read_text())
-    wanted = {int(step): name for step, name in plan["checkpoints"].items()}
+    metrics = run_dir / METRICS_FILE
+    rows = read_metric_rows(metrics) if metrics.exists() else []
+    wanted = planned_exports(plan, rows)
     if names:
         unknown = sorted(set(names) - set(wanted.values()))
         if unknown:
@@ -101,10 +121,8 @@ def export_checkpoints(
         out[name] = merge_checkpoint(
             actor, target, backend=backend, trust_remote_code=plan.get("trust_remote_code", False)
         )
-        from siri_rl.run_dir import METRICS_FILE, read_metric_rows, write_checkpoint_card
-
         # step: the last rollout round the model was trained on (veRL's global_step - 1), as the TRL engine's card
-        row = next((r for r in read_metric_rows(run_dir / METRICS_FILE) if r["step"] == step - 1), {})
+        row = next((r for r in rows if r["step"] == step - 1), {})
         write_checkpoint_card(target, name=name, step=step - 1, max_len=row.get("max_len"), phase=row.get("phase"),
                               source=str(actor), metrics=row)
     return out
