@@ -15,10 +15,25 @@ The same callback finalises one ``metrics.jsonl`` row per round through :mod:`si
 statistics from the reward function, loss-side statistics such as entropy and clip ratios from TRL's logs),
 exports ``save_pretrained`` checkpoints at each cycle's trough and peak (SIRI-low / SIRI-high), and asks the
 Trainer for resumable checkpoints at round boundaries.
+
+Two closed-loop parts (issue 14), both driven from round r's rollout statistics:
+
+* ``schedule.kind: adaptive`` (:class:`siri_rl.adaptive.AdaptiveSchedule`): the cap of round r+1 is decided in
+  ``on_step_end`` of round r's last optimizer step, from round r's training accuracy, which the reward left in
+  :attr:`RolloutCap.pending` at the round's first micro-step (TRL scores a generation batch when it generates it,
+  trl/trainer/grpo_trainer.py:1538-1546), and *before* the cap of round r+1 is set (the same ``on_step_end``;
+  transformers/trainer.py:1783 calls it after the optimizer step, before any further micro-step). Troughs and
+  peaks are exported where the controller turned. On resume the controller state is rebuilt from the kept
+  ``metrics.jsonl`` rows (:meth:`~siri_rl.adaptive.AdaptiveSchedule.resume`) and checked against the copy each
+  Trainer checkpoint holds (``siri_adaptive_state.json``).
+* the no-learning guard (:class:`siri_rl.guard.NoLearningGuard`): checked on every finished row; ``warn`` prints
+  one line per episode, ``stop`` asks the Trainer for a checkpoint and a stop in ``on_log``, which runs before the
+  save and stop checks of the same step (transformers/trainer.py:2086-2103, 1797).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -28,8 +43,10 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from siri_rl.adaptive import AdaptiveSchedule, Decision
 from siri_rl.config import ConfigError
 from siri_rl.engines import EngineError
+from siri_rl.guard import NoLearningGuard
 from siri_rl.run_dir import (
     CHECKPOINTS,
     METRICS_FILE,
@@ -37,7 +54,10 @@ from siri_rl.run_dir import (
     truncate_metrics,
     write_checkpoint_card,
 )
-from siri_rl.schedule import LengthSchedule
+from siri_rl.schedule import LengthSchedule, ScheduleError
+
+# The adaptive controller's state in every Trainer checkpoint (RUN/trainer/checkpoint-N/), next to TRL's files.
+ADAPTIVE_STATE_FILE = "siri_adaptive_state.json"
 
 # TRL log keys (GRPOTrainer._metrics, and the Trainer's loss/grad_norm/learning_rate) copied into metrics.jsonl,
 # under our names; averaged over the round's optimizer steps, except *_min (min) and *_max (max).
@@ -66,9 +86,12 @@ class RolloutCap:
 
     ``round_start_step``: TRL's ``global_step`` when the current round's generation batch is made (set by the
     callback; the reward checks it against the ``trainer_state`` TRL passes). ``group_size``: GRPO's G
-    (``GRPOConfig.num_generations``), for the share of groups with a reward spread; both None until bound."""
+    (``GRPOConfig.num_generations``), for the share of groups with a reward spread; both None until bound.
+    ``adaptive_state``: with an :class:`~siri_rl.adaptive.AdaptiveSchedule`, the controller state; its ``max_len``
+    is the cap of round ``adaptive_state["round"]``, the only round whose cap is known (None for the open-loop
+    kinds, whose cap of round r is ``schedule(r)``)."""
 
-    schedule: LengthSchedule
+    schedule: LengthSchedule | AdaptiveSchedule
     round: int = 0
     max_len: int = 0
     # Rollout statistics of rounds whose metrics row is not written yet: {round: {...}}.
@@ -76,10 +99,44 @@ class RolloutCap:
     tokens_generated: int = 0
     round_start_step: int | None = None
     group_size: int | None = None
+    adaptive_state: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.schedule, AdaptiveSchedule) and self.adaptive_state is None:
+            self.adaptive_state = self.schedule.initial_state()
+
+    @property
+    def adaptive(self) -> bool:
+        return isinstance(self.schedule, AdaptiveSchedule)
+
+    def cap_of(self, r: int) -> int:
+        """The cap of round ``r`` (tokens): ``schedule(r)``, or the adaptive controller's decision for round r."""
+        if self.adaptive_state is None:
+            return self.schedule(r)
+        if r != self.adaptive_state["round"]:
+            raise EngineError(f"the adaptive schedule has decided the cap of round {self.adaptive_state['round']}, "
+                              f"not of round {r}: the rounds counted from the Trainer's events skipped a decision")
+        return int(self.adaptive_state["max_len"])
+
+    def decide(self, r: int) -> Decision | None:
+        """After round ``r`` (adaptive only): step the controller with round r's training accuracy, which the
+        reward recorded at the round's generation, so that :meth:`cap_of` gives round r+1's cap. The decision is
+        kept in the round's pending statistics for its ``metrics.jsonl`` row. Idempotent per round."""
+        if self.adaptive_state is None or self.adaptive_state["round"] != r:
+            return None
+        stats = self.pending.get(r)
+        if stats is None or "accuracy" not in stats:
+            raise EngineError(f"the adaptive schedule needs the training accuracy of round {r} at its end, but the "
+                              "reward recorded none: is LengthCappedReward among the trainer's reward_funcs?")
+        assert isinstance(self.schedule, AdaptiveSchedule)
+        decision = self.schedule.step(self.adaptive_state, r, stats["accuracy"])
+        self.adaptive_state = decision.state
+        stats["decision"] = decision
+        return decision
 
     def set_round(self, r: int, *, round_start_step: int | None = None) -> None:
         self.round = r
-        self.max_len = self.schedule(r)
+        self.max_len = self.cap_of(r)
         self.round_start_step = round_start_step
 
 
@@ -144,13 +201,19 @@ def _round_stats_from_logs(logs: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+def _decision_fields(decision: Decision) -> dict[str, Any]:
+    """The adaptive decision's fields of a row, without ``phase`` (the row has it in its usual place)."""
+    return {k: v for k, v in decision.row_fields().items() if k != "phase"}
+
+
 def _clock(seconds: float) -> str:
     """``H:MM:SS`` (hours past 24 too: a 1920-round run takes days)."""
     m, s = divmod(int(max(0.0, seconds)), 60)
     return f"{m // 60}:{m % 60:02d}:{s:02d}"
 
 
-def write_export_cards(path: Path, name: str, row: dict[str, Any], schedule: LengthSchedule) -> None:
+def write_export_cards(path: Path, name: str, row: dict[str, Any],
+                       schedule: LengthSchedule | AdaptiveSchedule) -> None:
     """The model card ``README.md`` of an exported checkpoint, then its ``siri_checkpoint.json``
     (:func:`siri_rl.run_dir.write_checkpoint_card`, last: its presence means the export is complete)."""
     kind = ("SIRI-low (end of compression)" if "compressed" in name
@@ -172,13 +235,15 @@ def write_export_cards(path: Path, name: str, row: dict[str, Any], schedule: Len
 
 
 class LengthScheduleCallback(TrainerCallback):
-    """Drives ``GRPOTrainer``'s rollout cap from a SIRI :class:`~siri_rl.schedule.LengthSchedule`, per rollout
-    round, and writes the run directory (``metrics.jsonl``, ``checkpoints/<cycleK-compressed|expanded>``).
+    """Drives ``GRPOTrainer``'s rollout cap from a SIRI :class:`~siri_rl.schedule.LengthSchedule` (or the
+    closed-loop :class:`~siri_rl.adaptive.AdaptiveSchedule`), per rollout round, runs the no-learning guard, and
+    writes the run directory (``metrics.jsonl``, ``checkpoints/<cycleK-compressed|expanded>``).
 
     Args:
         cap: shared state with the schedule (also given to :class:`~siri_rl.engines.trl.reward.LengthCappedReward`).
         run_dir: the ``siri train --output-dir`` directory.
-        num_rounds: total rollout rounds of the run (trough/peak checkpoints are derived from it).
+        num_rounds: total rollout rounds of the run (the cyclic kinds' trough/peak checkpoints are derived from
+            it; the adaptive kind's are where its controller turns).
         save_every: also ask the Trainer for a resumable checkpoint every this many rounds (None: only at
             trough/peak rounds, the last round and ``stop_after_rounds``).
         stop_after_rounds: stop training once this many rounds are complete (a resumable checkpoint is saved).
@@ -188,6 +253,10 @@ class LengthScheduleCallback(TrainerCallback):
         rows: the ``metrics.jsonl`` rows kept under the resume policy, if the caller read the file (``siri train``
             does, once per start); None: the callback applies :func:`siri_rl.run_dir.truncate_metrics` itself
             at ``on_train_begin``. :attr:`rows` then holds every row of the run, this start's appended.
+        guard: the no-learning guard (default: ``NoLearningGuard()``, mode ``warn``). Its verdict goes into each
+            row as ``guard`` (``ok``, ``starved``: a starved round that did not trigger it, ``warn``, ``stop``);
+            after a ``stop`` verdict training stops with a resumable checkpoint and :attr:`guard_stop` holds the
+            message (the caller raises :class:`~siri_rl.engines.NoLearningStop`).
     """
 
     progress_log_every_s = 30.0  # seconds between progress lines when the output is not a terminal
@@ -202,14 +271,19 @@ class LengthScheduleCallback(TrainerCallback):
         stop_after_rounds: int | None = None,
         progress: bool = False,
         rows: list[dict[str, Any]] | None = None,
+        guard: NoLearningGuard | None = None,
     ) -> None:
         self.cap = cap
+        self.guard = guard if guard is not None else NoLearningGuard()
+        self.guard_state: dict[str, Any] = self.guard.initial_state()
+        self.guard_stop: str | None = None  # the guard's message once it stopped the run
         self.rows = rows
         self.run_dir = Path(run_dir)
         self.num_rounds = num_rounds
         self.save_every = save_every
         self.stop_after_rounds = stop_after_rounds
-        self.checkpoints = dict(cap.schedule.checkpoints(num_rounds))  # {round: name}
+        # {round: name}: known in advance for the cyclic kinds, added as the adaptive controller turns.
+        self.checkpoints = {} if cap.adaptive else dict(cap.schedule.checkpoints(num_rounds))
         self.trainer: Any = None
         self._micro = 0
         self._logs: list[dict[str, float]] = []
@@ -228,7 +302,7 @@ class LengthScheduleCallback(TrainerCallback):
         ``LogCompletionsCallback(trainer)`` does). The cap is set once here, so a TRL without the attributes
         :func:`set_rollout_cap` writes fails now, not after the first round."""
         self.trainer = trainer
-        set_rollout_cap(trainer, self.cap.schedule(0))
+        set_rollout_cap(trainer, self.cap.cap_of(0) if not self.cap.adaptive else self.cap.schedule.l_max)
         self.cap.group_size = int(trainer.args.num_generations)
         trainer.add_callback(self)
         return self
@@ -273,6 +347,10 @@ class LengthScheduleCallback(TrainerCallback):
         self._wall_offset = float(rows[-1].get("wall_s", 0.0)) if rows else 0.0
         self._wall0 = time.time()
         self.cap.tokens_generated = int(rows[-1].get("tokens_generated", 0)) if rows else 0
+        # The guard's and the controller's states are functions of the kept rows (siri_rl.guard, siri_rl.adaptive).
+        self.guard_state = self.guard.replay(rows)[-1].state if rows else self.guard.initial_state()
+        if self.cap.adaptive:
+            self._resume_adaptive(args, state, rows)
         self._apply_cap(args)
         if self._show_progress and state.is_world_process_zero:
             self._start_progress()
@@ -283,17 +361,23 @@ class LengthScheduleCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self._micro += 1
+        if self._micro % self.micro_steps_per_round:  # inside a round
+            self._apply_cap(args)
+            return control
+        done = self._micro // self.micro_steps_per_round  # rounds complete
+        last = done - 1
+        # Round `last` is over: the adaptive controller decides the next round's cap before it is applied.
+        decision = self.cap.decide(last)
+        if decision is not None and decision.checkpoint is not None:
+            self.checkpoints[last] = decision.checkpoint
         self._apply_cap(args)
-        if self._micro % self.micro_steps_per_round == 0:
-            done = self._micro // self.micro_steps_per_round  # rounds complete
-            last = done - 1
-            if self.stop_after_rounds is not None and done >= self.stop_after_rounds:
-                control.should_training_stop = True
-                control.should_save = True
-            if (self.save_every and done % self.save_every == 0) or done == self.num_rounds:
-                control.should_save = True
-            if last in self.checkpoints:
-                control.should_save = True  # keep a resumable point next to every exported checkpoint
+        if self.stop_after_rounds is not None and done >= self.stop_after_rounds:
+            control.should_training_stop = True
+            control.should_save = True
+        if (self.save_every and done % self.save_every == 0) or done == self.num_rounds:
+            control.should_save = True
+        if last in self.checkpoints:
+            control.should_save = True  # keep a resumable point next to every exported checkpoint
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -301,7 +385,17 @@ class LengthScheduleCallback(TrainerCallback):
             self._logs.append(dict(logs))
         done = self._micro // self.micro_steps_per_round
         for r in sorted(k for k in self.cap.pending if k < done):
-            self._finish_round(r, state)
+            self._finish_round(r, state, control)
+
+    def on_save(self, args, state, control, **kwargs):
+        # Trainer._save_checkpoint has written checkpoint-<global_step> (transformers/trainer.py:3074-3114) before
+        # on_save (2101-2103); the controller state that continues from it goes beside TRL's files.
+        if self.cap.adaptive_state is not None and state.is_world_process_zero:
+            path = Path(args.output_dir) / f"checkpoint-{state.global_step}" / ADAPTIVE_STATE_FILE
+            if path.parent.is_dir():
+                tmp = path.with_name(path.name + ".tmp")
+                tmp.write_text(json.dumps(self.cap.adaptive_state) + "\n")
+                os.replace(tmp, path)
 
     def on_train_end(self, args, state, control, **kwargs):
         done = self._micro // self.micro_steps_per_round
@@ -364,18 +458,39 @@ class LengthScheduleCallback(TrainerCallback):
     def metrics_path(self) -> Path:
         return self.run_dir / METRICS_FILE
 
-    def _finish_round(self, r: int, state) -> None:
+    def _resume_adaptive(self, args, state, rows: list[dict[str, Any]]) -> None:
+        """The controller state after the kept rows, checked against the one the resumed checkpoint saved."""
+        schedule = self.cap.schedule
+        assert isinstance(schedule, AdaptiveSchedule)
+        try:
+            self.cap.adaptive_state = schedule.resume(rows)
+        except ScheduleError as err:
+            raise ConfigError(f"--resume: {self.metrics_path}: {err}") from None
+        if state.global_step:
+            saved = Path(args.output_dir) / f"checkpoint-{state.global_step}" / ADAPTIVE_STATE_FILE
+            if saved.is_file() and json.loads(saved.read_text()) != self.cap.adaptive_state:
+                raise ConfigError(f"--resume: the adaptive schedule state rebuilt from {self.metrics_path} differs "
+                                  f"from the one saved in {saved}: the file was edited or belongs to another run")
+        self.checkpoints = dict(AdaptiveSchedule.checkpoints(self.cap.adaptive_state))
+
+    def _finish_round(self, r: int, state, control=None) -> None:
         stats = self.cap.pending.pop(r)
+        decision: Decision | None = stats.pop("decision", None)
+        if self.cap.adaptive and decision is None:
+            raise EngineError(f"round {r} ended without the adaptive schedule's decision (on_step_end of its last "
+                              "optimizer step did not run): this Trainer drives callbacks differently")
         row = {
             "step": r,
             "max_len": stats.pop("max_len"),
-            "phase": self.cap.schedule.phase(r),
+            "phase": decision.phase if decision is not None else self.cap.schedule.phase(r),
             **stats,
+            **(_decision_fields(decision) if decision is not None else {}),
             **_round_stats_from_logs(self._logs),
             "optimizer_step": state.global_step,
             "wall_s": round(self._wall_offset + time.time() - self._wall0, 3),
         }
         self._logs = []
+        self._check_guard(row, state, control)
         assert self.rows is not None
         self.rows.append(row)
         if state.is_world_process_zero:  # one writer; the rollout statistics are already over all processes
@@ -384,6 +499,28 @@ class LengthScheduleCallback(TrainerCallback):
             self.export_checkpoint(self.checkpoints[r], row)  # every process: sharded weights are gathered
         if state.is_world_process_zero:
             self._show_round(row)
+
+    def _check_guard(self, row: dict[str, Any], state, control) -> None:
+        """Run the no-learning guard on a finished row: record its verdict in the row, print a warning once per
+        episode (main process), and on ``stop`` ask the Trainer for a checkpoint and a stop at this round end."""
+        if self.guard.mode == "off":
+            return
+        verdict = self.guard.check(self.guard_state, row)
+        self.guard_state = verdict.state
+        row["guard"] = verdict.action if verdict.action != "ok" else "starved" if verdict.starved else "ok"
+        if verdict.action == "ok":
+            return
+        if verdict.action == "stop" and row["step"] + 1 < self.num_rounds:
+            self.guard_stop = verdict.message
+            if control is not None:
+                control.should_save = True
+                control.should_training_stop = True
+        if state.is_world_process_zero:
+            from rich import get_console
+
+            # The progress bar's console: a line printed through it stays above the bar.
+            console = self._progress.console if self._progress is not None else get_console()
+            console.print(f"warning: {verdict.message}", markup=False, highlight=False, soft_wrap=True)
 
     def export_checkpoint(self, name: str, row: dict[str, Any]) -> Path:
         """Save the current policy as a Hugging Face model (+ tokenizer + model card) in ``checkpoints/<name>``.
