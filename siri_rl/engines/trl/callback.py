@@ -37,7 +37,6 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,8 @@ from transformers import TrainerCallback
 from siri_rl.adaptive import AdaptiveSchedule, Decision
 from siri_rl.config import ConfigError
 from siri_rl.engines import EngineError
+from siri_rl.engines.trl.cap import RolloutCap, set_rollout_cap
+from siri_rl.engines.trl.progress import RoundProgress
 from siri_rl.guard import NoLearningGuard
 from siri_rl.run_dir import (
     CHECKPOINTS,
@@ -80,105 +81,6 @@ TRL_LOG_KEYS = {
 }
 
 
-@dataclass
-class RolloutCap:
-    """State shared by the callback (which sets the cap) and the reward (which must score against the same cap).
-
-    ``round_start_step``: TRL's ``global_step`` when the current round's generation batch is made (set by the
-    callback; the reward checks it against the ``trainer_state`` TRL passes). ``group_size``: GRPO's G
-    (``GRPOConfig.num_generations``), for the share of groups with a reward spread; both None until bound.
-    ``adaptive_state``: with an :class:`~siri_rl.adaptive.AdaptiveSchedule`, the controller state; its ``max_len``
-    is the cap of round ``adaptive_state["round"]``, the only round whose cap is known (None for the open-loop
-    kinds, whose cap of round r is ``schedule(r)``)."""
-
-    schedule: LengthSchedule | AdaptiveSchedule
-    round: int = 0
-    max_len: int = 0
-    # Rollout statistics of rounds whose metrics row is not written yet: {round: {...}}.
-    pending: dict[int, dict[str, Any]] = field(default_factory=dict)
-    tokens_generated: int = 0
-    round_start_step: int | None = None
-    group_size: int | None = None
-    adaptive_state: dict[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.schedule, AdaptiveSchedule) and self.adaptive_state is None:
-            self.adaptive_state = self.schedule.initial_state()
-
-    @property
-    def adaptive(self) -> bool:
-        return isinstance(self.schedule, AdaptiveSchedule)
-
-    def cap_of(self, r: int) -> int:
-        """The cap of round ``r`` (tokens): ``schedule(r)``, or the adaptive controller's decision for round r."""
-        if self.adaptive_state is None:
-            return self.schedule(r)
-        if r != self.adaptive_state["round"]:
-            raise EngineError(f"the adaptive schedule has decided the cap of round {self.adaptive_state['round']}, "
-                              f"not of round {r}: the rounds counted from the Trainer's events skipped a decision")
-        return int(self.adaptive_state["max_len"])
-
-    def decide(self, r: int) -> Decision | None:
-        """After round ``r`` (adaptive only): step the controller with round r's training accuracy, which the
-        reward recorded at the round's generation, so that :meth:`cap_of` gives round r+1's cap. The decision is
-        kept in the round's pending statistics for its ``metrics.jsonl`` row. Idempotent per round."""
-        if self.adaptive_state is None or self.adaptive_state["round"] != r:
-            return None
-        stats = self.pending.get(r)
-        if stats is None or "accuracy" not in stats:
-            raise EngineError(f"the adaptive schedule needs the training accuracy of round {r} at its end, but the "
-                              "reward recorded none: is LengthCappedReward among the trainer's reward_funcs?")
-        assert isinstance(self.schedule, AdaptiveSchedule)
-        decision = self.schedule.step(self.adaptive_state, r, stats["accuracy"])
-        self.adaptive_state = decision.state
-        stats["decision"] = decision
-        return decision
-
-    def set_round(self, r: int, *, round_start_step: int | None = None) -> None:
-        self.round = r
-        self.max_len = self.cap_of(r)
-        self.round_start_step = round_start_step
-
-
-def _require(obj: Any, name: str, where: str) -> Any:
-    if not hasattr(obj, name):
-        import trl
-
-        raise EngineError(f"trl {trl.__version__}: {type(obj).__name__} has no attribute {name!r}, where siri-rl "
-                          f"sets the rollout cap ({where}); this TRL generates differently: use trl>=1.16,<1.17")
-    return getattr(obj, name)
-
-
-def set_rollout_cap(trainer: Any, max_len: int) -> None:
-    """Make ``trainer`` (a ``trl.GRPOTrainer``) generate at most ``max_len`` tokens per completion from its next
-    generation batch on: the one place that writes TRL's generation attributes.
-
-    TRL 1.16 has no public setter; it reads these attributes at each generation (trl/trainer/grpo_trainer.py):
-      - vLLM (``use_vllm``, colocate or server): ``trainer.vllm_generation.max_completion_length`` (created at
-        :1107-1137; ``VLLMGeneration.generate`` reads it per call as the request's ``max_tokens``,
-        trl/generation/vllm_generation.py:584, 624, 669).
-      - transformers ``generate`` (and continuous batching): ``trainer.generation_config.max_new_tokens`` and
-        ``trainer.generation_kwargs["max_new_tokens"]`` (made at :1155-1175; passed to ``generate`` and overlaid on
-        the model's generation config at :1805, 1867-1874).
-    ``GRPOTrainer.max_completion_length`` stays at L_max (the padded width the loss normaliser of some loss types
-    uses). An attribute that is missing raises :class:`~siri_rl.engines.EngineError`: a TRL that renamed it would
-    otherwise silently train every round at L_max.
-    """
-    L = int(max_len)
-    if _require(trainer, "use_vllm", "GRPOTrainer.use_vllm, :811"):
-        vllm = _require(trainer, "vllm_generation", "GRPOTrainer.vllm_generation, :1107")
-        _require(vllm, "max_completion_length", "VLLMGeneration.max_completion_length, vllm_generation.py:279")
-        vllm.max_completion_length = L
-        return
-    config = _require(trainer, "generation_config", "GRPOTrainer.generation_config, :1173")
-    kwargs = _require(trainer, "generation_kwargs", "GRPOTrainer.generation_kwargs, :1175")
-    if not isinstance(kwargs, dict) or "max_new_tokens" not in kwargs:
-        raise EngineError("GRPOTrainer.generation_kwargs has no 'max_new_tokens' (trl/trainer/grpo_trainer.py:1156), "
-                          "where siri-rl sets the rollout cap; use trl>=1.16,<1.17")
-    config.max_new_tokens = L
-    kwargs["max_new_tokens"] = L
-
-
 def save_policy(trainer: Any, path: str | Path) -> None:
     """``trainer.save_model(path)`` on every process (it gathers DeepSpeed ZeRO-3 / FSDP full-state-dict weights
     and writes from the main process only), without pushing to the Hub.
@@ -204,12 +106,6 @@ def _round_stats_from_logs(logs: list[dict[str, float]]) -> dict[str, float]:
 def _decision_fields(decision: Decision) -> dict[str, Any]:
     """The adaptive decision's fields of a row, without ``phase`` (the row has it in its usual place)."""
     return {k: v for k, v in decision.row_fields().items() if k != "phase"}
-
-
-def _clock(seconds: float) -> str:
-    """``H:MM:SS`` (hours past 24 too: a 1920-round run takes days)."""
-    m, s = divmod(int(max(0.0, seconds)), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}"
 
 
 def write_export_cards(path: Path, name: str, row: dict[str, Any],
@@ -249,7 +145,7 @@ class LengthScheduleCallback(TrainerCallback):
         stop_after_rounds: stop training once this many rounds are complete (a resumable checkpoint is saved).
         progress: show the rounds on the main process: a rich progress bar with the cap and accuracy per round on
             a terminal; where output goes to a file (a cluster job log) a line at most every
-            :attr:`progress_log_every_s` seconds and after the last round, as ``siri eval`` does.
+            :attr:`~siri_rl.engines.trl.progress.RoundProgress.log_every_s` seconds and after the last round, as ``siri eval`` does.
         rows: the ``metrics.jsonl`` rows kept under the resume policy, if the caller read the file (``siri train``
             does, once per start); None: the callback applies :func:`siri_rl.run_dir.truncate_metrics` itself
             at ``on_train_begin``. :attr:`rows` then holds every row of the run, this start's appended.
@@ -258,8 +154,6 @@ class LengthScheduleCallback(TrainerCallback):
             after a ``stop`` verdict training stops with a resumable checkpoint and :attr:`guard_stop` holds the
             message (the caller raises :class:`~siri_rl.engines.NoLearningStop`).
     """
-
-    progress_log_every_s = 30.0  # seconds between progress lines when the output is not a terminal
 
     def __init__(
         self,
@@ -289,11 +183,7 @@ class LengthScheduleCallback(TrainerCallback):
         self._logs: list[dict[str, float]] = []
         self._wall0 = time.time()
         self._wall_offset = 0.0
-        self._progress: Any = None  # rich Progress (terminal)
-        self._task: Any = None
-        self._log_console: Any = None  # rich Console for progress lines (not a terminal)
-        self._log_last: float | None = None
-        self._log_start = (0.0, 0)  # (monotonic s, rounds done) when this process started training
+        self.progress: RoundProgress | None = None
         self._show_progress = progress
 
     # -- wiring ---------------------------------------------------------------------------------------------
@@ -353,7 +243,9 @@ class LengthScheduleCallback(TrainerCallback):
             self._resume_adaptive(args, state, rows)
         self._apply_cap(args)
         if self._show_progress and state.is_world_process_zero:
-            self._start_progress()
+            end = min(self.num_rounds, self.stop_after_rounds or self.num_rounds)
+            self.progress = RoundProgress(self.num_rounds, end)
+            self.progress.start(self.round_of(self._micro))
 
     def on_substep_end(self, args, state, control, **kwargs):
         self._micro += 1
@@ -408,50 +300,10 @@ class LengthScheduleCallback(TrainerCallback):
             self.export_checkpoint("final", last)
         self.close_progress()
 
-    # -- progress -------------------------------------------------------------------------------------------
-    def _start_progress(self) -> None:
-        from rich import get_console
-
-        console = get_console()
-        done = self.round_of(self._micro)
-        self._log_start = (time.monotonic(), done)
-        if not console.is_terminal:  # a bar cannot redraw in a file: print lines instead
-            self._log_console = console
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._progress = Progress(
-            TextColumn("[bold]SIRI rounds"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[info]}"), console=console,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task("rounds", total=self.num_rounds, completed=done, info="")
-
-    def _show_round(self, row: dict[str, Any]) -> None:
-        done = row["step"] + 1
-        info = f"L={row['max_len']} acc={row['accuracy']:.2f} len={row['completion_len_mean']:.0f}"
-        if self._progress is not None:
-            self._progress.update(self._task, completed=done, info=info)
-            return
-        if self._log_console is None:
-            return
-        now = time.monotonic()
-        end = min(self.num_rounds, self.stop_after_rounds or self.num_rounds)
-        if self._log_last is not None and now - self._log_last < self.progress_log_every_s and done < end:
-            return
-        self._log_last = now
-        t0, done0 = self._log_start
-        elapsed = now - t0
-        eta = _clock(elapsed / (done - done0) * (self.num_rounds - done)) if done > done0 else "?"
-        self._log_console.print(f"SIRI round {done}/{self.num_rounds}: {info}, elapsed {_clock(elapsed)}, "
-                                f"eta {eta}", highlight=False, markup=False, soft_wrap=True)
-
     def close_progress(self) -> None:
-        """End the progress bar (its last line and a newline; the terminal cursor is shown again). Idempotent;
-        also called when training is interrupted."""
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        """End the progress bar; idempotent, also called when training is interrupted."""
+        if self.progress is not None:
+            self.progress.close()
 
     # -- run directory --------------------------------------------------------------------------------------
     @property
@@ -497,8 +349,8 @@ class LengthScheduleCallback(TrainerCallback):
             append_metrics_row(self.metrics_path, row)
         if r in self.checkpoints:
             self.export_checkpoint(self.checkpoints[r], row)  # every process: sharded weights are gathered
-        if state.is_world_process_zero:
-            self._show_round(row)
+        if state.is_world_process_zero and self.progress is not None:
+            self.progress.show(row)
 
     def _check_guard(self, row: dict[str, Any], state, control) -> None:
         """Run the no-learning guard on a finished row: record its verdict in the row, print a warning once per
@@ -516,11 +368,7 @@ class LengthScheduleCallback(TrainerCallback):
                 control.should_save = True
                 control.should_training_stop = True
         if state.is_world_process_zero:
-            from rich import get_console
-
-            # The progress bar's console: a line printed through it stays above the bar.
-            console = self._progress.console if self._progress is not None else get_console()
-            console.print(f"warning: {verdict.message}", markup=False, highlight=False, soft_wrap=True)
+            (self.progress or RoundProgress(self.num_rounds, self.num_rounds)).print(f"warning: {verdict.message}")
 
     def export_checkpoint(self, name: str, row: dict[str, Any]) -> Path:
         """Save the current policy as a Hugging Face model (+ tokenizer + model card) in ``checkpoints/<name>``.

@@ -22,7 +22,7 @@ from siri_rl.data import eos_token_ids, quiet_weight_bars
 from siri_rl.engines import NoLearningStop, TrainResult
 from siri_rl.engines.trl.callback import LengthScheduleCallback, RolloutCap, write_export_cards
 from siri_rl.engines.trl.colocate import check_colocated_vllm
-from siri_rl.engines.trl.config import grpo_kwargs, policy_precision, round_layout
+from siri_rl.engines.trl.config import TRAINER_SUBDIR, describe, grpo_kwargs, policy_precision, round_layout
 from siri_rl.engines.trl.reward import LengthCappedReward
 from siri_rl.guard import guard_from_dict
 from siri_rl.run_dir import (
@@ -43,8 +43,6 @@ from siri_rl.run_dir import (
 )
 
 logger = logging.getLogger(__name__)
-
-TRAINER_SUBDIR = "trainer"
 
 
 def _saved_step(checkpoint: Path) -> int | None:
@@ -133,50 +131,6 @@ def plan_run(cfg: ExperimentConfig, output_dir: str | Path, *, resume: bool = Fa
                               f"trl.lr_scheduler_type={lr} (its rates are spread over training.rounds); start a new "
                               f"run to train longer")
     return RunPlan(kw, precision, resume_from, done, stored_rounds, rows)
-
-
-def describe(cfg: ExperimentConfig, output_dir: str | Path, *, first: int = 8) -> dict[str, Any]:
-    """What ``--dry-run`` prints: resolved config, GRPOConfig kwargs, round geometry, the first rounds' caps (for
-    ``kind: adaptive`` only round 0's, and a line saying that the schedule is closed-loop) and the guard.
-    Loads no model and downloads nothing."""
-    kw = grpo_kwargs(cfg, Path(output_dir) / TRAINER_SUBDIR)
-    layout = round_layout(cfg)
-    check_context(cfg)
-    sched = cfg.schedule
-    guard = guard_from_dict(cfg.training.guard).to_dict()
-    if isinstance(sched, AdaptiveSchedule):
-        return {
-            "config": cfg.to_dict(),
-            "grpo_config": kw,
-            "precision": policy_precision(cfg, kw),
-            "round": _round_geometry(layout),
-            "schedule": (f"closed-loop (kind: adaptive): round 0 runs at L_max={sched.initial_state()['max_len']}; "
-                         "the cap of round r+1 is decided after round r from its training accuracy, so later caps "
-                         "are not known in advance; metrics.jsonl logs each decision (phase, adaptive_signal, "
-                         "adaptive_reference, adaptive_reason)"),
-            "first_caps": [{"step": 0, "max_len": sched.initial_state()["max_len"], "phase": "filling"}],
-            "checkpoints": "where the controller turns: cycleK-compressed (trough), cycleK-expanded (peak)",
-            "guard": guard,
-        }
-    return {
-        "config": cfg.to_dict(),
-        "grpo_config": kw,
-        "precision": policy_precision(cfg, kw),
-        "round": _round_geometry(layout),
-        "first_caps": [{"step": s, "max_len": sched(s), "phase": sched.phase(s)}
-                       for s in range(min(first, cfg.training.rounds))],
-        "checkpoints": [{"step": s, "name": n} for s, n in sched.checkpoints(cfg.training.rounds)],
-        "guard": guard,
-    }
-
-
-def _round_geometry(layout) -> dict[str, int]:
-    return {
-        "processes": layout.world_size,
-        "completions": layout.completions_per_round,
-        "micro_steps": layout.micro_steps_per_round,
-        "optimizer_steps": layout.optimizer_steps_per_round,
-    }
 
 
 def exported_rounds(cfg: ExperimentConfig, rows: list[dict[str, Any]]) -> dict[int, str]:
