@@ -28,7 +28,8 @@ Two closed-loop parts (issue 14), both driven from round r's rollout statistics:
   Trainer checkpoint holds (``siri_adaptive_state.json``).
 * the no-learning guard (:class:`siri_rl.guard.NoLearningGuard`): checked on every finished row; ``warn`` prints
   one line per episode, ``stop`` asks the Trainer for a checkpoint and a stop in ``on_log``, which runs before the
-  save and stop checks of the same step (transformers/trainer.py:2086-2103, 1797).
+  save and stop checks of the same step (``log`` at transformers/trainer.py:2091, the save at 2101-2103, the
+  stop at 1797).
 """
 
 from __future__ import annotations
