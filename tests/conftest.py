@@ -182,3 +182,37 @@ def vllm_toy_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sharp enough (untied, x10) that a change of the weights moves the log-probs measurably."""
     return _toy_qwen2(tmp_path_factory.mktemp("vllm-toy"), hidden_size=128, intermediate_size=128, tie=False,
                       lm_head_scale=10.0)
+
+
+@pytest.fixture(scope="session")
+def answering_toy_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen2 with the toy tokenizer, fine-tuned (seconds) to answer every prompt with
+    ``</think>\\n\\boxed{3}`` or ``</think>\\n\\boxed{4}`` (then EOS), each about half the time: 8 tokens, so under a
+    cap of 8 or more it ends on its own and, with gold answer 3, about half of its completions score 1 — a run with
+    reward variance in most groups (healthy for the no-learning guard), and a cap below 8 truncates every one."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from siri_rl.data import build_messages
+    from siri_rl.toy.tokenizer import build_toy_tokenizer
+
+    path = _toy_qwen2(tmp_path_factory.mktemp("answering-toy"), hidden_size=32, intermediate_size=64)
+    tok = build_toy_tokenizer()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    torch.manual_seed(0)
+    prompts = [tok.apply_chat_template(build_messages(f"Compute {a} + {b}."), add_generation_prompt=True,
+                                       tokenize=True) for a in range(2) for b in range(4)]
+    prompts = [list(p["input_ids"]) if not isinstance(p, list) else p for p in prompts]
+    answers = [tok(f"</think>\n\\boxed{{{d}}}", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+               for d in (3, 4)]
+    # Every prompt has the same length ("Compute a + b." with one-digit a, b), and so every sequence: one batch.
+    ids = torch.tensor([p + a for p in prompts for a in answers])
+    labels = torch.tensor([[-100] * len(p) + a for p in prompts for a in answers])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(100):
+        loss = model(input_ids=ids, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.save_pretrained(path)
+    return path

@@ -86,7 +86,8 @@ def train(
     output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="run directory (default runs/<name>-<time>)"),
     resume: bool = typer.Option(False, help="continue the run in --output-dir from its last checkpoint, with its "
                                 "stored config (add training.rounds=N to extend it)"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved config and first caps; load nothing"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved config and first caps (adaptive: "
+                                 "that the schedule is closed-loop); load nothing"),
     stop_after: int | None = typer.Option(None, "--stop-after", help="stop after this many rounds (resumable)"),
 ) -> None:
     """Run SIRI training (TRL GRPOTrainer or veRL). Overrides: key=value or --key value (e.g. schedule.cycle=320).
@@ -98,7 +99,7 @@ def train(
 
     from siri_rl.config import ConfigError
     from siri_rl.data import DataError
-    from siri_rl.engines import EngineError
+    from siri_rl.engines import EngineError, NoLearningStop
     from siri_rl.run_dir import CONFIG_FILE, RunInterrupted
 
     run_dir = output_dir
@@ -131,6 +132,11 @@ def train(
                 extra["train_rows"] = toy_train_rows(cfg)  # the toy's generated problems with another model
             out = run_engine(cfg, output_dir=run_dir, resume=resume, **extra)
             console.print(_train_summary(out, cfg.training.rounds), highlight=False, markup=False, soft_wrap=True)
+    except NoLearningStop as err:
+        # training.guard: stop (siri_rl.guard): the input was fine, the run starved; 3 tells a job script so.
+        if int(os.environ.get("RANK", "0")) == 0:
+            console.print(f"stopped: {err}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(3) from None
     except (ConfigError, DataError, EngineError) as err:
         fail(str(err))
     except KeyboardInterrupt as err:

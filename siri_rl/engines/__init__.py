@@ -20,6 +20,11 @@ class EngineError(RuntimeError):
     sets); the message is one line naming the cause and the way to continue."""
 
 
+class NoLearningStop(EngineError):
+    """``training.guard: stop`` ended the run (:mod:`siri_rl.guard`): the rounds it names gave GRPO almost nothing
+    to learn from. Raised after training saved a resumable checkpoint; the message is the one line to print."""
+
+
 @dataclass
 class TrainResult:
     """What an engine's ``train`` returns.

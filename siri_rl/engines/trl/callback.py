@@ -15,21 +15,40 @@ The same callback finalises one ``metrics.jsonl`` row per round through :mod:`si
 statistics from the reward function, loss-side statistics such as entropy and clip ratios from TRL's logs),
 exports ``save_pretrained`` checkpoints at each cycle's trough and peak (SIRI-low / SIRI-high), and asks the
 Trainer for resumable checkpoints at round boundaries.
+
+Two closed-loop parts (issue 14), both driven from round r's rollout statistics:
+
+* ``schedule.kind: adaptive`` (:class:`siri_rl.adaptive.AdaptiveSchedule`): the cap of round r+1 is decided in
+  ``on_step_end`` of round r's last optimizer step, from round r's training accuracy, which the reward left in
+  :attr:`RolloutCap.pending` at the round's first micro-step (TRL scores a generation batch when it generates it,
+  trl/trainer/grpo_trainer.py:1538-1546), and *before* the cap of round r+1 is set (the same ``on_step_end``;
+  transformers/trainer.py:1783 calls it after the optimizer step, before any further micro-step). Troughs and
+  peaks are exported where the controller turned. On resume the controller state is rebuilt from the kept
+  ``metrics.jsonl`` rows (:meth:`~siri_rl.adaptive.AdaptiveSchedule.resume`) and checked against the copy each
+  Trainer checkpoint holds (``siri_adaptive_state.json``).
+* the no-learning guard (:class:`siri_rl.guard.NoLearningGuard`): checked on every finished row; ``warn`` prints
+  one line per episode, ``stop`` asks the Trainer for a checkpoint and a stop in ``on_log``, which runs before the
+  save and stop checks of the same step (``log`` at transformers/trainer.py:2091, the save at 2101-2103, the
+  stop at 1797).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
+from siri_rl.adaptive import AdaptiveSchedule, Decision
 from siri_rl.config import ConfigError
 from siri_rl.engines import EngineError
+from siri_rl.engines.trl.cap import RolloutCap, set_rollout_cap
+from siri_rl.engines.trl.progress import RoundProgress
+from siri_rl.guard import NoLearningGuard
 from siri_rl.run_dir import (
     CHECKPOINTS,
     METRICS_FILE,
@@ -37,7 +56,10 @@ from siri_rl.run_dir import (
     truncate_metrics,
     write_checkpoint_card,
 )
-from siri_rl.schedule import LengthSchedule
+from siri_rl.schedule import LengthSchedule, ScheduleError
+
+# The adaptive controller's state in every Trainer checkpoint (RUN/trainer/checkpoint-N/), next to TRL's files.
+ADAPTIVE_STATE_FILE = "siri_adaptive_state.json"
 
 # TRL log keys (GRPOTrainer._metrics, and the Trainer's loss/grad_norm/learning_rate) copied into metrics.jsonl,
 # under our names; averaged over the round's optimizer steps, except *_min (min) and *_max (max).
@@ -58,68 +80,6 @@ TRL_LOG_KEYS = {
     "sampling/sampling_logp_difference/mean": "sampling_logp_difference_mean",
     "sampling/sampling_logp_difference/max": "sampling_logp_difference_max",
 }
-
-
-@dataclass
-class RolloutCap:
-    """State shared by the callback (which sets the cap) and the reward (which must score against the same cap).
-
-    ``round_start_step``: TRL's ``global_step`` when the current round's generation batch is made (set by the
-    callback; the reward checks it against the ``trainer_state`` TRL passes). ``group_size``: GRPO's G
-    (``GRPOConfig.num_generations``), for the share of groups with a reward spread; both None until bound."""
-
-    schedule: LengthSchedule
-    round: int = 0
-    max_len: int = 0
-    # Rollout statistics of rounds whose metrics row is not written yet: {round: {...}}.
-    pending: dict[int, dict[str, Any]] = field(default_factory=dict)
-    tokens_generated: int = 0
-    round_start_step: int | None = None
-    group_size: int | None = None
-
-    def set_round(self, r: int, *, round_start_step: int | None = None) -> None:
-        self.round = r
-        self.max_len = self.schedule(r)
-        self.round_start_step = round_start_step
-
-
-def _require(obj: Any, name: str, where: str) -> Any:
-    if not hasattr(obj, name):
-        import trl
-
-        raise EngineError(f"trl {trl.__version__}: {type(obj).__name__} has no attribute {name!r}, where siri-rl "
-                          f"sets the rollout cap ({where}); this TRL generates differently: use trl>=1.16,<1.17")
-    return getattr(obj, name)
-
-
-def set_rollout_cap(trainer: Any, max_len: int) -> None:
-    """Make ``trainer`` (a ``trl.GRPOTrainer``) generate at most ``max_len`` tokens per completion from its next
-    generation batch on: the one place that writes TRL's generation attributes.
-
-    TRL 1.16 has no public setter; it reads these attributes at each generation (trl/trainer/grpo_trainer.py):
-      - vLLM (``use_vllm``, colocate or server): ``trainer.vllm_generation.max_completion_length`` (created at
-        :1107-1137; ``VLLMGeneration.generate`` reads it per call as the request's ``max_tokens``,
-        trl/generation/vllm_generation.py:584, 624, 669).
-      - transformers ``generate`` (and continuous batching): ``trainer.generation_config.max_new_tokens`` and
-        ``trainer.generation_kwargs["max_new_tokens"]`` (made at :1155-1175; passed to ``generate`` and overlaid on
-        the model's generation config at :1805, 1867-1874).
-    ``GRPOTrainer.max_completion_length`` stays at L_max (the padded width the loss normaliser of some loss types
-    uses). An attribute that is missing raises :class:`~siri_rl.engines.EngineError`: a TRL that renamed it would
-    otherwise silently train every round at L_max.
-    """
-    L = int(max_len)
-    if _require(trainer, "use_vllm", "GRPOTrainer.use_vllm, :811"):
-        vllm = _require(trainer, "vllm_generation", "GRPOTrainer.vllm_generation, :1107")
-        _require(vllm, "max_completion_length", "VLLMGeneration.max_completion_length, vllm_generation.py:279")
-        vllm.max_completion_length = L
-        return
-    config = _require(trainer, "generation_config", "GRPOTrainer.generation_config, :1173")
-    kwargs = _require(trainer, "generation_kwargs", "GRPOTrainer.generation_kwargs, :1175")
-    if not isinstance(kwargs, dict) or "max_new_tokens" not in kwargs:
-        raise EngineError("GRPOTrainer.generation_kwargs has no 'max_new_tokens' (trl/trainer/grpo_trainer.py:1156), "
-                          "where siri-rl sets the rollout cap; use trl>=1.16,<1.17")
-    config.max_new_tokens = L
-    kwargs["max_new_tokens"] = L
 
 
 def save_policy(trainer: Any, path: str | Path) -> None:
@@ -144,13 +104,13 @@ def _round_stats_from_logs(logs: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def _clock(seconds: float) -> str:
-    """``H:MM:SS`` (hours past 24 too: a 1920-round run takes days)."""
-    m, s = divmod(int(max(0.0, seconds)), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}"
+def _decision_fields(decision: Decision) -> dict[str, Any]:
+    """The adaptive decision's fields of a row, without ``phase`` (the row has it in its usual place)."""
+    return {k: v for k, v in decision.row_fields().items() if k != "phase"}
 
 
-def write_export_cards(path: Path, name: str, row: dict[str, Any], schedule: LengthSchedule) -> None:
+def write_export_cards(path: Path, name: str, row: dict[str, Any],
+                       schedule: LengthSchedule | AdaptiveSchedule) -> None:
     """The model card ``README.md`` of an exported checkpoint, then its ``siri_checkpoint.json``
     (:func:`siri_rl.run_dir.write_checkpoint_card`, last: its presence means the export is complete)."""
     kind = ("SIRI-low (end of compression)" if "compressed" in name
@@ -172,25 +132,29 @@ def write_export_cards(path: Path, name: str, row: dict[str, Any], schedule: Len
 
 
 class LengthScheduleCallback(TrainerCallback):
-    """Drives ``GRPOTrainer``'s rollout cap from a SIRI :class:`~siri_rl.schedule.LengthSchedule`, per rollout
-    round, and writes the run directory (``metrics.jsonl``, ``checkpoints/<cycleK-compressed|expanded>``).
+    """Drives ``GRPOTrainer``'s rollout cap from a SIRI :class:`~siri_rl.schedule.LengthSchedule` (or the
+    closed-loop :class:`~siri_rl.adaptive.AdaptiveSchedule`), per rollout round, runs the no-learning guard, and
+    writes the run directory (``metrics.jsonl``, ``checkpoints/<cycleK-compressed|expanded>``).
 
     Args:
         cap: shared state with the schedule (also given to :class:`~siri_rl.engines.trl.reward.LengthCappedReward`).
         run_dir: the ``siri train --output-dir`` directory.
-        num_rounds: total rollout rounds of the run (trough/peak checkpoints are derived from it).
+        num_rounds: total rollout rounds of the run (the cyclic kinds' trough/peak checkpoints are derived from
+            it; the adaptive kind's are where its controller turns).
         save_every: also ask the Trainer for a resumable checkpoint every this many rounds (None: only at
             trough/peak rounds, the last round and ``stop_after_rounds``).
         stop_after_rounds: stop training once this many rounds are complete (a resumable checkpoint is saved).
         progress: show the rounds on the main process: a rich progress bar with the cap and accuracy per round on
             a terminal; where output goes to a file (a cluster job log) a line at most every
-            :attr:`progress_log_every_s` seconds and after the last round, as ``siri eval`` does.
+            :attr:`~siri_rl.engines.trl.progress.RoundProgress.log_every_s` seconds and after the last round, as ``siri eval`` does.
         rows: the ``metrics.jsonl`` rows kept under the resume policy, if the caller read the file (``siri train``
             does, once per start); None: the callback applies :func:`siri_rl.run_dir.truncate_metrics` itself
             at ``on_train_begin``. :attr:`rows` then holds every row of the run, this start's appended.
+        guard: the no-learning guard (default: ``NoLearningGuard()``, mode ``warn``). Its verdict goes into each
+            row as ``guard`` (``ok``, ``starved``: a starved round that did not trigger it, ``warn``, ``stop``);
+            after a ``stop`` verdict training stops with a resumable checkpoint and :attr:`guard_stop` holds the
+            message (the caller raises :class:`~siri_rl.engines.NoLearningStop`).
     """
-
-    progress_log_every_s = 30.0  # seconds between progress lines when the output is not a terminal
 
     def __init__(
         self,
@@ -202,24 +166,25 @@ class LengthScheduleCallback(TrainerCallback):
         stop_after_rounds: int | None = None,
         progress: bool = False,
         rows: list[dict[str, Any]] | None = None,
+        guard: NoLearningGuard | None = None,
     ) -> None:
         self.cap = cap
+        self.guard = guard if guard is not None else NoLearningGuard()
+        self.guard_state: dict[str, Any] = self.guard.initial_state()
+        self.guard_stop: str | None = None  # the guard's message once it stopped the run
         self.rows = rows
         self.run_dir = Path(run_dir)
         self.num_rounds = num_rounds
         self.save_every = save_every
         self.stop_after_rounds = stop_after_rounds
-        self.checkpoints = dict(cap.schedule.checkpoints(num_rounds))  # {round: name}
+        # {round: name}: known in advance for the cyclic kinds, added as the adaptive controller turns.
+        self.checkpoints = {} if cap.adaptive else dict(cap.schedule.checkpoints(num_rounds))
         self.trainer: Any = None
         self._micro = 0
         self._logs: list[dict[str, float]] = []
         self._wall0 = time.time()
         self._wall_offset = 0.0
-        self._progress: Any = None  # rich Progress (terminal)
-        self._task: Any = None
-        self._log_console: Any = None  # rich Console for progress lines (not a terminal)
-        self._log_last: float | None = None
-        self._log_start = (0.0, 0)  # (monotonic s, rounds done) when this process started training
+        self.progress: RoundProgress | None = None
         self._show_progress = progress
 
     # -- wiring ---------------------------------------------------------------------------------------------
@@ -228,7 +193,7 @@ class LengthScheduleCallback(TrainerCallback):
         ``LogCompletionsCallback(trainer)`` does). The cap is set once here, so a TRL without the attributes
         :func:`set_rollout_cap` writes fails now, not after the first round."""
         self.trainer = trainer
-        set_rollout_cap(trainer, self.cap.schedule(0))
+        set_rollout_cap(trainer, self.cap.cap_of(0) if not self.cap.adaptive else self.cap.schedule.l_max)
         self.cap.group_size = int(trainer.args.num_generations)
         trainer.add_callback(self)
         return self
@@ -273,9 +238,15 @@ class LengthScheduleCallback(TrainerCallback):
         self._wall_offset = float(rows[-1].get("wall_s", 0.0)) if rows else 0.0
         self._wall0 = time.time()
         self.cap.tokens_generated = int(rows[-1].get("tokens_generated", 0)) if rows else 0
+        # The guard's and the controller's states are functions of the kept rows (siri_rl.guard, siri_rl.adaptive).
+        self.guard_state = self.guard.replay(rows)[-1].state if rows else self.guard.initial_state()
+        if self.cap.adaptive:
+            self._resume_adaptive(args, state, rows)
         self._apply_cap(args)
         if self._show_progress and state.is_world_process_zero:
-            self._start_progress()
+            end = min(self.num_rounds, self.stop_after_rounds or self.num_rounds)
+            self.progress = RoundProgress(self.num_rounds, end)
+            self.progress.start(self.round_of(self._micro))
 
     def on_substep_end(self, args, state, control, **kwargs):
         self._micro += 1
@@ -283,17 +254,23 @@ class LengthScheduleCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self._micro += 1
+        if self._micro % self.micro_steps_per_round:  # inside a round
+            self._apply_cap(args)
+            return control
+        done = self._micro // self.micro_steps_per_round  # rounds complete
+        last = done - 1
+        # Round `last` is over: the adaptive controller decides the next round's cap before it is applied.
+        decision = self.cap.decide(last)
+        if decision is not None and decision.checkpoint is not None:
+            self.checkpoints[last] = decision.checkpoint
         self._apply_cap(args)
-        if self._micro % self.micro_steps_per_round == 0:
-            done = self._micro // self.micro_steps_per_round  # rounds complete
-            last = done - 1
-            if self.stop_after_rounds is not None and done >= self.stop_after_rounds:
-                control.should_training_stop = True
-                control.should_save = True
-            if (self.save_every and done % self.save_every == 0) or done == self.num_rounds:
-                control.should_save = True
-            if last in self.checkpoints:
-                control.should_save = True  # keep a resumable point next to every exported checkpoint
+        if self.stop_after_rounds is not None and done >= self.stop_after_rounds:
+            control.should_training_stop = True
+            control.should_save = True
+        if (self.save_every and done % self.save_every == 0) or done == self.num_rounds:
+            control.should_save = True
+        if last in self.checkpoints:
+            control.should_save = True  # keep a resumable point next to every exported checkpoint
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -301,7 +278,17 @@ class LengthScheduleCallback(TrainerCallback):
             self._logs.append(dict(logs))
         done = self._micro // self.micro_steps_per_round
         for r in sorted(k for k in self.cap.pending if k < done):
-            self._finish_round(r, state)
+            self._finish_round(r, state, control)
+
+    def on_save(self, args, state, control, **kwargs):
+        # Trainer._save_checkpoint has written checkpoint-<global_step> (transformers/trainer.py:3074-3114) before
+        # on_save (2101-2103); the controller state that continues from it goes beside TRL's files.
+        if self.cap.adaptive_state is not None and state.is_world_process_zero:
+            path = Path(args.output_dir) / f"checkpoint-{state.global_step}" / ADAPTIVE_STATE_FILE
+            if path.parent.is_dir():
+                tmp = path.with_name(path.name + ".tmp")
+                tmp.write_text(json.dumps(self.cap.adaptive_state) + "\n")
+                os.replace(tmp, path)
 
     def on_train_end(self, args, state, control, **kwargs):
         done = self._micro // self.micro_steps_per_round
@@ -314,76 +301,75 @@ class LengthScheduleCallback(TrainerCallback):
             self.export_checkpoint("final", last)
         self.close_progress()
 
-    # -- progress -------------------------------------------------------------------------------------------
-    def _start_progress(self) -> None:
-        from rich import get_console
-
-        console = get_console()
-        done = self.round_of(self._micro)
-        self._log_start = (time.monotonic(), done)
-        if not console.is_terminal:  # a bar cannot redraw in a file: print lines instead
-            self._log_console = console
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._progress = Progress(
-            TextColumn("[bold]SIRI rounds"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[info]}"), console=console,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task("rounds", total=self.num_rounds, completed=done, info="")
-
-    def _show_round(self, row: dict[str, Any]) -> None:
-        done = row["step"] + 1
-        info = f"L={row['max_len']} acc={row['accuracy']:.2f} len={row['completion_len_mean']:.0f}"
-        if self._progress is not None:
-            self._progress.update(self._task, completed=done, info=info)
-            return
-        if self._log_console is None:
-            return
-        now = time.monotonic()
-        end = min(self.num_rounds, self.stop_after_rounds or self.num_rounds)
-        if self._log_last is not None and now - self._log_last < self.progress_log_every_s and done < end:
-            return
-        self._log_last = now
-        t0, done0 = self._log_start
-        elapsed = now - t0
-        eta = _clock(elapsed / (done - done0) * (self.num_rounds - done)) if done > done0 else "?"
-        self._log_console.print(f"SIRI round {done}/{self.num_rounds}: {info}, elapsed {_clock(elapsed)}, "
-                                f"eta {eta}", highlight=False, markup=False, soft_wrap=True)
-
     def close_progress(self) -> None:
-        """End the progress bar (its last line and a newline; the terminal cursor is shown again). Idempotent;
-        also called when training is interrupted."""
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        """End the progress bar; idempotent, also called when training is interrupted."""
+        if self.progress is not None:
+            self.progress.close()
 
     # -- run directory --------------------------------------------------------------------------------------
     @property
     def metrics_path(self) -> Path:
         return self.run_dir / METRICS_FILE
 
-    def _finish_round(self, r: int, state) -> None:
+    def _resume_adaptive(self, args, state, rows: list[dict[str, Any]]) -> None:
+        """The controller state after the kept rows, checked against the one the resumed checkpoint saved."""
+        schedule = self.cap.schedule
+        assert isinstance(schedule, AdaptiveSchedule)
+        try:
+            self.cap.adaptive_state = schedule.resume(rows)
+        except ScheduleError as err:
+            raise ConfigError(f"--resume: {self.metrics_path}: {err}") from None
+        if state.global_step:
+            saved = Path(args.output_dir) / f"checkpoint-{state.global_step}" / ADAPTIVE_STATE_FILE
+            if saved.is_file() and json.loads(saved.read_text()) != self.cap.adaptive_state:
+                raise ConfigError(f"--resume: the adaptive schedule state rebuilt from {self.metrics_path} differs "
+                                  f"from the one saved in {saved}: the file was edited or belongs to another run")
+        self.checkpoints = dict(AdaptiveSchedule.checkpoints(self.cap.adaptive_state))
+
+    def _finish_round(self, r: int, state, control=None) -> None:
         stats = self.cap.pending.pop(r)
+        decision: Decision | None = stats.pop("decision", None)
+        if self.cap.adaptive and decision is None:
+            raise EngineError(f"round {r} ended without the adaptive schedule's decision (on_step_end of its last "
+                              "optimizer step did not run): this Trainer drives callbacks differently")
         row = {
             "step": r,
             "max_len": stats.pop("max_len"),
-            "phase": self.cap.schedule.phase(r),
+            "phase": decision.phase if decision is not None else self.cap.schedule.phase(r),
             **stats,
+            **(_decision_fields(decision) if decision is not None else {}),
             **_round_stats_from_logs(self._logs),
             "optimizer_step": state.global_step,
             "wall_s": round(self._wall_offset + time.time() - self._wall0, 3),
         }
         self._logs = []
+        self._check_guard(row, state, control)
         assert self.rows is not None
         self.rows.append(row)
         if state.is_world_process_zero:  # one writer; the rollout statistics are already over all processes
             append_metrics_row(self.metrics_path, row)
         if r in self.checkpoints:
             self.export_checkpoint(self.checkpoints[r], row)  # every process: sharded weights are gathered
+        if state.is_world_process_zero and self.progress is not None:
+            self.progress.show(row)
+
+    def _check_guard(self, row: dict[str, Any], state, control) -> None:
+        """Run the no-learning guard on a finished row: record its verdict in the row, print a warning once per
+        episode (main process), and on ``stop`` ask the Trainer for a checkpoint and a stop at this round end."""
+        if self.guard.mode == "off":
+            return
+        verdict = self.guard.check(self.guard_state, row)
+        self.guard_state = verdict.state
+        row["guard"] = verdict.action if verdict.action != "ok" else "starved" if verdict.starved else "ok"
+        if verdict.action == "ok":
+            return
+        if verdict.action == "stop" and row["step"] + 1 < self.num_rounds:
+            self.guard_stop = verdict.message
+            if control is not None:
+                control.should_save = True
+                control.should_training_stop = True
         if state.is_world_process_zero:
-            self._show_round(row)
+            (self.progress or RoundProgress(self.num_rounds, self.num_rounds)).print(f"warning: {verdict.message}")
 
     def export_checkpoint(self, name: str, row: dict[str, Any]) -> Path:
         """Save the current policy as a Hugging Face model (+ tokenizer + model card) in ``checkpoints/<name>``.

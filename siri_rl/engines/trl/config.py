@@ -44,7 +44,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from siri_rl.config import ConfigError, ExperimentConfig
+from siri_rl.adaptive import AdaptiveSchedule
+from siri_rl.config import ConfigError, ExperimentConfig, check_context
+from siri_rl.guard import guard_from_dict
+
+TRAINER_SUBDIR = "trainer"  # RUN/trainer/checkpoint-N: the Trainer's resumable checkpoints
 
 # trl.* keys that SIRI owns: set them through the named config key instead, so there is one source of truth.
 OWNED_KEYS = {
@@ -271,3 +275,47 @@ def grpo_kwargs(cfg: ExperimentConfig, trainer_dir: str | Path, *, world_size: i
                 f"{cfg.data.max_prompt_length}) plus the longest rollout (schedule.l_max={cfg.schedule.l_max}); "
                 f"set it to at least {need}")
     return kw
+
+
+def describe(cfg: ExperimentConfig, output_dir: str | Path, *, first: int = 8) -> dict[str, Any]:
+    """What ``--dry-run`` prints: resolved config, GRPOConfig kwargs, round geometry, the first rounds' caps (for
+    ``kind: adaptive`` only round 0's, and a line saying that the schedule is closed-loop) and the guard.
+    Loads no model and downloads nothing."""
+    kw = grpo_kwargs(cfg, Path(output_dir) / TRAINER_SUBDIR)
+    layout = round_layout(cfg)
+    check_context(cfg)
+    sched = cfg.schedule
+    guard = guard_from_dict(cfg.training.guard).to_dict()
+    if isinstance(sched, AdaptiveSchedule):
+        return {
+            "config": cfg.to_dict(),
+            "grpo_config": kw,
+            "precision": policy_precision(cfg, kw),
+            "round": _round_geometry(layout),
+            "schedule": (f"closed-loop (kind: adaptive): round 0 runs at L_max={sched.initial_state()['max_len']}; "
+                         "the cap of round r+1 is decided after round r from its training accuracy, so later caps "
+                         "are not known in advance; metrics.jsonl logs each decision (phase, adaptive_signal, "
+                         "adaptive_reference, adaptive_reason)"),
+            "first_caps": [{"step": 0, "max_len": sched.initial_state()["max_len"], "phase": "filling"}],
+            "checkpoints": "where the controller turns: cycleK-compressed (trough), cycleK-expanded (peak)",
+            "guard": guard,
+        }
+    return {
+        "config": cfg.to_dict(),
+        "grpo_config": kw,
+        "precision": policy_precision(cfg, kw),
+        "round": _round_geometry(layout),
+        "first_caps": [{"step": s, "max_len": sched(s), "phase": sched.phase(s)}
+                       for s in range(min(first, cfg.training.rounds))],
+        "checkpoints": [{"step": s, "name": n} for s, n in sched.checkpoints(cfg.training.rounds)],
+        "guard": guard,
+    }
+
+
+def _round_geometry(layout) -> dict[str, int]:
+    return {
+        "processes": layout.world_size,
+        "completions": layout.completions_per_round,
+        "micro_steps": layout.micro_steps_per_round,
+        "optimizer_steps": layout.optimizer_steps_per_round,
+    }

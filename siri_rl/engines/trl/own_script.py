@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from siri_rl.adaptive import AdaptiveSchedule
 from siri_rl.config import ConfigError
 from siri_rl.data import eos_token_ids
 from siri_rl.engines.trl.callback import LengthScheduleCallback, RolloutCap
 from siri_rl.engines.trl.colocate import check_colocated_vllm
 from siri_rl.engines.trl.reward import LengthCappedReward
+from siri_rl.guard import NoLearningGuard, guard_from_dict
 from siri_rl.schedule import LengthSchedule
 
 
@@ -32,7 +34,7 @@ class SiriGRPO:
     """What :func:`siri_grpo` returns: pass :attr:`reward_funcs` and :attr:`grpo_config_kwargs` to TRL, then
     :meth:`attach` the built trainer."""
 
-    schedule: LengthSchedule
+    schedule: LengthSchedule | AdaptiveSchedule
     rounds: int
     reward: LengthCappedReward
     callback: LengthScheduleCallback
@@ -87,14 +89,17 @@ class SiriGRPO:
         self.callback.bind(trainer)
 
 
-def siri_grpo(schedule: LengthSchedule, tokenizer: Any, *, rounds: int, run_dir: str | Path,
-              require_think_end: bool = True, save_every: int | None = None, progress: bool = False) -> SiriGRPO:
+def siri_grpo(schedule: LengthSchedule | AdaptiveSchedule, tokenizer: Any, *, rounds: int, run_dir: str | Path,
+              require_think_end: bool = True, save_every: int | None = None, progress: bool = False,
+              guard: str | NoLearningGuard | dict[str, Any] | None = "warn") -> SiriGRPO:
     """SIRI for an existing ``GRPOTrainer`` script (SIRI §4.2-4.3): the reward that scores 1 iff the last
     ``\\boxed{}`` after ``</think>`` within the round's first L tokens equals the ``answer`` column, and the
     callback that sets L = ``schedule(round)`` before each rollout round and writes the run directory.
 
     Args:
-        schedule: the length schedule (:func:`siri_rl.schedule.make_schedule`), L in tokens per rollout round.
+        schedule: the length schedule (:func:`siri_rl.schedule.make_schedule`), L in tokens per rollout round,
+            or the closed-loop :func:`siri_rl.adaptive.make_adaptive_schedule` (the cap of round r+1 is decided
+            from round r's training accuracy; a resume rebuilds its state from ``metrics.jsonl``).
         tokenizer: the policy's tokenizer (the reward decodes the first L tokens).
         rounds: rollout rounds to train (trough/peak checkpoints follow from it); ``GRPOConfig.max_steps`` must be
             this many rounds of optimizer steps (checked by :meth:`SiriGRPO.attach`).
@@ -103,8 +108,17 @@ def siri_grpo(schedule: LengthSchedule, tokenizer: Any, *, rounds: int, run_dir:
         require_think_end: grade only answers after ``</think>`` (R1-style models; False for models without it).
         save_every: also save a resumable Trainer checkpoint every this many rounds.
         progress: show a per-round progress bar.
+        guard: the no-learning guard (:mod:`siri_rl.guard`): ``warn`` (default), ``stop``, ``off``, a mapping or a
+            :class:`~siri_rl.guard.NoLearningGuard`. On ``stop`` training ends with a resumable checkpoint and
+            ``siri.callback.guard_stop`` holds the message; raising is left to your script.
     """
     cap = RolloutCap(schedule)
     reward = LengthCappedReward(cap, tokenizer, require_think_end=require_think_end)
-    callback = LengthScheduleCallback(cap, run_dir, num_rounds=rounds, save_every=save_every, progress=progress)
+    if not isinstance(guard, NoLearningGuard):
+        try:
+            guard = guard_from_dict(guard)
+        except ValueError as err:
+            raise ConfigError(f"siri_grpo(guard=...): {err}") from None
+    callback = LengthScheduleCallback(cap, run_dir, num_rounds=rounds, save_every=save_every, progress=progress,
+                                      guard=guard)
     return SiriGRPO(schedule, rounds, reward, callback)

@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from siri_rl.adaptive import AdaptiveSchedule
 from siri_rl.config import ConfigError, ExperimentConfig, check_context
 from siri_rl.data import eos_token_ids, quiet_weight_bars
-from siri_rl.engines import TrainResult
+from siri_rl.engines import NoLearningStop, TrainResult
 from siri_rl.engines.trl.callback import LengthScheduleCallback, RolloutCap, write_export_cards
 from siri_rl.engines.trl.colocate import check_colocated_vllm
-from siri_rl.engines.trl.config import grpo_kwargs, policy_precision, round_layout
+from siri_rl.engines.trl.config import TRAINER_SUBDIR, describe, grpo_kwargs, policy_precision, round_layout
 from siri_rl.engines.trl.reward import LengthCappedReward
+from siri_rl.guard import guard_from_dict
 from siri_rl.run_dir import (
     CHECKPOINT_CARD,
     CHECKPOINTS,
@@ -41,8 +43,6 @@ from siri_rl.run_dir import (
 )
 
 logger = logging.getLogger(__name__)
-
-TRAINER_SUBDIR = "trainer"
 
 
 def _saved_step(checkpoint: Path) -> int | None:
@@ -133,27 +133,19 @@ def plan_run(cfg: ExperimentConfig, output_dir: str | Path, *, resume: bool = Fa
     return RunPlan(kw, precision, resume_from, done, stored_rounds, rows)
 
 
-def describe(cfg: ExperimentConfig, output_dir: str | Path, *, first: int = 8) -> dict[str, Any]:
-    """What ``--dry-run`` prints: resolved config, GRPOConfig kwargs, round geometry and the first rounds' caps.
-    Loads no model and downloads nothing."""
-    kw = grpo_kwargs(cfg, Path(output_dir) / TRAINER_SUBDIR)
-    layout = round_layout(cfg)
-    check_context(cfg)
+def exported_rounds(cfg: ExperimentConfig, rows: list[dict[str, Any]]) -> dict[int, str]:
+    """``{round: name}`` of the trough/peak checkpoints of a run whose kept ``metrics.jsonl`` rows are ``rows``:
+    the cyclic kinds' follow from ``training.rounds``, the adaptive kind's from where its controller turned
+    (rebuilt from the rows)."""
     sched = cfg.schedule
-    return {
-        "config": cfg.to_dict(),
-        "grpo_config": kw,
-        "precision": policy_precision(cfg, kw),
-        "round": {
-            "processes": layout.world_size,
-            "completions": layout.completions_per_round,
-            "micro_steps": layout.micro_steps_per_round,
-            "optimizer_steps": layout.optimizer_steps_per_round,
-        },
-        "first_caps": [{"step": s, "max_len": sched(s), "phase": sched.phase(s)}
-                       for s in range(min(first, cfg.training.rounds))],
-        "checkpoints": [{"step": s, "name": n} for s, n in sched.checkpoints(cfg.training.rounds)],
-    }
+    if isinstance(sched, AdaptiveSchedule):
+        from siri_rl.schedule import ScheduleError
+
+        try:
+            return dict(AdaptiveSchedule.checkpoints(sched.resume(rows)))
+        except ScheduleError as err:
+            raise ConfigError(f"--resume: {err}") from None
+    return dict(sched.checkpoints(cfg.training.rounds))
 
 
 def _load_model_and_tokenizer(cfg: ExperimentConfig, weights_dtype: str, path: str | Path):
@@ -259,7 +251,7 @@ def _complete_finished_run(cfg: ExperimentConfig, run_dir: Path, plan: RunPlan) 
     plot = run_dir / DYNAMICS_PNG
     if _is_main_process():
         final = run_dir / CHECKPOINTS / "final"
-        if last_round not in dict(cfg.schedule.checkpoints(cfg.training.rounds)) and not (final / CHECKPOINT_CARD).exists():
+        if last_round not in exported_rounds(cfg, rows) and not (final / CHECKPOINT_CARD).exists():
             last = [r for r in rows if r.get("step") == last_round]
             if not last:
                 raise ConfigError(f"--resume: {run_dir / METRICS_FILE} has no row of the last round ({last_round}); "
@@ -302,8 +294,10 @@ def train(
         train_rows: the training problems (``{"problem", "answer"}`` dicts), for a caller that resolves
             ``config.data.train`` itself (the toy: ``toy`` -> generated sums); default: read ``data.train``.
 
-    Raises :class:`ConfigError` (bad config or run directory, before any model is loaded) and
-    :class:`~siri_rl.run_dir.RunInterrupted` (Ctrl-C during training, with the line to print).
+    Raises :class:`ConfigError` (bad config or run directory, before any model is loaded),
+    :class:`~siri_rl.run_dir.RunInterrupted` (Ctrl-C during training, with the line to print) and
+    :class:`~siri_rl.engines.NoLearningStop` (``training.guard: stop`` stopped the run, after its resumable
+    checkpoint and ``dynamics.png`` were written).
     """
     run_dir = Path(output_dir)
     if dry_run:
@@ -342,7 +336,8 @@ def train(
     # disable_tqdm=True makes the Trainer print every log dict; the callback's per-round bar replaces both.
     trainer.remove_callback(PrinterCallback)
     cb = LengthScheduleCallback(cap, run_dir, num_rounds=cfg.training.rounds, save_every=cfg.training.save_every,
-                                stop_after_rounds=stop_after_rounds, progress=progress, rows=plan.rows).bind(trainer)
+                                stop_after_rounds=stop_after_rounds, progress=progress, rows=plan.rows,
+                                guard=guard_from_dict(cfg.training.guard)).bind(trainer)
     if resume and trainer.is_world_process_zero():
         # Rounds from the checkpoint on are produced again: drop their rows (a half-written last line goes too).
         # One writer; the callback continues the running totals from plan.rows, so no process reads the file again.
@@ -355,7 +350,18 @@ def train(
         raise RunInterrupted(_interrupted_line(cfg, run_dir, cb.current_round)) from None
     rows = cb.rows or []
     plot = _plot(cfg, run_dir, rows) if trainer.is_world_process_zero() else None
+    if cb.guard_stop is not None:
+        raise NoLearningStop(_guard_stop_line(cfg, run_dir, cb.guard_stop, len(rows)))
     return _result(run_dir, rows, plot, time.time() - t0)
+
+
+def _guard_stop_line(cfg: ExperimentConfig, run_dir: Path, message: str, done: int) -> str:
+    """The one line ``siri train`` prints when ``training.guard: stop`` ended the run."""
+    ckpt = latest_checkpoint(run_dir)
+    where = f"a resumable checkpoint is in {ckpt}" if ckpt is not None else "no checkpoint was saved"
+    return (f"{message}. Stopped after round {done - 1} of {cfg.training.rounds} ({where}); fix the cause and start "
+            f"a new run, or continue this one with `siri train -o {run_dir} --resume` (it keeps training.guard: "
+            "stop, so it stops again after one more starved round)")
 
 
 def _interrupted_line(cfg: ExperimentConfig, run_dir: Path, current: int) -> str:
