@@ -22,7 +22,7 @@ import yaml
 
 from siri_rl.adaptive import ADAPTIVE_KEYS, AdaptiveSchedule
 from siri_rl.config import ConfigError, ExperimentConfig
-from siri_rl.engines import EngineError, TrainResult
+from siri_rl.engines import EngineError, NoLearningStop, TrainResult
 from siri_rl.engines.verl import AGENT_LOOP_YAML, CONFIG_DIR, CONFIG_NAME
 from siri_rl.engines.verl.checkpoints import CLOSED_LOOP, checkpoint_steps, latest_saved_step, save_plan
 from siri_rl.engines.verl.hydra_overrides import Overrides
@@ -376,6 +376,8 @@ def train(
             then = "no checkpoint was saved: fix the cause, then start again with a new --output-dir"
         else:
             then = "no checkpoint was saved: fix the cause, then rerun the same command"
+        if "NoLearningError" in str(err):  # the guard's stop (manager.py), exit status 3 as on TRL
+            raise NoLearningStop(f"{err}; {then}") from None
         raise EngineError(f"{err}; {then}") from None
 
     from siri_rl.engines.verl.checkpoints import prune_checkpoints
@@ -390,7 +392,7 @@ def train(
     prune_checkpoints(paths["checkpoint_dir"], planned_exports(plan, rows))
     merged = export_checkpoints(run)
     if rows and rows[-1].get("guard") == "stop":  # a stop at the last round: veRL ended normally (manager.py)
-        raise EngineError(f"{rows[-1].get('guard_message')}; full log: {run / 'verl' / LOG_FILE}")
+        raise NoLearningStop(f"{rows[-1].get('guard_message')}; full log: {run / 'verl' / LOG_FILE}")
     plot = write_dynamics_plot(run, rows) if rows else None
     return TrainResult(run_dir=run, rounds_done=len(rows), checkpoints=merged,
                        tokens_generated=int(rows[-1].get("tokens_generated", 0)) if rows else 0, dynamics_png=plot)
