@@ -95,27 +95,47 @@ def _pass(p: ToyProblem, slip_at: int | None = None, rng: random.Random | None =
         new = total + p.step
         if slip_at == i:
             assert rng is not None
-            new += rng.choice((-2, -1, 1, 2))
+            new += rng.choice((-1, 1))
         lines.append(f"{i}:{new}\n")
         total = new
     return "".join(lines), total
 
 
-def make_trace(problem: ToyProblem, rng: random.Random, *, max_checks: int = 3, slip_prob: float = 0.15,
-               guess_prob: float = 0.0) -> str:
-    """An "overthinking" response (the text after the ``<think>\\n`` generation prompt), ending correct, except
-    that with probability ``guess_prob`` it is a premature answer: no counting, a guess within +-2 of the truth
-    (right 1 time in 5). That is the habit a short cap rewards on problems it leaves no room to solve (SIRI §1)."""
+GUESS_PHRASE = "so the answer is"
+
+
+def make_trace(problem: ToyProblem, rng: random.Random, *, max_checks: int = 3, check_prob: float = 0.5,
+               slip_prob: float = 0.5, guess_prob: float = 0.0, verify_prob: float = 0.5) -> str:
+    """An "overthinking" response (the text after the ``<think>\\n`` generation prompt); not always correct.
+
+    Counting (probability ``1 - guess_prob``): a first pass whose last line is off by one with probability
+    ``slip_prob`` (counting one too far or one short), then, with probability ``check_prob`` and independently of
+    the slip, 1-``max_checks`` clean recounts ("wait, let me check:" / "alternatively:"). The answer is the last
+    pass's result, so a recount after a slip is the only thing that corrects it and a recount after a clean pass
+    adds nothing. The base model copies the habit: it checks by chance, not when it slipped.
+
+    Guessing (probability ``guess_prob``): a quick answer without counting ("so the answer is X", X within +-2
+    of the truth: right 1 time in 5), followed with probability ``verify_prob`` by "wait, let me check:" and a
+    count whose result is the answer (a first approach that fails, a second that succeeds); otherwise the guess
+    is the answer. That premature answer is what a short cap rewards on problems it leaves no room to solve.
+
+    A slip sits on one line (the last) rather than anywhere so that it is one decision of probability
+    ``slip_prob`` that sampling at temperature 0.6 keeps, not ``count`` small ones that it sharpens away.
+    """
     if rng.random() < guess_prob:
-        return f"</think>\n\\boxed{{{int(problem.answer) + rng.randint(-2, 2)}}}"
+        guess = int(problem.answer) + rng.randint(-2, 2)
+        text = f"{GUESS_PHRASE} {guess}\n"
+        if rng.random() >= verify_prob:
+            return text + f"</think>\n\\boxed{{{guess}}}"
+        count, total = _pass(problem)
+        return text + CHECK_PHRASES[0] + "\n" + count + f"</think>\n\\boxed{{{total}}}"
     slip = rng.random() < slip_prob
-    n_checks = rng.randint(1 if slip else 0, max_checks)
-    first, total = _pass(problem, slip_at=rng.randint(1, problem.count) if slip else None, rng=rng)
+    first, total = _pass(problem, slip_at=problem.count if slip else None, rng=rng)
+    n_checks = rng.randint(1, max_checks) if max_checks and rng.random() < check_prob else 0
     parts = [first]
     for _ in range(n_checks):
         text, total = _pass(problem)
         parts.append(rng.choice(CHECK_PHRASES) + "\n" + text)
-    # The final answer is the last computation's result, so a slip is only corrected by a later check.
     return "".join(parts) + f"</think>\n\\boxed{{{total}}}"
 
 
