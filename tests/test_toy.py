@@ -67,6 +67,29 @@ def test_only_a_recount_corrects_a_slip_and_recounts_of_a_clean_pass_add_nothing
     assert 10 < sum(any(c in t for c in CHECK_PHRASES) for t in slipped) < 50  # checks by habit, not by need
     clean = [make_trace(p, rng, slip_prob=0.0) for _ in range(60)]
     assert all(_boxed(t) == p.answer for t in clean) and any("wait" in t for t in clean)
+    # a recount can slip too (recount_slip_prob): then a check after a clean pass turns it wrong
+    overthought = [make_trace(p, rng, slip_prob=0.0, check_prob=1.0, recount_slip_prob=1.0) for _ in range(20)]
+    assert all(_boxed(t) != p.answer for t in overthought)
+
+
+def test_shipped_traces_are_wrong_often_and_verbose(tok):
+    # configs/toy.yaml's supervised traces: about half end wrong (the base model copies that), and the correct
+    # ones carry recounts to compress (issue 16: base accuracy 35-75%, room to shorten by >= 40%)
+    from importlib.resources import files
+
+    from siri_rl.config import load_config
+    from siri_rl.toy import toy_spec
+
+    spec = toy_spec(load_config(files("siri_rl") / "configs" / "toy.yaml"))
+    rng = random.Random(0)
+    problems = make_problems(1000, seed=1)
+    texts = [make_trace(p, rng, max_checks=spec.max_checks, check_prob=spec.check_prob, slip_prob=spec.slip_prob,
+                        recount_slip_prob=spec.recount_slip_prob, guess_prob=spec.guess_prob,
+                        verify_prob=spec.verify_prob) for p in problems]
+    accuracy = sum(_boxed(t) == p.answer for t, p in zip(texts, problems)) / len(texts)
+    mean_len = sum(len(tok(t).input_ids) for t in texts) / len(texts)
+    shortest = sum(len(tok(shortest_trace(p)).input_ids) for p in problems) / len(problems)
+    assert 0.4 < accuracy < 0.65 and mean_len > 1.6 * shortest
 
 
 def test_hard_problems_do_not_fit_l_min(tok):

@@ -39,6 +39,7 @@ class ToyBaseSpec:
     max_checks: int = 3
     check_prob: float = 0.5
     slip_prob: float = 0.5
+    recount_slip_prob: float = 0.0
     guess_prob: float = 0.0
     verify_prob: float = 0.5
     min_terms: int = 3
@@ -130,6 +131,7 @@ def build_toy_base(spec: ToyBaseSpec, out_dir: str | Path, *, progress: bool = T
                                              tokenize=False)
             p_ids = tok(prompt, add_special_tokens=False).input_ids
             r_ids = tok(make_trace(p, rng, max_checks=spec.max_checks, check_prob=spec.check_prob, slip_prob=spec.slip_prob,
+                                    recount_slip_prob=spec.recount_slip_prob,
                                     guess_prob=spec.guess_prob, verify_prob=spec.verify_prob),
                         add_special_tokens=False).input_ids + [tok.eos_token_id]
             seqs.append(p_ids + r_ids)

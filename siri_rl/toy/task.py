@@ -101,18 +101,24 @@ def _pass(p: ToyProblem, slip_at: int | None = None, rng: random.Random | None =
     return "".join(lines), total
 
 
+def _recount(p: ToyProblem, rng: random.Random, slip_prob: float) -> tuple[str, int]:
+    return _pass(p, slip_at=p.count if slip_prob and rng.random() < slip_prob else None, rng=rng)
+
+
 GUESS_PHRASE = "so the answer is"
 
 
 def make_trace(problem: ToyProblem, rng: random.Random, *, max_checks: int = 3, check_prob: float = 0.5,
-               slip_prob: float = 0.5, guess_prob: float = 0.0, verify_prob: float = 0.5) -> str:
+               slip_prob: float = 0.5, recount_slip_prob: float = 0.0, guess_prob: float = 0.0,
+               verify_prob: float = 0.5) -> str:
     """An "overthinking" response (the text after the ``<think>\\n`` generation prompt); not always correct.
 
     Counting (probability ``1 - guess_prob``): a first pass whose last line is off by one with probability
     ``slip_prob`` (counting one too far or one short), then, with probability ``check_prob`` and independently of
-    the slip, 1-``max_checks`` clean recounts ("wait, let me check:" / "alternatively:"). The answer is the last
-    pass's result, so a recount after a slip is the only thing that corrects it and a recount after a clean pass
-    adds nothing. The base model copies the habit: it checks by chance, not when it slipped.
+    the slip, 1-``max_checks`` recounts ("wait, let me check:" / "alternatively:"), each slipping the same way
+    with the smaller probability ``recount_slip_prob``. The answer is the last pass's result, so a recount after a
+    slip is the only thing that corrects it, and a recount after a clean pass adds nothing (or undoes it). The
+    base model copies the habit: it checks by chance, not when it slipped.
 
     Guessing (probability ``guess_prob``): a quick answer without counting ("so the answer is X", X within +-2
     of the truth: right 1 time in 5), followed with probability ``verify_prob`` by "wait, let me check:" and a
@@ -127,14 +133,14 @@ def make_trace(problem: ToyProblem, rng: random.Random, *, max_checks: int = 3, 
         text = f"{GUESS_PHRASE} {guess}\n"
         if rng.random() >= verify_prob:
             return text + f"</think>\n\\boxed{{{guess}}}"
-        count, total = _pass(problem)
+        count, total = _recount(problem, rng, recount_slip_prob)
         return text + CHECK_PHRASES[0] + "\n" + count + f"</think>\n\\boxed{{{total}}}"
     slip = rng.random() < slip_prob
     first, total = _pass(problem, slip_at=problem.count if slip else None, rng=rng)
     n_checks = rng.randint(1, max_checks) if max_checks and rng.random() < check_prob else 0
     parts = [first]
     for _ in range(n_checks):
-        text, total = _pass(problem)
+        text, total = _recount(problem, rng, recount_slip_prob)
         parts.append(rng.choice(CHECK_PHRASES) + "\n" + text)
     return "".join(parts) + f"</think>\n\\boxed{{{total}}}"
 
