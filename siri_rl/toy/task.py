@@ -23,9 +23,12 @@ Trace format (the same ``<think>…</think>\\boxed{}`` format the real R1-distil
     </think>
     \\boxed{10}
 
-A first pass, then 0-3 redundant verification segments ("wait, let me check:" / "alternatively:", each a full
-recomputation). With probability ``slip_prob`` the first pass contains an arithmetic slip that a later check
-corrects, so verification is sometimes useful and usually redundant.
+A first pass, then by habit 0-3 verification segments ("wait, let me check:" / "alternatively:", each a full
+recount), or a quick guess first ("so the answer is 12"), verified by a count or not. The traces are imperfect on
+purpose (:func:`make_trace`): the first pass often ends off by one, which only a later recount corrects; a recount
+after a clean pass adds nothing, or undoes it when it slips itself; an unverified guess is right 1 time in 5. So
+the base model is wrong often, more so when it may write less, and RL has accuracy to gain as well as length to
+lose (issue 16).
 """
 
 from __future__ import annotations
