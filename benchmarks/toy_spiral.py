@@ -76,7 +76,7 @@ def report(out: Path) -> None:
         if name == found[0]:
             print(f"| run | checkpoint | acc % [95%] | mean len | vs base | checks/resp | hardest (k>={diffs[-3]}) "
                   f"% [95%] | {' | '.join(f'k={d}' for d in diffs)} |")
-            print("|" + "---|" * (6 + len(diffs)))
+            print("|" + "---|" * (7 + len(diffs)))
         for r in results:
             by = {int(k): v for k, v in r["by_difficulty"].items()}
             per_k = r["n"] // len(diffs)
