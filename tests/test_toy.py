@@ -10,6 +10,7 @@ import pytest
 from siri_rl.reward import length_capped_reward
 from siri_rl.toy.task import (
     CHECK_PHRASES,
+    GUESS_PHRASE,
     ToyProblem,
     balanced_problems,
     make_problems,
@@ -34,28 +35,61 @@ def test_problems_mix_difficulties_and_are_deterministic():
     assert [p.difficulty for p in held_out] == [k for k in range(3, 11) for _ in range(5)]
 
 
-def test_traces_round_trip_and_score_one(tok):
+def _boxed(text: str) -> str:
+    return text.rsplit("\\boxed{", 1)[1].rstrip("}")
+
+
+def test_traces_round_trip_and_are_graded_by_their_last_pass(tok):
     rng = random.Random(0)
-    n_checks = []
-    for p in make_problems(200, seed=1):
-        text = make_trace(p, rng)
+    n_checks, rewards = [], []
+    for p in make_problems(400, seed=1):
+        text = make_trace(p, rng, guess_prob=0.3)
         ids = tok(text, add_special_tokens=False).input_ids
         assert tok.decode(ids) == text  # exact decode: the reward must see the text the model wrote
-        assert length_capped_reward(ids, p.answer, len(ids), tok) == 1.0
+        reward = length_capped_reward(ids, p.answer, len(ids), tok)
+        assert reward == float(_boxed(text) == p.answer)
         assert length_capped_reward(ids, p.answer, len(ids) - 2, tok) == 0.0  # cut inside \boxed{} -> 0
         n_checks.append(sum(text.count(c) for c in CHECK_PHRASES))
-    assert 1.2 < sum(n_checks) / len(n_checks) < 1.9  # ~1.5 redundant checks per response, 0-3
+        rewards.append(reward)
+    # the supervised traces are imperfect (uncorrected slips, unverified guesses): the base model copies that
+    assert 0.55 < sum(rewards) / len(rewards) < 0.75
     assert set(n_checks) == {0, 1, 2, 3}
 
 
-def test_slips_are_corrected_by_a_later_check(tok):
+def test_only_a_recount_corrects_a_slip_and_recounts_of_a_clean_pass_add_nothing(tok):
     rng = random.Random(5)
     p = ToyProblem("x", 7, 1, 5)
-    texts = [make_trace(p, rng, slip_prob=1.0) for _ in range(20)]
-    for text in texts:
-        assert text.endswith(f"\\boxed{{{p.answer}}}") and any(c in text for c in CHECK_PHRASES)
-        first_pass_result = text.split("\n")[4].split(":")[1]
-        assert first_pass_result != p.answer  # the slip propagates to the end of the first pass
+    slipped = [make_trace(p, rng, slip_prob=1.0) for _ in range(60)]
+    for text in slipped:
+        assert text.split("\n")[4] in ("5:11", "5:13")  # the slip: the first pass's last line is off by one
+        checked = any(c in text for c in CHECK_PHRASES)
+        assert (_boxed(text) == p.answer) == checked
+    assert 10 < sum(any(c in t for c in CHECK_PHRASES) for t in slipped) < 50  # checks by habit, not by need
+    clean = [make_trace(p, rng, slip_prob=0.0) for _ in range(60)]
+    assert all(_boxed(t) == p.answer for t in clean) and any("wait" in t for t in clean)
+    # a recount can slip too (recount_slip_prob): then a check after a clean pass turns it wrong
+    overthought = [make_trace(p, rng, slip_prob=0.0, check_prob=1.0, recount_slip_prob=1.0) for _ in range(20)]
+    assert all(_boxed(t) != p.answer for t in overthought)
+
+
+def test_shipped_traces_are_wrong_often_and_verbose(tok):
+    # configs/toy.yaml's supervised traces: about half end wrong (the base model copies that), and the correct
+    # ones carry recounts to compress (issue 16: base accuracy 35-75%, room to shorten by >= 40%)
+    from importlib.resources import files
+
+    from siri_rl.config import load_config
+    from siri_rl.toy import toy_spec
+
+    spec = toy_spec(load_config(files("siri_rl") / "configs" / "toy.yaml"))
+    rng = random.Random(0)
+    problems = make_problems(1000, seed=1)
+    texts = [make_trace(p, rng, max_checks=spec.max_checks, check_prob=spec.check_prob, slip_prob=spec.slip_prob,
+                        recount_slip_prob=spec.recount_slip_prob, guess_prob=spec.guess_prob,
+                        verify_prob=spec.verify_prob) for p in problems]
+    accuracy = sum(_boxed(t) == p.answer for t, p in zip(texts, problems)) / len(texts)
+    mean_len = sum(len(tok(t).input_ids) for t in texts) / len(texts)
+    shortest = sum(len(tok(shortest_trace(p)).input_ids) for p in problems) / len(problems)
+    assert 0.4 < accuracy < 0.65 and mean_len > 1.6 * shortest
 
 
 def test_hard_problems_do_not_fit_l_min(tok):
@@ -123,14 +157,16 @@ def test_toy_quick_end_to_end(tmp_path, monkeypatch):
     assert (run / "dynamics.png").stat().st_size > 10_000 and (run / "summary.md").exists()
 
 
-def test_guess_traces_are_premature_answers(tok):
+def test_guesses_are_premature_answers_unless_a_count_verifies_them(tok):
     rng = random.Random(2)
     p = ToyProblem("x", 4, 1, 9)
-    texts = [make_trace(p, rng, guess_prob=1.0) for _ in range(50)]
-    assert all(t.startswith("</think>\n\\boxed{") for t in texts)
-    answers = {int(t.split("{")[1].rstrip("}")) for t in texts}
-    assert answers <= set(range(11, 16)) and 13 in answers and len(answers) > 1
-    assert not any(make_trace(p, rng).startswith("</think>") for _ in range(50))  # off by default
+    unverified = [make_trace(p, rng, guess_prob=1.0, verify_prob=0.0) for _ in range(50)]
+    assert all(t.startswith(GUESS_PHRASE) and t.count("\n") == 2 for t in unverified)  # no counting at all
+    answers = {int(_boxed(t)) for t in unverified}
+    assert answers == set(range(11, 16))  # within +-2: right 1 time in 5
+    verified = [make_trace(p, rng, guess_prob=1.0, verify_prob=1.0) for _ in range(20)]
+    assert all(t.startswith(GUESS_PHRASE) and "wait, let me check:" in t and _boxed(t) == p.answer for t in verified)
+    assert not any(make_trace(p, rng).startswith(GUESS_PHRASE) for _ in range(50))  # off by default
 
 
 def test_toy_evaluates_with_siri_eval(tmp_path, monkeypatch):

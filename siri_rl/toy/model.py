@@ -22,7 +22,7 @@ from pathlib import Path
 from siri_rl.toy.task import make_problems, make_trace
 from siri_rl.toy.tokenizer import build_toy_tokenizer
 
-SPEC_VERSION = 3  # bump when the task or trace format changes (invalidates cached base models)
+SPEC_VERSION = 4  # bump when the task or trace format changes (invalidates cached base models)
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,11 @@ class ToyBaseSpec:
     sft_batch_size: int = 32
     sft_lr: float = 3e-3
     max_checks: int = 3
-    slip_prob: float = 0.15
+    check_prob: float = 0.5
+    slip_prob: float = 0.5
+    recount_slip_prob: float = 0.0
     guess_prob: float = 0.0
+    verify_prob: float = 0.5
     min_terms: int = 3
     max_terms: int = 10
     seed: int = 0
@@ -127,8 +130,9 @@ def build_toy_base(spec: ToyBaseSpec, out_dir: str | Path, *, progress: bool = T
             prompt = tok.apply_chat_template(toy_prompt_messages(p.problem), add_generation_prompt=True,
                                              tokenize=False)
             p_ids = tok(prompt, add_special_tokens=False).input_ids
-            r_ids = tok(make_trace(p, rng, max_checks=spec.max_checks, slip_prob=spec.slip_prob,
-                                    guess_prob=spec.guess_prob),
+            r_ids = tok(make_trace(p, rng, max_checks=spec.max_checks, check_prob=spec.check_prob, slip_prob=spec.slip_prob,
+                                    recount_slip_prob=spec.recount_slip_prob,
+                                    guess_prob=spec.guess_prob, verify_prob=spec.verify_prob),
                         add_special_tokens=False).input_ids + [tok.eos_token_id]
             seqs.append(p_ids + r_ids)
             masks.append([0] * len(p_ids) + [1] * len(r_ids))

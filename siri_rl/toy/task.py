@@ -23,9 +23,12 @@ Trace format (the same ``<think>…</think>\\boxed{}`` format the real R1-distil
     </think>
     \\boxed{10}
 
-A first pass, then 0-3 redundant verification segments ("wait, let me check:" / "alternatively:", each a full
-recomputation). With probability ``slip_prob`` the first pass contains an arithmetic slip that a later check
-corrects, so verification is sometimes useful and usually redundant.
+A first pass, then by habit 0-3 verification segments ("wait, let me check:" / "alternatively:", each a full
+recount), or a quick guess first ("so the answer is 12"), verified by a count or not. The traces are imperfect on
+purpose (:func:`make_trace`): the first pass often ends off by one, which only a later recount corrects; a recount
+after a clean pass adds nothing, or undoes it when it slips itself; an unverified guess is right 1 time in 5. So
+the base model is wrong often, more so when it may write less, and RL has accuracy to gain as well as length to
+lose (issue 16).
 """
 
 from __future__ import annotations
@@ -95,27 +98,53 @@ def _pass(p: ToyProblem, slip_at: int | None = None, rng: random.Random | None =
         new = total + p.step
         if slip_at == i:
             assert rng is not None
-            new += rng.choice((-2, -1, 1, 2))
+            new += rng.choice((-1, 1))
         lines.append(f"{i}:{new}\n")
         total = new
     return "".join(lines), total
 
 
-def make_trace(problem: ToyProblem, rng: random.Random, *, max_checks: int = 3, slip_prob: float = 0.15,
-               guess_prob: float = 0.0) -> str:
-    """An "overthinking" response (the text after the ``<think>\\n`` generation prompt), ending correct, except
-    that with probability ``guess_prob`` it is a premature answer: no counting, a guess within +-2 of the truth
-    (right 1 time in 5). That is the habit a short cap rewards on problems it leaves no room to solve (SIRI §1)."""
+def _recount(p: ToyProblem, rng: random.Random, slip_prob: float) -> tuple[str, int]:
+    return _pass(p, slip_at=p.count if slip_prob and rng.random() < slip_prob else None, rng=rng)
+
+
+GUESS_PHRASE = "so the answer is"
+
+
+def make_trace(problem: ToyProblem, rng: random.Random, *, max_checks: int = 3, check_prob: float = 0.5,
+               slip_prob: float = 0.5, recount_slip_prob: float = 0.0, guess_prob: float = 0.0,
+               verify_prob: float = 0.5) -> str:
+    """An "overthinking" response (the text after the ``<think>\\n`` generation prompt); not always correct.
+
+    Counting (probability ``1 - guess_prob``): a first pass whose last line is off by one with probability
+    ``slip_prob`` (counting one too far or one short), then, with probability ``check_prob`` and independently of
+    the slip, 1-``max_checks`` recounts ("wait, let me check:" / "alternatively:"), each slipping the same way
+    with the smaller probability ``recount_slip_prob``. The answer is the last pass's result, so a recount after a
+    slip is the only thing that corrects it, and a recount after a clean pass adds nothing (or undoes it). The
+    base model copies the habit: it checks by chance, not when it slipped.
+
+    Guessing (probability ``guess_prob``): a quick answer without counting ("so the answer is X", X within +-2
+    of the truth: right 1 time in 5), followed with probability ``verify_prob`` by "wait, let me check:" and a
+    count whose result is the answer (a first approach that fails, a second that succeeds); otherwise the guess
+    is the answer. That premature answer is what a short cap rewards on problems it leaves no room to solve.
+
+    A slip sits on one line (the last) rather than anywhere so that it is one decision of probability
+    ``slip_prob`` that sampling at temperature 0.6 keeps, not ``count`` small ones that it sharpens away.
+    """
     if rng.random() < guess_prob:
-        return f"</think>\n\\boxed{{{int(problem.answer) + rng.randint(-2, 2)}}}"
+        guess = int(problem.answer) + rng.randint(-2, 2)
+        text = f"{GUESS_PHRASE} {guess}\n"
+        if rng.random() >= verify_prob:
+            return text + f"</think>\n\\boxed{{{guess}}}"
+        count, total = _recount(problem, rng, recount_slip_prob)
+        return text + CHECK_PHRASES[0] + "\n" + count + f"</think>\n\\boxed{{{total}}}"
     slip = rng.random() < slip_prob
-    n_checks = rng.randint(1 if slip else 0, max_checks)
-    first, total = _pass(problem, slip_at=rng.randint(1, problem.count) if slip else None, rng=rng)
+    first, total = _pass(problem, slip_at=problem.count if slip else None, rng=rng)
+    n_checks = rng.randint(1, max_checks) if max_checks and rng.random() < check_prob else 0
     parts = [first]
     for _ in range(n_checks):
-        text, total = _pass(problem)
+        text, total = _recount(problem, rng, recount_slip_prob)
         parts.append(rng.choice(CHECK_PHRASES) + "\n" + text)
-    # The final answer is the last computation's result, so a slip is only corrected by a later check.
     return "".join(parts) + f"</think>\n\\boxed{{{total}}}"
 
 
