@@ -4,8 +4,8 @@
     python benchmarks/toy_spiral.py report DIR    # DIR/toy, DIR/toy-constant, DIR/toy-constant-min summary.json
 
 ``budget`` evaluates the config's cached base model (built first if missing) on the config's held-out problems
-(``toy.eval``: problems per difficulty, temperature, seed) at each cap, with the same length-capped reward as
-training, and prints accuracy (Wilson 95% interval), mean length and accuracy per difficulty per cap: the toy's
+(``toy.eval``: problems per difficulty, temperature, seed) at each cap with ``siri eval``'s code (one results
+directory per cap under ``--out``), and prints accuracy (Wilson 95% interval), mean length and accuracy per difficulty per cap: the toy's
 accuracy-vs-budget curve (issue 16: it must climb, as R1-distill's does). ``report`` prints every evaluated
 checkpoint of finished toy runs with Wilson 95% intervals on accuracy (over held-out problems, one sample each).
 """
@@ -36,30 +36,29 @@ def fmt_acc(p: float, n: int) -> str:
     return f"{100 * p:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
-def budget(config: str, caps: list[int], threads: int | None = None) -> None:
+def budget(config: str, caps: list[int], threads: int | None = None, out: Path = Path("runs/toy-budget")) -> None:
     import torch
 
     from siri_rl.config import load_config
     from siri_rl.toy import toy_model_path, toy_spec
-    from siri_rl.toy.evaluate import evaluate_toy_model
-    from siri_rl.toy.run import eval_settings
-    from siri_rl.toy.task import balanced_problems
+    from siri_rl.toy.run import evaluate_model, write_heldout_benchmark
 
+    if not Path(config).exists():  # a shipped config's name, as `siri train -c` takes it
+        config = str(Path(__file__).resolve().parents[1] / "siri_rl" / "configs" / f"{config.removesuffix('.yaml')}.yaml")
     cfg = load_config(config)
-    if threads or cfg.toy.get("torch_threads"):
-        torch.set_num_threads(threads or int(cfg.toy["torch_threads"]))
+    torch.set_num_threads(threads or cfg.toy.torch_threads)
     t0 = time.time()
     base = toy_model_path(cfg)
     print(f"base model {base} ({time.time() - t0:.0f} s)")
-    ev, spec = eval_settings(cfg), toy_spec(cfg)
-    problems = balanced_problems(ev["per_difficulty"], seed=ev["seed"], min_terms=spec.min_terms,
-                                 max_terms=spec.max_terms)
+    spec = toy_spec(cfg)
     diffs = list(range(spec.min_terms, spec.max_terms + 1))
     print(f"| cap | acc % [95%] | mean len | checks/resp | truncated | {' | '.join(f'k={d}' for d in diffs)} |")
     print("|" + "---|" * (5 + len(diffs)))
     for cap in caps:
-        r = evaluate_toy_model(base, problems, max_len=cap, temperature=ev["temperature"], seed=ev["seed"])
-        per = " | ".join(f"{100 * r['by_difficulty'][d]:.0f}" for d in diffs)
+        # siri eval's code at this cap, one results directory per cap under ``out`` (resumable)
+        capped = load_config(config, [f"toy.eval.max_len={cap}"])
+        r = evaluate_model(capped, base, out / f"cap{cap}", write_heldout_benchmark(capped, out))
+        per = " | ".join(f"{100 * r['by_difficulty'].get(str(d), 0.0):.0f}" for d in diffs)
         print(f"| {cap} | {fmt_acc(r['accuracy'], r['n'])} | {r['mean_length']:.1f} | {r['wait_per_response']:.2f} "
               f"| {100 * r['truncated_frac']:.0f}% | {per} |", flush=True)
 
@@ -103,11 +102,12 @@ def main() -> None:
     b.add_argument("-c", "--config", default="toy")
     b.add_argument("--caps", default="24,36,48,64,96,128,192,256")
     b.add_argument("--threads", type=int, help="torch threads (default: toy.torch_threads)")
+    b.add_argument("--out", type=Path, default=Path("runs/toy-budget"), help="results directories, one per cap")
     r = sub.add_parser("report", help="tables with 95%% intervals for finished toy runs")
     r.add_argument("out", type=Path)
     args = ap.parse_args()
     if args.cmd == "budget":
-        budget(args.config, [int(c) for c in args.caps.split(",")], args.threads)
+        budget(args.config, [int(c) for c in args.caps.split(",")], args.threads, args.out)
     else:
         report(args.out)
 
