@@ -10,6 +10,28 @@ import typer
 
 from siri_rl.cli._app import app, check_output_dir, console, fail
 
+# The sampling and grading options `siri eval` and `siri select` share: defined once, so both commands take the
+# same flags with the same defaults and help.
+BENCHMARKS_OPTION = typer.Option("aime24,aime25,amc,math500", help="comma-separated benchmark names or files")
+N_OPTION = typer.Option(64, help="samples per problem (paper: 64)")
+TEMPERATURE_OPTION = typer.Option(0.6, help="sampling temperature (paper: 0.6)")
+TOP_P_OPTION = typer.Option(0.95, "--top-p", help="nucleus sampling (paper: 0.95)")
+MAX_TOKENS_OPTION = typer.Option(16384, "--max-tokens", help="max new tokens per response (paper: 16384)")
+BACKEND_OPTION = typer.Option("vllm", help="vllm (GPU) | transformers (CPU / small models)")
+DATA_DIR_OPTION = typer.Option(None, "--data-dir", help="local benchmark files (default $SIRI_DATA_DIR, then hub)")
+SEED_OPTION = typer.Option(0, help="sampling seed")
+LIMIT_OPTION = typer.Option(None, help="only the first K problems of each benchmark (smoke runs)")
+BATCH_SIZE_OPTION = typer.Option(64, "--batch-size", help="transformers: rows per generate call; vllm: problems per call")
+TENSOR_PARALLEL_SIZE_OPTION = typer.Option(1, "--tensor-parallel-size", "--tp", help="vllm: GPUs per model")
+DTYPE_OPTION = typer.Option("auto", help="auto | bfloat16 | float16 | float32")
+GRADE_WORKERS_OPTION = typer.Option(None, "--grade-workers", help="math-verify processes (default: CPUs)")
+GRADE_TIMEOUT_OPTION = typer.Option(5.0, "--grade-timeout", help="seconds per answer")
+PROGRESS_OPTION = typer.Option(True, "--progress/--no-progress", help="progress bars")
+REQUIRE_THINK_END_OPTION = typer.Option(True, "--require-think-end/--no-require-think-end",
+                                        help="grade only a \\boxed{} after </think>")
+DATA_PARALLEL_SIZE_OPTION = typer.Option(1, "--data-parallel-size", "--dp", help="vllm: engines, each on its own --tp "
+                                         "GPUs, problems split between them")
+
 
 def _parse_budgets(text: str | None, option: str) -> list[int] | None:
     if text is None:
@@ -26,31 +48,28 @@ def eval_(
     model: str | None = typer.Option(None, help="model path or hub id (HF format); with --report-only: only "
                                      "where to load the tokenizer from, if not the run's own model"),
     out: Path | None = typer.Option(None, help="results directory (resumes if it holds samples of the same arguments)"),
-    benchmarks: str = typer.Option("aime24,aime25,amc,math500", help="comma-separated benchmark names or files"),
-    n: int = typer.Option(64, help="samples per problem (paper: 64)"),
-    temperature: float = typer.Option(0.6, help="sampling temperature (paper: 0.6)"),
-    top_p: float = typer.Option(0.95, "--top-p", help="nucleus sampling (paper: 0.95)"),
-    max_tokens: int = typer.Option(16384, "--max-tokens", help="max new tokens per response (paper: 16384)"),
-    backend: str = typer.Option("vllm", help="vllm (GPU) | transformers (CPU / small models)"),
-    data_dir: str | None = typer.Option(None, "--data-dir", help="local benchmark files (default $SIRI_DATA_DIR, then hub)"),
-    seed: int = typer.Option(0, help="sampling seed"),
-    limit: int | None = typer.Option(None, help="only the first K problems of each benchmark (smoke runs)"),
+    benchmarks: str = BENCHMARKS_OPTION,
+    n: int = N_OPTION,
+    temperature: float = TEMPERATURE_OPTION,
+    top_p: float = TOP_P_OPTION,
+    max_tokens: int = MAX_TOKENS_OPTION,
+    backend: str = BACKEND_OPTION,
+    data_dir: str | None = DATA_DIR_OPTION,
+    seed: int = SEED_OPTION,
+    limit: int | None = LIMIT_OPTION,
     budgets: str | None = typer.Option(None, help="token budgets for the accuracy-vs-budget curve (default 2048,4096,...)"),
-    batch_size: int = typer.Option(64, "--batch-size", help="transformers: rows per generate call; vllm: problems per call"),
-    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", "--tp", help="vllm: GPUs per model"),
-    dtype: str = typer.Option("auto", help="auto | bfloat16 | float16 | float32"),
+    batch_size: int = BATCH_SIZE_OPTION,
+    tensor_parallel_size: int = TENSOR_PARALLEL_SIZE_OPTION,
+    dtype: str = DTYPE_OPTION,
     enforce_eager: bool = typer.Option(False, "--enforce-eager", help="vllm: no torch.compile / CUDA graphs "
                                        "(starts faster, decodes slower; vLLM's own option)"),
-    require_think_end: bool = typer.Option(
-        True, "--require-think-end/--no-require-think-end", help="grade only a \\boxed{} after </think>"
-    ),
-    grade_workers: int | None = typer.Option(None, "--grade-workers", help="math-verify processes (default: CPUs)"),
-    grade_timeout: float = typer.Option(5.0, "--grade-timeout", help="seconds per answer"),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
+    require_think_end: bool = REQUIRE_THINK_END_OPTION,
+    grade_workers: int | None = GRADE_WORKERS_OPTION,
+    grade_timeout: float = GRADE_TIMEOUT_OPTION,
+    progress: bool = PROGRESS_OPTION,
     group_by: str | None = typer.Option(None, "--group-by", help="comma-separated problem fields to break accuracy "
                                         "and length down by (MATH500's level is always shown)"),
-    data_parallel_size: int = typer.Option(1, "--data-parallel-size", "--dp", help="vllm: engines, each on its own "
-                                           "--tp GPUs, problems split between them"),
+    data_parallel_size: int = DATA_PARALLEL_SIZE_OPTION,
     report_only: Path | None = typer.Option(None, "--report-only", help="recompute the summaries of this results "
                                             "directory from its samples.jsonl (no model, no generation)"),
 ) -> None:
@@ -178,28 +197,25 @@ def select_(
                              "pareto.json, pareto.png (a rerun evaluates only what is missing)"),
     base: str | None = typer.Option(None, help="the base model's `siri eval` results directory, or the base model "
                                     "itself (evaluated into OUT/base with the same options), for ΔAcc/CR"),
-    benchmarks: str = typer.Option("aime24,aime25,amc,math500", help="comma-separated benchmark names or files"),
-    n: int = typer.Option(64, help="samples per problem (paper: 64)"),
-    temperature: float = typer.Option(0.6, help="sampling temperature (paper: 0.6)"),
-    top_p: float = typer.Option(0.95, "--top-p", help="nucleus sampling (paper: 0.95)"),
-    max_tokens: int = typer.Option(16384, "--max-tokens", help="max new tokens per response (paper: 16384)"),
-    backend: str = typer.Option("vllm", help="vllm (GPU) | transformers (CPU / small models)"),
-    data_dir: str | None = typer.Option(None, "--data-dir", help="local benchmark files (default $SIRI_DATA_DIR, then hub)"),
-    seed: int = typer.Option(0, help="sampling seed"),
-    limit: int | None = typer.Option(None, help="only the first K problems of each benchmark (smoke runs)"),
-    batch_size: int = typer.Option(64, "--batch-size", help="transformers: rows per generate call; vllm: problems per call"),
-    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", "--tp", help="vllm: GPUs per model"),
-    dtype: str = typer.Option("auto", help="auto | bfloat16 | float16 | float32"),
+    benchmarks: str = BENCHMARKS_OPTION,
+    n: int = N_OPTION,
+    temperature: float = TEMPERATURE_OPTION,
+    top_p: float = TOP_P_OPTION,
+    max_tokens: int = MAX_TOKENS_OPTION,
+    backend: str = BACKEND_OPTION,
+    data_dir: str | None = DATA_DIR_OPTION,
+    seed: int = SEED_OPTION,
+    limit: int | None = LIMIT_OPTION,
+    batch_size: int = BATCH_SIZE_OPTION,
+    tensor_parallel_size: int = TENSOR_PARALLEL_SIZE_OPTION,
+    dtype: str = DTYPE_OPTION,
     device: str | None = typer.Option(None, help="transformers: cpu | cuda (default cuda if available)"),
     enforce_eager: bool = typer.Option(False, "--enforce-eager", help="vllm: no torch.compile / CUDA graphs"),
-    require_think_end: bool = typer.Option(
-        True, "--require-think-end/--no-require-think-end", help="grade only a \\boxed{} after </think>"
-    ),
-    grade_workers: int | None = typer.Option(None, "--grade-workers", help="math-verify processes (default: CPUs)"),
-    grade_timeout: float = typer.Option(5.0, "--grade-timeout", help="seconds per answer"),
-    data_parallel_size: int = typer.Option(1, "--data-parallel-size", "--dp", help="vllm: engines, each on its own "
-                                           "--tp GPUs, problems split between them"),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
+    require_think_end: bool = REQUIRE_THINK_END_OPTION,
+    grade_workers: int | None = GRADE_WORKERS_OPTION,
+    grade_timeout: float = GRADE_TIMEOUT_OPTION,
+    data_parallel_size: int = DATA_PARALLEL_SIZE_OPTION,
+    progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Evaluate every exported checkpoint of a run (as `siri eval`) and pick on the accuracy/length Pareto front,
     beside the paper's SIRI-low / SIRI-high picks: selection.md, pareto.json, pareto.png."""
