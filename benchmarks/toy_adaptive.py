@@ -14,31 +14,15 @@ run's rolling mean and reference; the adaptive run's phase).
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import subprocess
 import sys
 from pathlib import Path
 
+# Sibling scripts (benchmarks/ is sys.path[0] when this file runs): one loader of a finished toy run, one interval.
+from toy_compare import load
+from toy_spiral import wilson
+
 RUNS = ("toy", "toy-adaptive")
-
-
-def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson interval of a proportion ``p`` over ``n`` trials."""
-    if n <= 0:
-        return (0.0, 1.0)
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def load(run: Path) -> tuple[dict, list[dict]]:
-    summary_file = run / "summary.json"
-    if not summary_file.exists():
-        sys.exit(f"{summary_file} not found: run with --run first (or point --out at finished toy runs)")
-    from siri_rl.run_dir import read_metric_rows
-
-    return json.loads(summary_file.read_text()), read_metric_rows(run)
 
 
 def table(summaries: dict[str, dict]) -> str:

@@ -26,9 +26,9 @@ def load(run: Path) -> tuple[dict, list[dict]]:
     summary_file = run / "summary.json"
     if not summary_file.exists():
         sys.exit(f"{summary_file} not found: run with --run first (or point --out at finished toy runs)")
-    summary = json.loads(summary_file.read_text())
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    return summary, rows
+    from siri_rl.run_dir import read_metric_rows  # the one reader: a resumed run's repeated rounds once each
+
+    return json.loads(summary_file.read_text()), read_metric_rows(run)
 
 
 def table(summaries: dict[str, dict]) -> str:
