@@ -25,7 +25,6 @@ and the resume policy both engines (and the toy above them) follow:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ import yaml
 
 from siri_rl.config import ConfigError, ExperimentConfig, config_from_dict
 from siri_rl.guard import frac_groups_with_reward_variance
+from siri_rl.results import replace_atomically
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
@@ -46,9 +46,7 @@ UNSET = "(unset)"
 
 def _write_atomic(path: Path, text: str) -> None:
     """``path`` holds either its old content or ``text``, never half of it (a kill mid-write)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    replace_atomically(lambda tmp: tmp.write_text(text, encoding="utf-8"), path)
 
 
 class RunInterrupted(KeyboardInterrupt):

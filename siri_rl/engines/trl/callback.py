@@ -49,6 +49,7 @@ from siri_rl.engines import EngineError
 from siri_rl.engines.trl.cap import RolloutCap, set_rollout_cap
 from siri_rl.engines.trl.progress import RoundProgress
 from siri_rl.guard import NoLearningGuard
+from siri_rl.results import replace_atomically
 from siri_rl.run_dir import (
     CHECKPOINTS,
     METRICS_FILE,
@@ -286,9 +287,8 @@ class LengthScheduleCallback(TrainerCallback):
         if self.cap.adaptive_state is not None and state.is_world_process_zero:
             path = Path(args.output_dir) / f"checkpoint-{state.global_step}" / ADAPTIVE_STATE_FILE
             if path.parent.is_dir():
-                tmp = path.with_name(path.name + ".tmp")
-                tmp.write_text(json.dumps(self.cap.adaptive_state) + "\n")
-                os.replace(tmp, path)
+                state_text = json.dumps(self.cap.adaptive_state) + "\n"
+                replace_atomically(lambda tmp: tmp.write_text(state_text), path)
 
     def on_train_end(self, args, state, control, **kwargs):
         done = self._micro // self.micro_steps_per_round
