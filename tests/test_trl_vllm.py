@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from siri_rl.config import config_from_dict
+from siri_rl.config import ConfigError, config_from_dict
 
 pytestmark = pytest.mark.vllm
 
@@ -62,7 +62,19 @@ def test_vllm_rollouts_follow_the_cap_and_the_updated_policy(vllm_toy_model, vll
     })
     logs = Logs()
     run = tmp_path / "run"
-    train(cfg, output_dir=run, progress=False, callbacks=[logs], train_rows=toy_train_rows(cfg))  # data: toy
+    try:
+        train(cfg, output_dir=run, progress=False, callbacks=[logs], train_rows=toy_train_rows(cfg))  # data: toy
+    except ConfigError as err:
+        # Where oneDNN can build its kernel (AVX-512 CPUs), vLLM's CPU backend repacks each linear weight and leaves
+        # an empty parameter without a weight_loader (vllm/model_executor/layers/linear.py:216 ->
+        # layers/utils.py dispatch_cpu_unquantized_gemm(remove_weight=True)), so TRL's colocated sync cannot load
+        # into it. siri must stop at start-up with one line (engines/trl/colocate.py), not with vLLM's
+        # AttributeError at the first sync; the rollout checks below cannot run on such a CPU, and the report says
+        # so (xfail with the reason) instead of passing.
+        if "repacked" not in str(err):
+            raise
+        assert "\n" not in str(err) and "trl.use_vllm=false" in str(err)
+        pytest.xfail(f"vLLM repacks weights on this CPU, TRL's colocated sync cannot run here: {err}")
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     expected = [cfg.schedule(s) for s in range(4)]
     assert len(set(expected)) > 2
