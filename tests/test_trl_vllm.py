@@ -32,6 +32,19 @@ def _completion_logps(model_dir: Path, seqs: list[list[int]], prompt_len: int):
     return logps[:, prompt_len - 1:]
 
 
+def _vllm_repacks_linear_weights() -> bool:
+    """What vLLM's own CPU GEMM dispatch does to a linear layer of the test model's size: True where it replaces the
+    weight by an empty parameter for a packed kernel (vllm/model_executor/layers/linear.py:216 calls
+    ``dispatch_cpu_unquantized_gemm(layer, remove_weight=True)``, layers/utils.py). Decided by vLLM, independently of
+    the start-up check under test, so a wrong check fails this test on either kind of CPU."""
+    import torch
+    from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
+
+    layer = torch.nn.Linear(128, 128, bias=False)  # vllm_toy_model: hidden_size 128
+    dispatch_cpu_unquantized_gemm(layer, remove_weight=True)
+    return layer.weight.numel() == 0
+
+
 @pytest.mark.parametrize("training", [{}, {"updates_per_round": 2}], ids=["plain", "spg>ga"])
 def test_vllm_rollouts_follow_the_cap_and_the_updated_policy(vllm_toy_model, vllm_env, tmp_path, training):
     from transformers import TrainerCallback
@@ -62,19 +75,15 @@ def test_vllm_rollouts_follow_the_cap_and_the_updated_policy(vllm_toy_model, vll
     })
     logs = Logs()
     run = tmp_path / "run"
-    try:
-        train(cfg, output_dir=run, progress=False, callbacks=[logs], train_rows=toy_train_rows(cfg))  # data: toy
-    except ConfigError as err:
-        # Where oneDNN can build its kernel (AVX-512 CPUs), vLLM's CPU backend repacks each linear weight and leaves
-        # an empty parameter without a weight_loader (vllm/model_executor/layers/linear.py:216 ->
-        # layers/utils.py dispatch_cpu_unquantized_gemm(remove_weight=True)), so TRL's colocated sync cannot load
-        # into it. siri must stop at start-up with one line (engines/trl/colocate.py), not with vLLM's
-        # AttributeError at the first sync; the rollout checks below cannot run on such a CPU, and the report says
-        # so (xfail with the reason) instead of passing.
-        if "repacked" not in str(err):
-            raise
-        assert "\n" not in str(err) and "trl.use_vllm=false" in str(err)
-        pytest.xfail(f"vLLM repacks weights on this CPU, TRL's colocated sync cannot run here: {err}")
+    if _vllm_repacks_linear_weights():
+        # Where vLLM's CPU backend repacks linear weights (oneDNN on AVX-512 CPUs, AMX, zentorch), TRL's colocated
+        # sync cannot load into them: siri must stop at start-up with one line (engines/trl/colocate.py), not with
+        # vLLM's AttributeError at the first sync. The rollout checks below cannot run on such a CPU, and the report
+        # says so (xfail with the reason) instead of passing.
+        with pytest.raises(ConfigError, match=r"^vLLM repacked \d+ weight\(s\) [^\n]*trl\.use_vllm=false\)$") as err:
+            train(cfg, output_dir=run, progress=False, callbacks=[logs], train_rows=toy_train_rows(cfg))
+        pytest.xfail(f"vLLM repacks linear weights on this CPU, TRL's colocated sync cannot run here: {err.value}")
+    train(cfg, output_dir=run, progress=False, callbacks=[logs], train_rows=toy_train_rows(cfg))  # data: toy
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     expected = [cfg.schedule(s) for s in range(4)]
     assert len(set(expected)) > 2
