@@ -1,8 +1,9 @@
-"""The embedded default: a tiny "overthinking" arithmetic reasoner on which SIRI's effect shows in minutes on a CPU.
+"""The embedded default: a tiny "overthinking" reasoner on which SIRI's effect shows in minutes on a CPU.
 
 ``model.name_or_path: toy`` means "the toy base model described by the config's ``toy.base`` section" (built by
 supervised training on first use and cached, see :mod:`siri_rl.toy.model`); ``data.train: toy`` means generated
-sums (:mod:`siri_rl.toy.task`). Everything else about a toy run is an ordinary SIRI run on TRL.
+problems of the task ``toy.base.task`` (:mod:`siri_rl.toy.task`). Everything else about a toy run is an ordinary
+SIRI run on TRL.
 
 The toy sits above the engines: ``siri train`` resolves these names to a model directory and problems (rows, or a
 JSONL file for an engine that reads ``data.train`` from disk) before it calls one; no engine knows them.
@@ -47,13 +48,13 @@ def toy_model_path(cfg: Any, *, force: bool = False) -> Path:
 
 
 def toy_train_rows(cfg: Any) -> list[dict]:
-    """Training problems for a toy run: ``toy.train_problems`` sums (seeded by ``training.seed``)."""
+    """Training problems for a toy run: ``toy.train_problems`` problems (seeded by ``training.seed``)."""
     from siri_rl.toy.task import make_problems
 
     spec = toy_spec(cfg)
     n = cfg.toy.train_problems
     return [p.to_dict() for p in make_problems(n, seed=cfg.training.seed, min_terms=spec.min_terms,
-                                               max_terms=spec.max_terms, prefix="train")]
+                                               max_terms=spec.max_terms, prefix="train", task=spec.task)]
 
 
 def toy_train_file(cfg: Any) -> Path:
@@ -65,6 +66,8 @@ def toy_train_file(cfg: Any) -> Path:
     spec = toy_spec(cfg)
     ident = {"n": cfg.toy.train_problems, "seed": cfg.training.seed, "min_terms": spec.min_terms,
              "max_terms": spec.max_terms}
+    if spec.task != "count":  # the count task's files keep their names
+        ident["task"] = spec.task
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_root() / f"train-{key}.jsonl"
     if not path.is_file():

@@ -1,7 +1,8 @@
 """Build the toy base model: a tiny Qwen2 trained by next-token loss on "overthinking" traces.
 
-This is the embedded default's stand-in for DeepSeek-R1-Distill: a model that answers correctly most of the time
-but verifies redundantly (~1.5 checks per response), so RL has length to compress. Built on first use and cached
+This is the embedded default's stand-in for DeepSeek-R1-Distill: a model that is right about half the time and
+re-checks redundantly, so RL has accuracy to gain and length to compress (the task and its habits:
+:mod:`siri_rl.toy.task`, ``ToyBaseSpec.task``). Built on first use and cached
 under ``~/.cache/siri-rl/toy-base/<spec-hash>`` (``SIRI_TOY_CACHE`` overrides the root); deterministic given the
 spec (seed included) on a given machine.
 """
@@ -19,16 +20,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from siri_rl.toy.task import make_problems, make_trace
+from siri_rl.toy.task import TASKS, make_problems, make_search_trace, make_trace
 from siri_rl.toy.tokenizer import build_toy_tokenizer
 
-SPEC_VERSION = 4  # bump when the task or trace format changes (invalidates cached base models)
+SPEC_VERSION = 5  # bump when the task or trace format changes (invalidates cached base models)
 
 
 @dataclass(frozen=True)
 class ToyBaseSpec:
     """Size and supervised-training budget of the toy base model (``toy:`` section of a config)."""
 
+    task: str = "count"  # siri_rl.toy.task.TASKS
     hidden_size: int = 96
     num_layers: int = 3
     num_heads: int = 4
@@ -42,6 +44,8 @@ class ToyBaseSpec:
     recount_slip_prob: float = 0.0
     guess_prob: float = 0.0
     verify_prob: float = 0.5
+    give_up_prob: float = 0.2  # the search task only (make_search_trace)
+    hunch_prob: float = 0.0  # the search task only
     min_terms: int = 3
     max_terms: int = 10
     seed: int = 0
@@ -53,7 +57,22 @@ class ToyBaseSpec:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown toy model key(s) {unknown}; valid keys: {sorted(names)}")
-        return cls(**d)
+        spec = cls(**d)
+        if spec.task not in TASKS:
+            raise ValueError(f"task must be one of {list(TASKS)}, got {spec.task!r}")
+        if not 1 <= spec.min_terms <= spec.max_terms:
+            raise ValueError(f"need 1 <= min_terms <= max_terms, got {spec.min_terms} and {spec.max_terms}")
+        return spec
+
+    def trace(self, problem, rng: random.Random) -> str:
+        """A supervised response to ``problem`` with this spec's habits (the task's trace maker)."""
+        if self.task == "search":
+            return make_search_trace(problem, rng, guess_prob=self.guess_prob, give_up_prob=self.give_up_prob,
+                                     check_prob=self.check_prob, max_checks=self.max_checks,
+                                     hunch_prob=self.hunch_prob)
+        return make_trace(problem, rng, max_checks=self.max_checks, check_prob=self.check_prob,
+                          slip_prob=self.slip_prob, recount_slip_prob=self.recount_slip_prob,
+                          guess_prob=self.guess_prob, verify_prob=self.verify_prob)
 
     def key(self) -> str:
         blob = json.dumps({"v": SPEC_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
@@ -116,7 +135,7 @@ def build_toy_base(spec: ToyBaseSpec, out_dir: str | Path, *, progress: bool = T
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     # Training problems come from a seed stream disjoint from evaluation's (see siri_rl.toy.run).
     problems = make_problems(spec.sft_steps * spec.sft_batch_size, seed=10_000 + spec.seed,
-                             min_terms=spec.min_terms, max_terms=spec.max_terms, prefix="sft")
+                             min_terms=spec.min_terms, max_terms=spec.max_terms, prefix="sft", task=spec.task)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -130,9 +149,7 @@ def build_toy_base(spec: ToyBaseSpec, out_dir: str | Path, *, progress: bool = T
             prompt = tok.apply_chat_template(toy_prompt_messages(p.problem), add_generation_prompt=True,
                                              tokenize=False)
             p_ids = tok(prompt, add_special_tokens=False).input_ids
-            r_ids = tok(make_trace(p, rng, max_checks=spec.max_checks, check_prob=spec.check_prob, slip_prob=spec.slip_prob,
-                                    recount_slip_prob=spec.recount_slip_prob,
-                                    guess_prob=spec.guess_prob, verify_prob=spec.verify_prob),
+            r_ids = tok(spec.trace(p, rng),
                         add_special_tokens=False).input_ids + [tok.eos_token_id]
             seqs.append(p_ids + r_ids)
             masks.append([0] * len(p_ids) + [1] * len(r_ids))

@@ -1,5 +1,11 @@
-"""The toy task: "Compute 7+6." answered by counting up one at a time (6 numbered steps: 8, 9, ..., 13), with
-"overthinking" reasoning traces for supervised warm-up. The second operand (3-10) is the difficulty.
+"""The toy tasks, with "overthinking" reasoning traces for supervised warm-up (``toy.base.task``):
+
+- ``search`` (the embedded default, ``configs/toy.yaml``; bottom of this module): "Compute x: f3(x)=5." for a fixed
+  permutation ``f`` the base model knows by heart, answered by trying candidates until one checks out;
+- ``count`` (``configs/toy-count.yaml``, the first default): "Compute 7+6." answered by counting up one at a time
+  (6 numbered steps: 8, 9, ..., 13). The second operand (3-10) is the difficulty.
+
+The count task, in detail:
 
 Mixed difficulty is the point of the toy: the shortest correct trace grows with the count (~20-23 tokens for 3
 additions, ~51-59 for 10), so a constant short cap (L_min) can only be met on the easy half while the long cap
@@ -68,26 +74,33 @@ class ToyProblem:
         return {"id": self.id, "problem": self.problem, "answer": self.answer, "difficulty": self.difficulty}
 
 
-def _draw(rng: random.Random, pid: str, count: int) -> ToyProblem:
-    return ToyProblem(pid, rng.randint(1, 9), 1, count)
+TASKS = ("count", "search")
+
+
+def _draw(rng: random.Random, pid: str, difficulty: int, task: str = "count"):
+    if task == "search":
+        return draw_search(rng, pid, difficulty)
+    return ToyProblem(pid, rng.randint(1, 9), 1, difficulty)
 
 
 def make_problems(
-    n: int, *, seed: int, min_terms: int = MIN_TERMS, max_terms: int = MAX_TERMS, prefix: str = "toy"
-) -> list[ToyProblem]:
-    """``n`` problems with difficulty uniform in [min_terms, max_terms], deterministic given ``seed``.
+    n: int, *, seed: int, min_terms: int = MIN_TERMS, max_terms: int = MAX_TERMS, prefix: str = "toy",
+    task: str = "count",
+) -> list:
+    """``n`` problems of ``task`` with difficulty uniform in [min_terms, max_terms] (the count task: additions;
+    the search task: depth), deterministic given ``seed``.
 
     Training and evaluation use different seeds (and ``prefix``) so evaluation problems are held out.
     """
     rng = random.Random(seed)
-    return [_draw(rng, f"{prefix}-{seed}-{i}", rng.randint(min_terms, max_terms)) for i in range(n)]
+    return [_draw(rng, f"{prefix}-{seed}-{i}", rng.randint(min_terms, max_terms), task) for i in range(n)]
 
 
 def balanced_problems(per_difficulty: int, *, seed: int, min_terms: int = MIN_TERMS,
-                      max_terms: int = MAX_TERMS) -> list[ToyProblem]:
-    """``per_difficulty`` held-out problems for each count (for per-difficulty accuracy)."""
+                      max_terms: int = MAX_TERMS, task: str = "count") -> list:
+    """``per_difficulty`` held-out problems for each difficulty (for per-difficulty accuracy)."""
     rng = random.Random(seed)
-    return [_draw(rng, f"eval-{seed}-{k}-{i}", k) for k in range(min_terms, max_terms + 1)
+    return [_draw(rng, f"eval-{seed}-{k}-{i}", k, task) for k in range(min_terms, max_terms + 1)
             for i in range(per_difficulty)]
 
 
@@ -152,3 +165,111 @@ def shortest_trace(problem: ToyProblem) -> str:
     """The shortest correct response: one clean pass, no checks (what L_min must be compared against)."""
     text, total = _pass(problem)
     return text + f"</think>\n\\boxed{{{total}}}"
+
+
+# --- The search task (``toy.base.task: search``) -------------------------------------------------------------
+#
+# "Compute x: f3(x)=5." -- find the digit ``x`` (0-6) whose ``depth``-fold image under a fixed permutation ``f``
+# (SEARCH_F, which the base model knows by heart, as a real model knows its arithmetic facts) is the target.
+# Applying ``f`` is one fact per step, written as a chain ("try 1>6>2>0 is 5? no"); the base model has never seen
+# ``f^depth`` inverted, so its reasoning is a search: try a candidate, apply ``f`` ``depth`` times, compare with
+# the target ("yes"/"no"), and try the next candidate, which is the image of the last value (so the tries walk
+# the 7-cycle and visit every digit). Checking is easy and generating is hard, as for the real models'
+# self-verification, so more tokens buy more tries and accuracy climbs with the budget -- unlike the count task,
+# whose single-pass errors are one token decision that RL removes in a few rounds, after which length no longer
+# pays (docs/benchmarks.md). What RL can learn: to stop the base model's premature guesses and re-checks of a
+# found digit, and where to start (the answer itself, a table of 7 targets x depths), which a short cap that
+# leaves room for one try (or none) rewards sharply and a long one only weakly.
+#
+# Measured while building this (600-1500 SFT steps, the default model size): with ``f`` written in the prompt
+# (a new permutation per problem) the lookup stayed at chance (1/6) after 600 steps; ``f(x) = x + a mod 10`` with
+# ``a`` in the prompt likewise (1/10); a fixed ``f`` was applied 38% right after 600 steps and 100% after 1500,
+# but "yes"/"no" was right only 70% of the time until the target was written next to the last value ("is 5?"),
+# after which 1200 steps learn every part (f, depth, yes/no: 100%).
+
+SEARCH_F = (3, 6, 0, 5, 1, 4, 2)  # f(i) = SEARCH_F[i]: one 7-cycle, so f^d (d < 7) fixes no digit
+SEARCH_BASE = len(SEARCH_F)
+TRY_WORD, YES, NO = "try", "yes", "no"
+
+
+def search_apply(x: int, depth: int) -> int:
+    for _ in range(depth):
+        x = SEARCH_F[x]
+    return x
+
+
+@dataclass(frozen=True)
+class SearchProblem:
+    """Find ``x`` with ``f^depth(x) = target``; ``difficulty`` = ``depth`` (the length of one try)."""
+
+    id: str
+    target: int
+    depth: int
+
+    @property
+    def problem(self) -> str:
+        return f"Compute x: f{self.depth}(x)={self.target}."
+
+    @property
+    def solution(self) -> int:
+        return next(x for x in range(SEARCH_BASE) if search_apply(x, self.depth) == self.target)
+
+    @property
+    def answer(self) -> str:
+        return str(self.solution)
+
+    @property
+    def difficulty(self) -> int:
+        return self.depth
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "problem": self.problem, "answer": self.answer, "difficulty": self.difficulty}
+
+
+def draw_search(rng: random.Random, pid: str, depth: int) -> SearchProblem:
+    return SearchProblem(pid, rng.randrange(SEARCH_BASE), depth)
+
+
+def search_try(p: SearchProblem, x: int) -> tuple[str, bool, int]:
+    """One try: the candidate and its ``depth`` images as a chain, whether the last one is the target, and the
+    next candidate (the image of the last value)."""
+    chain, v = [f"{TRY_WORD} {x}"], x
+    for _ in range(p.depth):
+        v = SEARCH_F[v]
+        chain.append(f">{v}")
+    hit = v == p.target
+    return "".join(chain) + f" is {p.target}? {YES if hit else NO}\n", hit, SEARCH_F[v]
+
+
+def make_search_trace(p: SearchProblem, rng: random.Random, *, guess_prob: float = 0.1, give_up_prob: float = 0.2,
+                      check_prob: float = 0.5, max_checks: int = 2, hunch_prob: float = 0.0) -> str:
+    """A base-model search: with ``guess_prob`` a guess right away ("so the answer is" a random digit, right 1
+    time in 7), else tries from a first candidate -- the answer with ``hunch_prob`` (an intuition to be checked),
+    otherwise a random digit -- until a "yes"; after each "no" it gives up with ``give_up_prob`` and guesses,
+    and after the "yes" it re-checks the found digit 1-``max_checks`` times with ``check_prob`` ("wait, let me
+    check:" and the same try again: redundant)."""
+
+    def guess(prefix: str) -> str:
+        g = rng.randrange(SEARCH_BASE)
+        return prefix + f"{GUESS_PHRASE} {g}\n</think>\n\\boxed{{{g}}}"
+
+    if rng.random() < guess_prob:
+        return guess("")
+    x, parts = (p.solution if rng.random() < hunch_prob else rng.randrange(SEARCH_BASE)), []
+    for k in range(SEARCH_BASE):
+        text, hit, nxt = search_try(p, x)
+        parts.append(text)
+        if hit:
+            if max_checks and rng.random() < check_prob:
+                for _ in range(rng.randint(1, max_checks)):
+                    parts.append(rng.choice(CHECK_PHRASES) + "\n" + text)
+            return "".join(parts) + f"</think>\n\\boxed{{{x}}}"
+        if k < SEARCH_BASE - 1 and rng.random() < give_up_prob:
+            return guess("".join(parts))
+        x = nxt
+    raise AssertionError("the tries walk the 7-cycle: one of them hits the target")
+
+
+def shortest_search_trace(p: SearchProblem) -> str:
+    """The shortest correct response: the right candidate first."""
+    return search_try(p, p.solution)[0] + f"</think>\n\\boxed{{{p.solution}}}"

@@ -20,9 +20,9 @@ THINK, THINK_END = "<think>", "</think>"
 # Every word the prompts (siri_rl.data.INSTRUCTION) and the traces use; anything else maps to [UNK].
 WORDS = (
     "Compute Let's think step by and output the final answer within boxed "
-    "wait let me check alternatively so is hold on compute"
+    "wait let me check alternatively so is hold on compute try yes no x mod"
 ).split()
-CHARS = list("0123456789+-=.,:?{}\\()*/ \n") + list("abcdefghij")
+CHARS = list("0123456789+-=.,:?{}\\()*/> \n") + list("abcdefghij")
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}"
