@@ -1,5 +1,5 @@
-"""The toy's closed-loop schedule (``configs/toy-adaptive.yaml``) against its cosine (``configs/toy.yaml``): one
-table, one plot (issue 14).
+"""The count toy's closed-loop schedule (``configs/toy-adaptive.yaml``) against its cosine (``configs/toy-count.yaml``,
+which it extends): one table, one plot (issue 14).
 
     python benchmarks/toy_adaptive.py --run --out runs/toy-adaptive      # trains both configs, then reports
     python benchmarks/toy_adaptive.py --out runs/toy-adaptive            # reports on runs already in --out
@@ -22,7 +22,7 @@ from pathlib import Path
 from toy_compare import load
 from toy_spiral import wilson
 
-RUNS = ("toy", "toy-adaptive")
+RUNS = ("toy-count", "toy-adaptive")
 
 
 def table(summaries: dict[str, dict]) -> str:
@@ -54,7 +54,7 @@ def plot(all_rows: dict[str, list[dict]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"toy": "tab:blue", "toy-adaptive": "tab:orange"}
+    colors = {"toy-count": "tab:blue", "toy-adaptive": "tab:orange"}
     fig, (ax_len, ax_acc, ax_phase) = plt.subplots(3, 1, figsize=(9, 8.5), sharex=True,
                                                    gridspec_kw={"height_ratios": [3, 3, 1]})
     for name, rows in all_rows.items():
@@ -83,7 +83,7 @@ def plot(all_rows: dict[str, list[dict]], path: Path) -> Path:
     ax_phase.set_ylabel("adaptive phase", fontsize=8)
     for ax in (ax_len, ax_acc, ax_phase):
         ax.grid(alpha=0.3)
-    fig.suptitle("toy: closed-loop (adaptive) vs cosine schedule, same rounds")
+    fig.suptitle("count toy: closed-loop (adaptive) vs cosine schedule, same rounds")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

@@ -72,20 +72,23 @@ def report(out: Path) -> None:
         s = json.loads((out / name / "summary.json").read_text())
         results = s["results"] if name == found[0] else s["results"][1:]
         diffs = sorted(int(k) for k in s["results"][0]["by_difficulty"])
+        # the top 3/8 of the difficulties: k = 8-10 of the count task, depth 4-5 of the search task (the ones
+        # whose shortest correct response does not fit L_min in configs/toy-count.yaml and configs/toy.yaml)
+        hardest = diffs[len(diffs) * 5 // 8:]
         if name == found[0]:
-            print(f"| run | checkpoint | acc % [95%] | mean len | vs base | checks/resp | hardest (k>={diffs[-3]}) "
+            print(f"| run | checkpoint | acc % [95%] | mean len | vs base | checks/resp | hardest (k>={hardest[0]}) "
                   f"% [95%] | {' | '.join(f'k={d}' for d in diffs)} |")
             print("|" + "---|" * (7 + len(diffs)))
         for r in results:
             by = {int(k): v for k, v in r["by_difficulty"].items()}
             per_k = r["n"] // len(diffs)
-            hard = sum(by[d] for d in diffs[-3:]) / 3
+            hard = sum(by[d] for d in hardest) / len(hardest)
             if base_len is None:
                 base_len = r["mean_length"]
             vs = "—" if r["step"] is None else f"{100 * (r['mean_length'] / base_len - 1):+.0f}%"
             ckpt = "base" if r["step"] is None else f"{r['name']} (round {r['step']}, L={r['train_cap']})"
             print(f"| {'—' if r['step'] is None else name} | {ckpt} | {fmt_acc(r['accuracy'], r['n'])} "
-                  f"| {r['mean_length']:.1f} | {vs} | {r['wait_per_response']:.2f} | {fmt_acc(hard, 3 * per_k)} | "
+                  f"| {r['mean_length']:.1f} | {vs} | {r['wait_per_response']:.2f} | {fmt_acc(hard, len(hardest) * per_k)} | "
                   + " | ".join(f"{100 * by[d]:.0f}" for d in diffs) + " |")
     print("\n| run | rounds | tokens generated | wall (s) | base build (s) | RL (s) | eval (s) | peak RSS (MB) |")
     print("|---|---|---|---|---|---|---|---|")

@@ -11,7 +11,7 @@ from siri_rl.adaptive import AdaptiveSchedule, adaptive_from_dict, make_adaptive
 from siri_rl.config import ConfigError, config_from_dict
 from siri_rl.schedule import ScheduleError, make_schedule
 
-L_MAX, L_MIN, T = 256, 36, 40  # the toy's cosine (configs/toy.yaml)
+L_MAX, L_MIN, T = 256, 36, 40  # the count toy's cosine (configs/toy-count.yaml, under toy-adaptive.yaml)
 
 
 def lagging_model(schedule: AdaptiveSchedule, rounds: int, *, floor: float, lag: float, length0: float = 200.0,

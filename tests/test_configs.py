@@ -21,7 +21,7 @@ def test_configs_dir_is_the_package_data():
     # configs/ in the checkout is a link to the packaged copy: one source of truth, also in an installed wheel.
     top = Path(__file__).resolve().parents[1] / "configs"
     assert top.resolve() == Path(str(files("siri_rl") / "configs")).resolve()
-    assert {"toy.yaml", "toy-quick.yaml", "toy-constant.yaml", "toy-constant-min.yaml",
+    assert {"toy.yaml", "toy-count.yaml", "toy-quick.yaml", "toy-constant.yaml", "toy-constant-min.yaml",
             "r1-distill-1.5b-siri-cosine640.yaml", "r1-distill-7b-siri-cosine640.yaml",
             "r1-distill-1.5b-dapo-deepscaler-16k.yaml", "r1-distill-1.5b-constant16k.yaml"} <= set(SHIPPED)
 
