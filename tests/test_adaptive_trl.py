@@ -102,7 +102,8 @@ def test_resume_refuses_edited_metrics(answering_toy_model, tmp_path):
     run = tmp_path / "run"
     _train(cfg, output_dir=run, stop_after_rounds=2)
     rows = _rows(run)
-    rows[1]["accuracy"] = 1.0 - rows[1]["accuracy"]  # another signal: the saved state no longer matches
+    # another signal: the saved state no longer matches (not 1 - acc, which leaves an accuracy of 0.5 unchanged)
+    rows[1]["accuracy"] = 0.0 if rows[1]["accuracy"] >= 0.5 else 1.0
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(ConfigError, match="adaptive"):
         _train(cfg, output_dir=run, resume=True)

@@ -296,7 +296,9 @@ def test_toy_spec_rejects_unknown_tasks_and_empty_difficulty_ranges():
         ToyBaseSpec.from_dict({"task": "sort"})
     with pytest.raises(ValueError, match="min_terms <= max_terms"):
         ToyBaseSpec.from_dict({"min_terms": 5, "max_terms": 4})
-    assert ToyBaseSpec.from_dict({"task": "search"}).key() != ToyBaseSpec().key()
+    with pytest.raises(ValueError, match="depth .* is at most 5"):  # depth 6 would re-try one digit forever
+        ToyBaseSpec.from_dict({"task": "search", "min_terms": 2, "max_terms": 6})
+    assert ToyBaseSpec.from_dict({"task": "search", "min_terms": 2, "max_terms": 5}).key() != ToyBaseSpec().key()
 
 
 def test_shipped_search_traces_are_wrong_often_and_verbose(tok):

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from siri_rl.toy.task import TASKS, make_problems, make_search_trace, make_trace
+from siri_rl.toy.task import MAX_SEARCH_DEPTH, TASKS, make_problems, make_search_trace, make_trace
 from siri_rl.toy.tokenizer import build_toy_tokenizer
 
 SPEC_VERSION = 5  # bump when the task or trace format changes (invalidates cached base models)
@@ -62,6 +62,9 @@ class ToyBaseSpec:
             raise ValueError(f"task must be one of {list(TASKS)}, got {spec.task!r}")
         if not 1 <= spec.min_terms <= spec.max_terms:
             raise ValueError(f"need 1 <= min_terms <= max_terms, got {spec.min_terms} and {spec.max_terms}")
+        if spec.task == "search" and spec.max_terms > MAX_SEARCH_DEPTH:
+            raise ValueError(f"the search task's depth (min_terms-max_terms) is at most {MAX_SEARCH_DEPTH}, got "
+                             f"max_terms {spec.max_terms}")
         return spec
 
     def trace(self, problem, rng: random.Random) -> str:

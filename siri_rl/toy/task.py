@@ -189,6 +189,9 @@ def shortest_trace(problem: ToyProblem) -> str:
 
 SEARCH_F = (3, 6, 0, 5, 1, 4, 2)  # f(i) = SEARCH_F[i]: one 7-cycle, so f^d (d < 7) fixes no digit
 SEARCH_BASE = len(SEARCH_F)
+# The base model's next candidate is f(last value) = f^(depth+1)(candidate): the tries visit every digit only while
+# depth + 1 is not a multiple of the cycle's length (7), so depth <= 5 (6 would try the same digit forever).
+MAX_SEARCH_DEPTH = SEARCH_BASE - 2
 TRY_WORD, YES, NO = "try", "yes", "no"
 
 
@@ -227,6 +230,8 @@ class SearchProblem:
 
 
 def draw_search(rng: random.Random, pid: str, depth: int) -> SearchProblem:
+    if not 1 <= depth <= MAX_SEARCH_DEPTH:
+        raise ValueError(f"search depth must be 1-{MAX_SEARCH_DEPTH}, got {depth}")
     return SearchProblem(pid, rng.randrange(SEARCH_BASE), depth)
 
 
