@@ -89,11 +89,10 @@ def test_shipped_traces_are_wrong_often_and_verbose(tok):
     from siri_rl.toy import toy_spec
 
     spec = toy_spec(load_config(files("siri_rl") / "configs" / "toy-count.yaml"))
+    assert spec.task == "count"
     rng = random.Random(0)
     problems = make_problems(1000, seed=1)
-    texts = [make_trace(p, rng, max_checks=spec.max_checks, check_prob=spec.check_prob, slip_prob=spec.slip_prob,
-                        recount_slip_prob=spec.recount_slip_prob, guess_prob=spec.guess_prob,
-                        verify_prob=spec.verify_prob) for p in problems]
+    texts = [spec.trace(p, rng) for p in problems]  # what build_toy_base trains on
     accuracy = sum(_boxed(t) == p.answer for t, p in zip(texts, problems)) / len(texts)
     mean_len = sum(len(tok(t).input_ids) for t in texts) / len(texts)
     shortest = sum(len(tok(shortest_trace(p)).input_ids) for p in problems) / len(problems)
