@@ -16,6 +16,7 @@ from siri_rl.toy.task import (
     SEARCH_F,
     SearchProblem,
     ToyProblem,
+    anchor_tries,
     balanced_problems,
     make_problems,
     make_search_trace,
@@ -286,6 +287,65 @@ def test_search_base_model_must_search_and_re_checks_add_nothing(tok):
     shortest = shortest_search_trace(p)
     assert len(_TRY.findall(shortest)) == 1 and _boxed(shortest) == p.answer
     assert all(len(tok(t).input_ids) > len(tok(shortest).input_ids) for t in checked)
+
+
+def test_anchored_searches_start_at_the_target_and_hunches_only_at_their_depths():
+    rng = random.Random(5)
+    # anchor_prob 1: the first candidate is the number in the question; never giving up, the search from there
+    # takes anchor_tries(depth) tries (5 / 2 / 3 / 6 for depth 2 / 3 / 4 / 5), whatever the target
+    assert [anchor_tries(d) for d in (2, 3, 4, 5)] == [5, 2, 3, 6]
+    for depth in (2, 3, 4, 5):
+        for target in range(SEARCH_BASE):
+            p = SearchProblem("x", target, depth)
+            text = make_search_trace(p, rng, guess_prob=0.0, give_up_prob=0.0, check_prob=0.0, anchor_prob=1.0)
+            tries = _TRY.findall(text)
+            assert int(tries[0][0]) == target and len(tries) == anchor_tries(depth) and _boxed(text) == p.answer
+    # a hunch (the answer first) only at the depths in hunch_depths; elsewhere the anchor
+    for depth in (2, 3, 4, 5):
+        p = SearchProblem("x", 1, depth)
+        firsts = {int(_TRY.findall(make_search_trace(p, rng, guess_prob=0.0, hunch_prob=1.0, anchor_prob=1.0,
+                                                     hunch_depths=(4,)))[0][0]) for _ in range(20)}
+        assert firsts == ({p.solution} if depth == 4 else {p.target})
+    # with neither, the start is random: all seven digits turn up
+    p = SearchProblem("x", 1, 3)
+    firsts = {int(_TRY.findall(make_search_trace(p, rng, guess_prob=0.0, hunch_prob=0.0, anchor_prob=0.0))[0][0])
+              for _ in range(200)}
+    assert firsts == set(range(SEARCH_BASE))
+
+
+def test_toy_spec_rejects_bad_probabilities_and_hunch_depths():
+    from siri_rl.toy.model import ToyBaseSpec
+
+    with pytest.raises(ValueError, match="anchor_prob must be a probability"):
+        ToyBaseSpec.from_dict({"task": "search", "min_terms": 2, "max_terms": 5, "anchor_prob": 1.5})
+    with pytest.raises(ValueError, match="give_up_prob must be a probability"):
+        ToyBaseSpec.from_dict({"task": "search", "min_terms": 2, "max_terms": 5, "give_up_prob": "often"})
+    with pytest.raises(ValueError, match=r"hunch_depths \[6\] lie outside the depths 2-5"):
+        ToyBaseSpec.from_dict({"task": "search", "min_terms": 2, "max_terms": 5, "hunch_depths": [4, 6]})
+    with pytest.raises(ValueError, match="hunch_depths must be a list of depths"):
+        ToyBaseSpec.from_dict({"task": "search", "min_terms": 2, "max_terms": 5, "hunch_depths": 4})
+    # a YAML list becomes a tuple (the spec stays hashable) and is part of the cache key
+    spec = ToyBaseSpec.from_dict({"task": "search", "min_terms": 2, "max_terms": 5, "hunch_depths": [4]})
+    assert spec.hunch_depths == (4,) and hash(spec)
+    assert spec.key() != ToyBaseSpec.from_dict({"task": "search", "min_terms": 2, "max_terms": 5}).key()
+
+
+def test_new_habits_left_off_keep_the_shipped_traces_and_cache_key():
+    # anchor_prob / hunch_depths came after SPEC_VERSION 5: at their defaults they draw no random number and stay
+    # out of the cache key, so configs/toy.yaml's base model (docs/benchmarks.md: key 1ad4ce2a4285) is unchanged
+    import hashlib
+    from importlib.resources import files
+
+    from siri_rl.config import load_config
+    from siri_rl.toy import toy_spec
+
+    spec = toy_spec(load_config(files("siri_rl") / "configs" / "toy.yaml"))
+    assert (spec.anchor_prob, spec.hunch_depths) == (0.0, ())
+    rng = random.Random(0)
+    problems = make_problems(300, seed=1, min_terms=spec.min_terms, max_terms=spec.max_terms, task="search")
+    traces = "".join(spec.trace(p, rng) for p in problems)
+    assert spec.key() == "1ad4ce2a4285"
+    assert hashlib.sha256(traces.encode()).hexdigest()[:16] == "d21ed2284f0f888f"  # as before the new habits
 
 
 def test_toy_spec_rejects_unknown_tasks_and_empty_difficulty_ranges():

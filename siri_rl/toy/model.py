@@ -45,7 +45,9 @@ class ToyBaseSpec:
     guess_prob: float = 0.0
     verify_prob: float = 0.5
     give_up_prob: float = 0.2  # the search task only (make_search_trace)
-    hunch_prob: float = 0.0  # the search task only
+    hunch_prob: float = 0.0  # the search task only: start from the answer ...
+    hunch_depths: tuple[int, ...] = ()  # ... at these depths only (empty: every depth)
+    anchor_prob: float = 0.0  # the search task only: else start from the target
     min_terms: int = 3
     max_terms: int = 10
     seed: int = 0
@@ -57,7 +59,17 @@ class ToyBaseSpec:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown toy model key(s) {unknown}; valid keys: {sorted(names)}")
+        if isinstance(d.get("hunch_depths"), list):
+            d["hunch_depths"] = tuple(d["hunch_depths"])
         spec = cls(**d)
+        for name in ("check_prob", "slip_prob", "recount_slip_prob", "guess_prob", "verify_prob", "give_up_prob",
+                     "hunch_prob", "anchor_prob"):
+            value = getattr(spec, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+        if not isinstance(spec.hunch_depths, tuple) or not all(
+                isinstance(k, int) and not isinstance(k, bool) for k in spec.hunch_depths):
+            raise ValueError(f"hunch_depths must be a list of depths, got {spec.hunch_depths!r}")
         if spec.task not in TASKS:
             raise ValueError(f"task must be one of {list(TASKS)}, got {spec.task!r}")
         if not 1 <= spec.min_terms <= spec.max_terms:
@@ -65,6 +77,10 @@ class ToyBaseSpec:
         if spec.task == "search" and spec.max_terms > MAX_SEARCH_DEPTH:
             raise ValueError(f"the search task's depth (min_terms-max_terms) is at most {MAX_SEARCH_DEPTH}, got "
                              f"max_terms {spec.max_terms}")
+        outside = [k for k in spec.hunch_depths if not spec.min_terms <= k <= spec.max_terms]
+        if outside:
+            raise ValueError(f"hunch_depths {list(outside)} lie outside the depths {spec.min_terms}-{spec.max_terms} "
+                             f"(min_terms-max_terms)")
         return spec
 
     def trace(self, problem, rng: random.Random) -> str:
@@ -72,14 +88,22 @@ class ToyBaseSpec:
         if self.task == "search":
             return make_search_trace(problem, rng, guess_prob=self.guess_prob, give_up_prob=self.give_up_prob,
                                      check_prob=self.check_prob, max_checks=self.max_checks,
-                                     hunch_prob=self.hunch_prob)
+                                     hunch_prob=self.hunch_prob, anchor_prob=self.anchor_prob,
+                                     hunch_depths=self.hunch_depths)
         return make_trace(problem, rng, max_checks=self.max_checks, check_prob=self.check_prob,
                           slip_prob=self.slip_prob, recount_slip_prob=self.recount_slip_prob,
                           guess_prob=self.guess_prob, verify_prob=self.verify_prob)
 
     def key(self) -> str:
-        blob = json.dumps({"v": SPEC_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        fields = dataclasses.asdict(self)
+        for name in _ADDED_AFTER_V5:  # at their defaults they change no trace: earlier specs keep their cache key
+            if fields[name] == getattr(ToyBaseSpec, name):
+                del fields[name]
+        blob = json.dumps({"v": SPEC_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+_ADDED_AFTER_V5 = ("anchor_prob", "hunch_depths")
 
 
 def cache_root() -> Path:

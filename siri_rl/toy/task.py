@@ -247,12 +247,17 @@ def search_try(p: SearchProblem, x: int) -> tuple[str, bool, int]:
 
 
 def make_search_trace(p: SearchProblem, rng: random.Random, *, guess_prob: float = 0.1, give_up_prob: float = 0.2,
-                      check_prob: float = 0.5, max_checks: int = 2, hunch_prob: float = 0.0) -> str:
+                      check_prob: float = 0.5, max_checks: int = 2, hunch_prob: float = 0.0,
+                      anchor_prob: float = 0.0, hunch_depths: tuple[int, ...] = ()) -> str:
     """A base-model search: with ``guess_prob`` a guess right away ("so the answer is" a random digit, right 1
-    time in 7), else tries from a first candidate -- the answer with ``hunch_prob`` (an intuition to be checked),
-    otherwise a random digit -- until a "yes"; after each "no" it gives up with ``give_up_prob`` and guesses,
-    and after the "yes" it re-checks the found digit 1-``max_checks`` times with ``check_prob`` ("wait, let me
-    check:" and the same try again: redundant)."""
+    time in 7), else tries from a first candidate until a "yes"; after each "no" it gives up with ``give_up_prob``
+    and guesses, and after the "yes" it re-checks the found digit 1-``max_checks`` times with ``check_prob``
+    ("wait, let me check:" and the same try again: redundant).
+
+    The first candidate is the answer with ``hunch_prob`` (an intuition to be checked; only at the depths in
+    ``hunch_depths``, every depth if it is empty), else the target itself with ``anchor_prob`` (anchoring on the
+    number in the question: a fixed start whose search is short at some depths and longer than L_max at others,
+    see :func:`anchor_tries`), else a random digit."""
 
     def guess(prefix: str) -> str:
         g = rng.randrange(SEARCH_BASE)
@@ -260,7 +265,13 @@ def make_search_trace(p: SearchProblem, rng: random.Random, *, guess_prob: float
 
     if rng.random() < guess_prob:
         return guess("")
-    x, parts = (p.solution if rng.random() < hunch_prob else rng.randrange(SEARCH_BASE)), []
+    if (not hunch_depths or p.depth in hunch_depths) and rng.random() < hunch_prob:
+        x = p.solution
+    elif anchor_prob and rng.random() < anchor_prob:  # no draw when off: the traces of earlier specs stay as they were
+        x = p.target
+    else:
+        x = rng.randrange(SEARCH_BASE)
+    parts = []
     for k in range(SEARCH_BASE):
         text, hit, nxt = search_try(p, x)
         parts.append(text)
@@ -272,6 +283,18 @@ def make_search_trace(p: SearchProblem, rng: random.Random, *, guess_prob: float
         if k < SEARCH_BASE - 1 and rng.random() < give_up_prob:
             return guess("".join(parts))
         x = nxt
+    raise AssertionError("the tries walk the 7-cycle: one of them hits the target")
+
+
+def anchor_tries(depth: int) -> int:
+    """How many tries the search from the target (the anchored start) needs at ``depth``: 5 / 2 / 3 / 6 for depth
+    2 / 3 / 4 / 5 (the tries step by ``f^(depth+1)`` along the 7-cycle)."""
+    p = SearchProblem("x", 0, depth)
+    x = p.target
+    for k in range(1, SEARCH_BASE + 1):
+        _, hit, x = search_try(p, x)
+        if hit:
+            return k
     raise AssertionError("the tries walk the 7-cycle: one of them hits the target")
 
 
