@@ -254,3 +254,15 @@ def test_resume_of_a_finished_toy_run_changes_nothing(tmp_path, monkeypatch):
     assert after == {k: v for k, v in before.items() if k not in derived}
     again = json.loads((run / "summary.json").read_text())
     assert again["rounds"] == 2 and again["results"] == summary["results"]
+
+
+def test_dry_run_checks_the_toy_base_spec_without_building_it(tmp_path, monkeypatch):
+    """A bad toy.base key used to pass --dry-run and fail only in the real run, after the resolved config looked
+    fine; now both give the same one-line error, and the dry run builds nothing."""
+    monkeypatch.setenv("SIRI_TOY_CACHE", str(tmp_path / "cache"))
+    result = runner.invoke(app, ["train", "toy.base.anchor_prob=2", "--dry-run"])
+    assert result.exit_code != 0
+    assert "toy.base: anchor_prob must be a probability in [0, 1], got 2" in _text(result)
+    assert "Traceback" not in result.output
+    info = _dry_run("toy.base.anchor_prob=1.0", "toy.base.hunch_depths=[2,3,4]")
+    assert info is not None and not (tmp_path / "cache").exists()

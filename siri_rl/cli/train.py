@@ -114,6 +114,11 @@ def train(
         if dry_run:
             from siri_rl.engines import train as run_engine
 
+            if is_toy_model(cfg):
+                from siri_rl.toy import toy_spec
+
+                toy_spec(cfg)  # the base model's spec is checked, not built: a bad toy.base fails here too
+
             info = run_engine(cfg, output_dir=run_dir, dry_run=True)
             console.print(yaml.safe_dump(info, sort_keys=False), highlight=False, markup=False, soft_wrap=True)
             return
