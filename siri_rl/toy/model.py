@@ -24,6 +24,7 @@ from siri_rl.toy.task import MAX_SEARCH_DEPTH, TASKS, make_problems, make_search
 from siri_rl.toy.tokenizer import build_toy_tokenizer
 
 SPEC_VERSION = 5  # bump when the task or trace format changes (invalidates cached base models)
+_ADDED_AFTER_V5 = ("anchor_prob", "hunch_depths")  # ToyBaseSpec.key() leaves them out at their defaults
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class ToyBaseSpec:
                              f"max_terms {spec.max_terms}")
         outside = [k for k in spec.hunch_depths if not spec.min_terms <= k <= spec.max_terms]
         if outside:
-            raise ValueError(f"hunch_depths {list(outside)} lie outside the depths {spec.min_terms}-{spec.max_terms} "
+            raise ValueError(f"hunch_depths {outside} lie outside the depths {spec.min_terms}-{spec.max_terms} "
                              f"(min_terms-max_terms)")
         return spec
 
@@ -101,9 +102,6 @@ class ToyBaseSpec:
                 del fields[name]
         blob = json.dumps({"v": SPEC_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-_ADDED_AFTER_V5 = ("anchor_prob", "hunch_depths")
 
 
 def cache_root() -> Path:
