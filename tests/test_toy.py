@@ -14,6 +14,7 @@ from siri_rl.toy.task import (
     GUESS_PHRASE,
     SEARCH_BASE,
     SEARCH_F,
+    SEARCH_FUNCS,
     SearchProblem,
     ToyProblem,
     anchor_tries,
@@ -313,6 +314,42 @@ def test_anchored_searches_start_at_the_target_and_hunches_only_at_their_depths(
     assert firsts == set(range(SEARCH_BASE))
 
 
+def test_problems_with_several_functions_name_theirs_and_the_traces_apply_it(tok):
+    problems = make_problems(600, seed=2, min_terms=2, max_terms=5, task="search", functions=3)
+    assert {p.func for p in problems} == {0, 1, 2} and {p.problem[11] for p in problems} == {"f", "g", "h"}
+    assert len({(p.func, p.depth, p.target) for p in problems}) == 3 * 4 * SEARCH_BASE  # 84 facts to recall
+    # one function draws no function: the problems of every earlier spec are the ones it drew before
+    assert {p.func for p in make_problems(600, seed=2, min_terms=2, max_terms=5, task="search")} == {0}
+    rng = random.Random(4)
+    for p in problems:
+        f = SEARCH_FUNCS[p.func]
+        assert [x for x in range(SEARCH_BASE) if search_apply(x, p.depth, p.func) == p.target] == [int(p.answer)]
+        assert p.problem == f"Compute x: {'fgh'[p.func]}{p.depth}(x)={p.target}."
+        text = make_search_trace(p, rng, guess_prob=0.0, give_up_prob=0.0, check_prob=0.3, anchor_prob=0.5)
+        ids = tok(p.problem + text, add_special_tokens=False).input_ids
+        assert tok.unk_token_id not in ids and _boxed(text) == p.answer
+        for x, chain, _target, verdict in _TRY.findall(text):  # each step applies the function the prompt names
+            values = [int(x)] + [int(c) for c in chain[1::2]]
+            assert all(f[u] == w for u, w in zip(values, values[1:])) and (verdict == "yes") == (
+                values[-1] == p.target)
+    # the functions differ (a try of f is no try of g) and every one is a 7-cycle: the walk visits every digit
+    assert len(set(SEARCH_FUNCS)) == len(SEARCH_FUNCS)
+    for f in SEARCH_FUNCS:
+        x, seen = 0, set()
+        for _ in range(SEARCH_BASE):
+            seen.add(x)
+            x = f[x]
+        assert seen == set(range(SEARCH_BASE)) and x == 0
+    from siri_rl.toy.model import ToyBaseSpec
+
+    with pytest.raises(ValueError, match="functions must be 1-3"):
+        ToyBaseSpec.from_dict({"task": "search", "min_terms": 2, "max_terms": 5, "functions": 4})
+    with pytest.raises(ValueError, match="the search task only"):
+        ToyBaseSpec.from_dict({"task": "count", "functions": 2})
+    three = ToyBaseSpec.from_dict({"task": "search", "min_terms": 2, "max_terms": 5, "functions": 3})
+    assert three.key() != ToyBaseSpec.from_dict({"task": "search", "min_terms": 2, "max_terms": 5}).key()
+
+
 def test_toy_spec_rejects_bad_probabilities_and_hunch_depths():
     from siri_rl.toy.model import ToyBaseSpec
 
@@ -331,7 +368,7 @@ def test_toy_spec_rejects_bad_probabilities_and_hunch_depths():
 
 
 def test_new_habits_left_off_keep_the_shipped_traces_and_cache_key():
-    # anchor_prob / hunch_depths came after SPEC_VERSION 5: at their defaults they draw no random number and stay
+    # anchor_prob / hunch_depths / functions came after SPEC_VERSION 5: at their defaults they draw no random number and stay
     # out of the cache key, so configs/toy.yaml's base model (docs/benchmarks.md: key 1ad4ce2a4285) is unchanged
     import hashlib
     from importlib.resources import files

@@ -54,7 +54,8 @@ def toy_train_rows(cfg: Any) -> list[dict]:
     spec = toy_spec(cfg)
     n = cfg.toy.train_problems
     return [p.to_dict() for p in make_problems(n, seed=cfg.training.seed, min_terms=spec.min_terms,
-                                               max_terms=spec.max_terms, prefix="train", task=spec.task)]
+                                               max_terms=spec.max_terms, prefix="train", task=spec.task,
+                                               functions=spec.functions)]
 
 
 def toy_train_file(cfg: Any) -> Path:
@@ -68,6 +69,8 @@ def toy_train_file(cfg: Any) -> Path:
              "max_terms": spec.max_terms}
     if spec.task != "count":  # the count task's files keep their names
         ident["task"] = spec.task
+    if spec.functions != 1:
+        ident["functions"] = spec.functions
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_root() / f"train-{key}.jsonl"
     if not path.is_file():

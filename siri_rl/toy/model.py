@@ -20,11 +20,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from siri_rl.toy.task import MAX_SEARCH_DEPTH, TASKS, make_problems, make_search_trace, make_trace
+from siri_rl.toy.task import (
+    MAX_SEARCH_DEPTH,
+    SEARCH_FUNCS,
+    TASKS,
+    make_problems,
+    make_search_trace,
+    make_trace,
+)
 from siri_rl.toy.tokenizer import build_toy_tokenizer
 
 SPEC_VERSION = 5  # bump when the task or trace format changes (invalidates cached base models)
-_ADDED_AFTER_V5 = ("anchor_prob", "hunch_depths")  # ToyBaseSpec.key() leaves them out at their defaults
+_ADDED_AFTER_V5 = ("anchor_prob", "hunch_depths", "functions")  # ToyBaseSpec.key() leaves them out at their defaults
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class ToyBaseSpec:
     hunch_prob: float = 0.0  # the search task only: start from the answer ...
     hunch_depths: tuple[int, ...] = ()  # ... at these depths only (empty: every depth)
     anchor_prob: float = 0.0  # the search task only: else start from the target
+    functions: int = 1  # the search task only: how many functions (f, g, h) the problems name
     min_terms: int = 3
     max_terms: int = 10
     seed: int = 0
@@ -78,6 +86,9 @@ class ToyBaseSpec:
         if spec.task == "search" and spec.max_terms > MAX_SEARCH_DEPTH:
             raise ValueError(f"the search task's depth (min_terms-max_terms) is at most {MAX_SEARCH_DEPTH}, got "
                              f"max_terms {spec.max_terms}")
+        if isinstance(spec.functions, bool) or not isinstance(spec.functions, int) or not (
+                1 <= spec.functions <= len(SEARCH_FUNCS)) or (spec.task != "search" and spec.functions != 1):
+            raise ValueError(f"functions must be 1-{len(SEARCH_FUNCS)} (the search task only), got {spec.functions!r}")
         outside = [k for k in spec.hunch_depths if not spec.min_terms <= k <= spec.max_terms]
         if outside:
             raise ValueError(f"hunch_depths {outside} lie outside the depths {spec.min_terms}-{spec.max_terms} "
@@ -160,7 +171,8 @@ def build_toy_base(spec: ToyBaseSpec, out_dir: str | Path, *, progress: bool = T
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     # Training problems come from a seed stream disjoint from evaluation's (see siri_rl.toy.run).
     problems = make_problems(spec.sft_steps * spec.sft_batch_size, seed=10_000 + spec.seed,
-                             min_terms=spec.min_terms, max_terms=spec.max_terms, prefix="sft", task=spec.task)
+                             min_terms=spec.min_terms, max_terms=spec.max_terms, prefix="sft", task=spec.task,
+                             functions=spec.functions)
     bar = None
     if progress:
         from tqdm.auto import tqdm

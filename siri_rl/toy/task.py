@@ -77,30 +77,31 @@ class ToyProblem:
 TASKS = ("count", "search")
 
 
-def _draw(rng: random.Random, pid: str, difficulty: int, task: str = "count"):
+def _draw(rng: random.Random, pid: str, difficulty: int, task: str = "count", functions: int = 1):
     if task == "search":
-        return draw_search(rng, pid, difficulty)
+        return draw_search(rng, pid, difficulty, functions)
     return ToyProblem(pid, rng.randint(1, 9), 1, difficulty)
 
 
 def make_problems(
     n: int, *, seed: int, min_terms: int = MIN_TERMS, max_terms: int = MAX_TERMS, prefix: str = "toy",
-    task: str = "count",
+    task: str = "count", functions: int = 1,
 ) -> list:
     """``n`` problems of ``task`` with difficulty uniform in [min_terms, max_terms] (the count task: additions;
-    the search task: depth), deterministic given ``seed``.
+    the search task: depth, with one of ``functions`` functions), deterministic given ``seed``.
 
     Training and evaluation use different seeds (and ``prefix``) so evaluation problems are held out.
     """
     rng = random.Random(seed)
-    return [_draw(rng, f"{prefix}-{seed}-{i}", rng.randint(min_terms, max_terms), task) for i in range(n)]
+    return [_draw(rng, f"{prefix}-{seed}-{i}", rng.randint(min_terms, max_terms), task, functions)
+            for i in range(n)]
 
 
 def balanced_problems(per_difficulty: int, *, seed: int, min_terms: int = MIN_TERMS,
-                      max_terms: int = MAX_TERMS, task: str = "count") -> list:
+                      max_terms: int = MAX_TERMS, task: str = "count", functions: int = 1) -> list:
     """``per_difficulty`` held-out problems for each difficulty (for per-difficulty accuracy)."""
     rng = random.Random(seed)
-    return [_draw(rng, f"eval-{seed}-{k}-{i}", k, task) for k in range(min_terms, max_terms + 1)
+    return [_draw(rng, f"eval-{seed}-{k}-{i}", k, task, functions) for k in range(min_terms, max_terms + 1)
             for i in range(per_difficulty)]
 
 
@@ -189,33 +190,42 @@ def shortest_trace(problem: ToyProblem) -> str:
 
 SEARCH_F = (3, 6, 0, 5, 1, 4, 2)  # f(i) = SEARCH_F[i]: one 7-cycle, so f^d (d < 7) fixes no digit
 SEARCH_BASE = len(SEARCH_F)
+# ``toy.base.functions: n`` names the first n of these in the prompts ("Compute x: g4(x)=0."): each a 7-cycle of
+# the digits 0-6, all known by heart. More functions = more facts: n x 7 targets x depths to learn by heart, so the
+# answers a model can recall without searching are fewer, and a search cannot be replaced by recall in a few
+# rounds of RL (with f alone, 7 x 4 answers were recalled after one cycle and the cycles after it changed nothing).
+SEARCH_FUNCS = (SEARCH_F, (5, 3, 6, 4, 0, 2, 1), (2, 4, 5, 0, 6, 1, 3))
+SEARCH_NAMES = "fgh"
 # The base model's next candidate is f(last value) = f^(depth+1)(candidate): the tries visit every digit only while
 # depth + 1 is not a multiple of the cycle's length (7), so depth <= 5 (6 would try the same digit forever).
 MAX_SEARCH_DEPTH = SEARCH_BASE - 2
 TRY_WORD, YES, NO = "try", "yes", "no"
 
 
-def search_apply(x: int, depth: int) -> int:
+def search_apply(x: int, depth: int, func: int = 0) -> int:
+    f = SEARCH_FUNCS[func]
     for _ in range(depth):
-        x = SEARCH_F[x]
+        x = f[x]
     return x
 
 
 @dataclass(frozen=True)
 class SearchProblem:
-    """Find ``x`` with ``f^depth(x) = target``; ``difficulty`` = ``depth`` (the length of one try)."""
+    """Find ``x`` with ``f^depth(x) = target`` for the function ``SEARCH_FUNCS[func]`` (named ``SEARCH_NAMES[func]``
+    in the prompt); ``difficulty`` = ``depth`` (the length of one try)."""
 
     id: str
     target: int
     depth: int
+    func: int = 0
 
     @property
     def problem(self) -> str:
-        return f"Compute x: f{self.depth}(x)={self.target}."
+        return f"Compute x: {SEARCH_NAMES[self.func]}{self.depth}(x)={self.target}."
 
     @property
     def solution(self) -> int:
-        return next(x for x in range(SEARCH_BASE) if search_apply(x, self.depth) == self.target)
+        return next(x for x in range(SEARCH_BASE) if search_apply(x, self.depth, self.func) == self.target)
 
     @property
     def answer(self) -> str:
@@ -229,21 +239,25 @@ class SearchProblem:
         return {"id": self.id, "problem": self.problem, "answer": self.answer, "difficulty": self.difficulty}
 
 
-def draw_search(rng: random.Random, pid: str, depth: int) -> SearchProblem:
+def draw_search(rng: random.Random, pid: str, depth: int, functions: int = 1) -> SearchProblem:
     if not 1 <= depth <= MAX_SEARCH_DEPTH:
         raise ValueError(f"search depth must be 1-{MAX_SEARCH_DEPTH}, got {depth}")
-    return SearchProblem(pid, rng.randrange(SEARCH_BASE), depth)
+    if not 1 <= functions <= len(SEARCH_FUNCS):
+        raise ValueError(f"the search task has 1-{len(SEARCH_FUNCS)} functions, got {functions}")
+    target = rng.randrange(SEARCH_BASE)
+    # no draw for one function: the problems of earlier specs stay as they were
+    return SearchProblem(pid, target, depth, rng.randrange(functions) if functions > 1 else 0)
 
 
 def search_try(p: SearchProblem, x: int) -> tuple[str, bool, int]:
     """One try: the candidate and its ``depth`` images as a chain, whether the last one is the target, and the
     next candidate (the image of the last value)."""
-    chain, v = [f"{TRY_WORD} {x}"], x
+    f, chain, v = SEARCH_FUNCS[p.func], [f"{TRY_WORD} {x}"], x
     for _ in range(p.depth):
-        v = SEARCH_F[v]
+        v = f[v]
         chain.append(f">{v}")
     hit = v == p.target
-    return "".join(chain) + f" is {p.target}? {YES if hit else NO}\n", hit, SEARCH_F[v]
+    return "".join(chain) + f" is {p.target}? {YES if hit else NO}\n", hit, f[v]
 
 
 def make_search_trace(p: SearchProblem, rng: random.Random, *, guess_prob: float = 0.1, give_up_prob: float = 0.2,
@@ -286,10 +300,10 @@ def make_search_trace(p: SearchProblem, rng: random.Random, *, guess_prob: float
     raise AssertionError("the tries walk the 7-cycle: one of them hits the target")
 
 
-def anchor_tries(depth: int) -> int:
-    """How many tries the search from the target (the anchored start) needs at ``depth``: 5 / 2 / 3 / 6 for depth
-    2 / 3 / 4 / 5 (the tries step by ``f^(depth+1)`` along the 7-cycle)."""
-    p = SearchProblem("x", 0, depth)
+def anchor_tries(depth: int, func: int = 0) -> int:
+    """How many tries the search from the target (the anchored start) needs at ``depth``: for ``f`` 5 / 2 / 3 / 6
+    for depth 2 / 3 / 4 / 5 (the tries step by ``f^(depth+1)`` along the 7-cycle)."""
+    p = SearchProblem("x", 0, depth, func)
     x = p.target
     for k in range(1, SEARCH_BASE + 1):
         _, hit, x = search_try(p, x)
