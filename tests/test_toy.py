@@ -350,6 +350,26 @@ def test_problems_with_several_functions_name_theirs_and_the_traces_apply_it(tok
     assert three.key() != ToyBaseSpec.from_dict({"task": "search", "min_terms": 2, "max_terms": 5}).key()
 
 
+def test_guesses_from_the_question_are_never_right():
+    # guess_target_prob 1: every guess (at once or after a "no") boxes the target, which f^depth never maps to
+    # itself, so a guess earns no reward at any cap; the searches that find the answer are unchanged
+    rng = random.Random(6)
+    problems = make_problems(400, seed=5, min_terms=2, max_terms=5, task="search", functions=2)
+    guessed = 0
+    for p in problems:
+        text = make_search_trace(p, rng, guess_prob=0.3, give_up_prob=0.3, guess_target_prob=1.0)
+        if GUESS_PHRASE in text:
+            guessed += 1
+            assert _boxed(text) == str(p.target) != p.answer
+        else:
+            assert _boxed(text) == p.answer
+    assert guessed > 100
+    rng = random.Random(6)  # at 0.5 some guesses are random digits again, and some of those are right
+    texts = [make_search_trace(p, rng, guess_prob=1.0, guess_target_prob=0.5) for p in problems]
+    assert 0 < sum(_boxed(t) == p.answer for t, p in zip(texts, problems)) < sum(
+        _boxed(t) == str(p.target) for t, p in zip(texts, problems))
+
+
 def test_toy_spec_rejects_bad_probabilities_and_hunch_depths():
     from siri_rl.toy.model import ToyBaseSpec
 
@@ -368,7 +388,7 @@ def test_toy_spec_rejects_bad_probabilities_and_hunch_depths():
 
 
 def test_new_habits_left_off_keep_the_shipped_traces_and_cache_key():
-    # anchor_prob / hunch_depths / functions came after SPEC_VERSION 5: at their defaults they draw no random number and stay
+    # anchor_prob / hunch_depths / functions / guess_target_prob came after SPEC_VERSION 5: at their defaults they draw no random number and stay
     # out of the cache key, so configs/toy.yaml's base model (docs/benchmarks.md: key 1ad4ce2a4285) is unchanged
     import hashlib
     from importlib.resources import files
@@ -377,7 +397,7 @@ def test_new_habits_left_off_keep_the_shipped_traces_and_cache_key():
     from siri_rl.toy import toy_spec
 
     spec = toy_spec(load_config(files("siri_rl") / "configs" / "toy.yaml"))
-    assert (spec.anchor_prob, spec.hunch_depths) == (0.0, ())
+    assert (spec.anchor_prob, spec.hunch_depths, spec.functions, spec.guess_target_prob) == (0.0, (), 1, 0.0)
     rng = random.Random(0)
     problems = make_problems(300, seed=1, min_terms=spec.min_terms, max_terms=spec.max_terms, task="search")
     traces = "".join(spec.trace(p, rng) for p in problems)

@@ -31,7 +31,8 @@ from siri_rl.toy.task import (
 from siri_rl.toy.tokenizer import build_toy_tokenizer
 
 SPEC_VERSION = 5  # bump when the task or trace format changes (invalidates cached base models)
-_ADDED_AFTER_V5 = ("anchor_prob", "hunch_depths", "functions")  # ToyBaseSpec.key() leaves them out at their defaults
+# ToyBaseSpec.key() leaves these out at their defaults
+_ADDED_AFTER_V5 = ("anchor_prob", "hunch_depths", "functions", "guess_target_prob")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class ToyBaseSpec:
     hunch_depths: tuple[int, ...] = ()  # ... at these depths only (empty: every depth)
     anchor_prob: float = 0.0  # the search task only: else start from the target
     functions: int = 1  # the search task only: how many functions (f, g, h) the problems name
+    guess_target_prob: float = 0.0  # the search task only: a guess boxes the number in the question (wrong)
     min_terms: int = 3
     max_terms: int = 10
     seed: int = 0
@@ -72,7 +74,7 @@ class ToyBaseSpec:
             d["hunch_depths"] = tuple(d["hunch_depths"])
         spec = cls(**d)
         for name in ("check_prob", "slip_prob", "recount_slip_prob", "guess_prob", "verify_prob", "give_up_prob",
-                     "hunch_prob", "anchor_prob"):
+                     "hunch_prob", "anchor_prob", "guess_target_prob"):
             value = getattr(spec, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
@@ -101,7 +103,7 @@ class ToyBaseSpec:
             return make_search_trace(problem, rng, guess_prob=self.guess_prob, give_up_prob=self.give_up_prob,
                                      check_prob=self.check_prob, max_checks=self.max_checks,
                                      hunch_prob=self.hunch_prob, anchor_prob=self.anchor_prob,
-                                     hunch_depths=self.hunch_depths)
+                                     hunch_depths=self.hunch_depths, guess_target_prob=self.guess_target_prob)
         return make_trace(problem, rng, max_checks=self.max_checks, check_prob=self.check_prob,
                           slip_prob=self.slip_prob, recount_slip_prob=self.recount_slip_prob,
                           guess_prob=self.guess_prob, verify_prob=self.verify_prob)

@@ -262,7 +262,8 @@ def search_try(p: SearchProblem, x: int) -> tuple[str, bool, int]:
 
 def make_search_trace(p: SearchProblem, rng: random.Random, *, guess_prob: float = 0.1, give_up_prob: float = 0.2,
                       check_prob: float = 0.5, max_checks: int = 2, hunch_prob: float = 0.0,
-                      anchor_prob: float = 0.0, hunch_depths: tuple[int, ...] = ()) -> str:
+                      anchor_prob: float = 0.0, hunch_depths: tuple[int, ...] = (),
+                      guess_target_prob: float = 0.0) -> str:
     """A base-model search: with ``guess_prob`` a guess right away ("so the answer is" a random digit, right 1
     time in 7), else tries from a first candidate until a "yes"; after each "no" it gives up with ``give_up_prob``
     and guesses, and after the "yes" it re-checks the found digit 1-``max_checks`` times with ``check_prob``
@@ -271,10 +272,16 @@ def make_search_trace(p: SearchProblem, rng: random.Random, *, guess_prob: float
     The first candidate is the answer with ``hunch_prob`` (an intuition to be checked; only at the depths in
     ``hunch_depths``, every depth if it is empty), else the target itself with ``anchor_prob`` (anchoring on the
     number in the question: a fixed start whose search is short at some depths and longer than L_max at others,
-    see :func:`anchor_tries`), else a random digit."""
+    see :func:`anchor_tries`), else a random digit.
+
+    A guess is the number in the question with ``guess_target_prob`` (never right: ``f^depth`` fixes no digit), else
+    a random digit (right 1 time in 7, a reward that RL can farm where no try fits the cap)."""
 
     def guess(prefix: str) -> str:
-        g = rng.randrange(SEARCH_BASE)
+        if guess_target_prob and rng.random() < guess_target_prob:  # no draw when off, as anchor_prob
+            g = p.target
+        else:
+            g = rng.randrange(SEARCH_BASE)
         return prefix + f"{GUESS_PHRASE} {g}\n</think>\n\\boxed{{{g}}}"
 
     if rng.random() < guess_prob:
