@@ -340,6 +340,8 @@ def test_problems_with_several_functions_name_theirs_and_the_traces_apply_it(tok
             seen.add(x)
             x = f[x]
         assert seen == set(range(SEARCH_BASE)) and x == 0
+    # conjugate 7-cycles: the anchored search takes as many tries under each (anchor_tries' docstring)
+    assert all([anchor_tries(d, fn) for d in (2, 3, 4, 5)] == [5, 2, 3, 6] for fn in range(len(SEARCH_FUNCS)))
     from siri_rl.toy.model import ToyBaseSpec
 
     with pytest.raises(ValueError, match="functions must be 1-3"):
@@ -388,8 +390,9 @@ def test_toy_spec_rejects_bad_probabilities_and_hunch_depths():
 
 
 def test_new_habits_left_off_keep_the_shipped_traces_and_cache_key():
-    # anchor_prob / hunch_depths / functions / guess_target_prob came after SPEC_VERSION 5: at their defaults they draw no random number and stay
-    # out of the cache key, so configs/toy.yaml's base model (docs/benchmarks.md: key 1ad4ce2a4285) is unchanged
+    # anchor_prob / hunch_depths / functions / guess_target_prob came after SPEC_VERSION 5: at their defaults they
+    # draw no random number and stay out of the cache key, so configs/toy.yaml's base model (docs/benchmarks.md:
+    # key 1ad4ce2a4285) is unchanged
     import hashlib
     from importlib.resources import files
 

@@ -191,9 +191,9 @@ def shortest_trace(problem: ToyProblem) -> str:
 SEARCH_F = (3, 6, 0, 5, 1, 4, 2)  # f(i) = SEARCH_F[i]: one 7-cycle, so f^d (d < 7) fixes no digit
 SEARCH_BASE = len(SEARCH_F)
 # ``toy.base.functions: n`` names the first n of these in the prompts ("Compute x: g4(x)=0."): each a 7-cycle of
-# the digits 0-6, all known by heart. More functions = more facts: n x 7 targets x depths to learn by heart, so the
-# answers a model can recall without searching are fewer, and a search cannot be replaced by recall in a few
-# rounds of RL (with f alone, 7 x 4 answers were recalled after one cycle and the cycles after it changed nothing).
+# the digits 0-6, all known by heart. More functions = more answers to recall (n x 7 targets x depths instead of
+# 7 x depths, which RL recalls within one cycle). Measured (docs/benchmarks.md, "Larger tables"): at the default
+# model size 1200 SFT steps do not teach the base model two or three functions (its "yes"/"no" is 64-73% right).
 SEARCH_FUNCS = (SEARCH_F, (5, 3, 6, 4, 0, 2, 1), (2, 4, 5, 0, 6, 1, 3))
 SEARCH_NAMES = "fgh"
 # The base model's next candidate is f(last value) = f^(depth+1)(candidate): the tries visit every digit only while
@@ -308,8 +308,9 @@ def make_search_trace(p: SearchProblem, rng: random.Random, *, guess_prob: float
 
 
 def anchor_tries(depth: int, func: int = 0) -> int:
-    """How many tries the search from the target (the anchored start) needs at ``depth``: for ``f`` 5 / 2 / 3 / 6
-    for depth 2 / 3 / 4 / 5 (the tries step by ``f^(depth+1)`` along the 7-cycle)."""
+    """How many tries the search from the target (the anchored start) needs at ``depth``: 5 / 2 / 3 / 6 for depth
+    2 / 3 / 4 / 5 (the tries step by ``f^(depth+1)`` along the 7-cycle, so every 7-cycle in SEARCH_FUNCS gives the
+    same counts)."""
     p = SearchProblem("x", 0, depth, func)
     x = p.target
     for k in range(1, SEARCH_BASE + 1):
