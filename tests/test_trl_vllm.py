@@ -32,15 +32,22 @@ def _completion_logps(model_dir: Path, seqs: list[list[int]], prompt_len: int):
     return logps[:, prompt_len - 1:]
 
 
-def _vllm_repacks_linear_weights() -> bool:
-    """What vLLM's own CPU GEMM dispatch does to a linear layer of the test model's size: True where it replaces the
-    weight by an empty parameter for a packed kernel (vllm/model_executor/layers/linear.py:216 calls
+def _vllm_repacks_linear_weights(model: Path) -> bool:
+    """What vLLM's own CPU GEMM dispatch does to a linear layer of the test model's size and engine dtype: True where
+    it replaces the weight by an empty parameter for a packed kernel (vllm/model_executor/layers/linear.py:216 calls
     ``dispatch_cpu_unquantized_gemm(layer, remove_weight=True)``, layers/utils.py). Decided by vLLM, independently of
-    the start-up check under test, so a wrong check fails this test on either kind of CPU."""
+    the start-up check under test, so a wrong check fails this test on either kind of CPU.
+
+    The dtype is the engine's, not the checkpoint's: TRL builds its colocated ``LLM`` without a dtype
+    (trl/generation/vllm_generation.py:347), and vLLM's "auto" downcasts a float32 checkpoint to the platform's
+    preferred dtype (vllm/config/model.py:2372-2374, bfloat16 on the CPU). Whether oneDNN can pack depends on it:
+    on an AMD EPYC without AVX-512 it packs a float32 weight and cannot build the bfloat16 kernel (and falls back to
+    torch's linear, keeping the weight), so a float32 probe there predicted a repack the engine never made."""
     import torch
+    from vllm.config import ModelConfig
     from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
 
-    layer = torch.nn.Linear(128, 128, bias=False)  # vllm_toy_model: hidden_size 128
+    layer = torch.nn.Linear(128, 128, bias=False).to(ModelConfig(model=str(model)).dtype)  # hidden_size 128
     dispatch_cpu_unquantized_gemm(layer, remove_weight=True)
     return layer.weight.numel() == 0
 
@@ -75,7 +82,7 @@ def test_vllm_rollouts_follow_the_cap_and_the_updated_policy(vllm_toy_model, vll
     })
     logs = Logs()
     run = tmp_path / "run"
-    if _vllm_repacks_linear_weights():
+    if _vllm_repacks_linear_weights(vllm_toy_model):
         # Where vLLM's CPU backend repacks linear weights (oneDNN on AVX-512 CPUs, AMX, zentorch), TRL's colocated
         # sync cannot load into them: siri must stop at start-up with one line (engines/trl/colocate.py), not with
         # vLLM's AttributeError at the first sync. The rollout checks below cannot run on such a CPU, and the report
