@@ -204,6 +204,11 @@ def build_toy_base(spec: ToyBaseSpec, out_dir: str | Path, *, progress: bool = T
             if spec.sft_length_chunk > 1:
                 encoded.sort(key=lambda e: len(e[0]))
             pending = [encoded[i : i + spec.sft_batch_size] for i in range(0, n, spec.sft_batch_size)]
+            # the loss is a mean over a batch's response tokens, so once batches are sorted a batch of short
+            # guesses would weigh as much as one of long searches: weigh each by its token count against the
+            # chunk's mean instead, so a chunk's tokens count as in unsorted batches (unweighted, the base model
+            # never learned f in 1200 steps: measured)
+            targets = sum(sum(m[1:]) for _, m in encoded) / len(pending)  # the tokens HF's shifted loss counts
             if spec.sft_length_chunk > 1:
                 order_rng.shuffle(pending)  # not short-to-long: every length throughout the cosine schedule
             pending.reverse()
@@ -219,7 +224,10 @@ def build_toy_base(spec: ToyBaseSpec, out_dir: str | Path, *, progress: bool = T
             ids[i, : len(s)] = torch.tensor(s)
             labels[i, : len(s)] = torch.tensor([t if k else -100 for t, k in zip(s, m)])
         loss = model(input_ids=ids, labels=labels).loss
-        loss.backward()
+        if spec.sft_length_chunk > 1:
+            (loss * (sum(sum(m[1:]) for m in masks) / targets)).backward()
+        else:
+            loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
