@@ -147,29 +147,6 @@ def test_base_model_build_is_cached_and_deterministic(tmp_path, monkeypatch):
     assert json.loads((path / "toy_spec.json").read_text())["sft_steps"] == 3
 
 
-def test_sft_length_chunks_cut_padding_and_stay_deterministic(tmp_path):
-    # toy.base.sft_length_chunk: the SFT samples of that many batches are sorted by length before batching (less
-    # right padding); the same samples, so the traces' random stream is untouched, in a deterministic grouping
-    from safetensors.torch import load_file
-
-    from siri_rl.toy.model import ToyBaseSpec, build_toy_base
-
-    small = dict(task="search", min_terms=2, max_terms=5, hidden_size=16, num_layers=1, num_heads=2,
-                 intermediate_size=32, sft_steps=8, sft_batch_size=8, check_prob=0.9, give_up_prob=0.2)
-    plain, chunked = ToyBaseSpec(**small), ToyBaseSpec(**small, sft_length_chunk=8)
-    assert ToyBaseSpec(**small, sft_length_chunk=1).key() == plain.key() != chunked.key()
-    runs = {name: build_toy_base(spec, tmp_path / name, progress=False)
-            for name, spec in (("plain", plain), ("chunked", chunked), ("again", chunked))}
-    stats = {name: json.loads((path / "toy_spec.json").read_text()) for name, path in runs.items()}
-    assert stats["chunked"]["padding_fraction"] < 0.5 * stats["plain"]["padding_fraction"]
-    weights = {name: load_file(path / "model.safetensors") for name, path in runs.items()}
-    assert all((weights["chunked"][k] == weights["again"][k]).all() for k in weights["plain"])
-    assert any((weights["chunked"][k] != weights["plain"][k]).any() for k in weights["plain"])
-    for bad in (0, 2.5, True):
-        with pytest.raises(ValueError, match="sft_length_chunk must be a whole number of batches"):
-            ToyBaseSpec.from_dict({**small, "sft_length_chunk": bad})
-
-
 @pytest.mark.slow
 def test_toy_quick_end_to_end(tmp_path, monkeypatch):
     from typer.testing import CliRunner
@@ -423,8 +400,7 @@ def test_new_habits_left_off_keep_the_shipped_traces_and_cache_key():
     from siri_rl.toy import toy_spec
 
     spec = toy_spec(load_config(files("siri_rl") / "configs" / "toy.yaml"))
-    assert (spec.anchor_prob, spec.hunch_depths, spec.functions, spec.guess_target_prob,
-            spec.sft_length_chunk) == (0.0, (), 1, 0.0, 1)
+    assert (spec.anchor_prob, spec.hunch_depths, spec.functions, spec.guess_target_prob) == (0.0, (), 1, 0.0)
     rng = random.Random(0)
     problems = make_problems(300, seed=1, min_terms=spec.min_terms, max_terms=spec.max_terms, task="search")
     traces = "".join(spec.trace(p, rng) for p in problems)
