@@ -193,7 +193,8 @@ SEARCH_BASE = len(SEARCH_F)
 # ``toy.base.functions: n`` names the first n of these in the prompts ("Compute x: g4(x)=0."): each a 7-cycle of
 # the digits 0-6, all known by heart. More functions = more answers to recall (n x 7 targets x depths instead of
 # 7 x depths, which RL recalls within one cycle). Measured (docs/benchmarks.md, "Larger tables"): at the default
-# model size 1200 SFT steps do not teach the base model two or three functions (its "yes"/"no" is 64-73% right).
+# model size 1200 SFT steps of 32 do not teach the base model two or three functions (its "yes"/"no" is 64-73%
+# right); 4800 steps of 8 teach two (86%), and then neither SIRI nor the constant recalls any answer in 120 rounds.
 SEARCH_FUNCS = (SEARCH_F, (5, 3, 6, 4, 0, 2, 1), (2, 4, 5, 0, 6, 1, 3))
 SEARCH_NAMES = "fgh"
 # The base model's next candidate is f(last value) = f^(depth+1)(candidate): the tries visit every digit only while
