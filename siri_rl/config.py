@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,20 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-6`` / ``2E+3`` as floats: PyYAML follows YAML 1.1, whose float
+    pattern needs a dot (``1.0e-6``; yaml/resolver.py, the ``tag:yaml.org,2002:float`` resolver), so a learning rate
+    written ``1e-6`` would be the string "1e-6"."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 -- a SafeLoader subclass
+
+
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     path = path.resolve()
     if path in seen:
@@ -175,7 +190,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = _load_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(data, dict):
@@ -219,7 +234,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for item in parse_overrides(overrides):
         key, _, raw = item.partition("=")
         try:
-            value = yaml.safe_load(raw) if raw != "" else None
+            value = _load_yaml(raw) if raw != "" else None
         except yaml.YAMLError:
             value = raw
         node = data
@@ -304,8 +319,10 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
         raise ConfigError(f"{where}training.group_size must be >= 2: GRPO normalises rewards within a group")
     if not 0 <= t.clip_low < 1 or not 0 <= t.clip_high < 10:
         raise ConfigError(f"{where}training.clip_low/clip_high out of range: {t.clip_low}, {t.clip_high}")
-    if t.learning_rate <= 0 or t.temperature <= 0:
-        raise ConfigError(f"{where}training.learning_rate and temperature must be positive")
+    for name in ("learning_rate", "temperature"):
+        value = getattr(t, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{where}training.{name} must be a positive number, got {value!r}")
     toy, ev = cfg.toy, cfg.toy.eval
     for name, value in (("toy.train_problems", toy.train_problems), ("toy.eval.per_difficulty", ev.per_difficulty),
                         ("toy.eval.n", ev.n), ("toy.eval.max_len", ev.max_len), ("toy.torch_threads", toy.torch_threads)):

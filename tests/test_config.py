@@ -46,6 +46,17 @@ def test_extends_with_another_schedule_kind_replaces_the_schedule(tmp_path):
     assert cfg.training.rounds == 1920  # the other sections are still inherited
 
 
+def test_exponents_without_a_dot_are_numbers(tmp_path):
+    # PyYAML reads YAML 1.1, where "1e-6" (no dot) is a string: a learning rate written that way, in a file or on the
+    # command line, used to reach the validation as a str and fail with a TypeError traceback
+    (tmp_path / "lr.yaml").write_text("extends: base.yaml\ntraining: {learning_rate: 1e-6}\n")
+    write(tmp_path / "base.yaml", BASE)
+    assert load_config(tmp_path / "lr.yaml").training.learning_rate == 1e-6
+    cfg = load_config(tmp_path / "base.yaml", ["training.learning_rate=2e-4", "training.clip_high=2.8E-1"])
+    assert cfg.training.learning_rate == 2e-4 and cfg.training.clip_high == 0.28
+    assert load_config(tmp_path / "base.yaml", ["name=1e3x"]).name == "1e3x"  # not a number: stays a string
+
+
 def test_parse_overrides_forms():
     assert parse_overrides(["a.b=1", "--c.d", "2", "--e=3", "--flag"]) == ["a.b=1", "c.d=2", "e=3", "flag=true"]
     with pytest.raises(ConfigError, match="key=value"):
@@ -70,6 +81,8 @@ def test_parse_overrides_forms():
         ("toy.eval.n=0", "toy.eval.n must be a positive integer"),
         ("toy.eval=3", "section 'toy.eval' must be a mapping"),
         ("eval.benchmarks=aime24", "eval.benchmarks must be a list"),
+        ("training.learning_rate=fast", "training.learning_rate must be a positive number, got 'fast'"),
+        ("training.temperature=0", "training.temperature must be a positive number, got 0"),
     ],
 )
 def test_bad_configs_fail_clearly(tmp_path, override, message):
