@@ -51,7 +51,7 @@ def budget(config: str, caps: list[int], threads: int | None = None, out: Path =
     base = toy_model_path(cfg)
     print(f"base model {base} ({time.time() - t0:.0f} s)")
     spec = toy_spec(cfg)
-    diffs = list(range(spec.min_terms, spec.max_terms + 1))
+    diffs = list(spec.levels)
     print(f"| cap | acc % [95%] | mean len | checks/resp | truncated | {' | '.join(f'k={d}' for d in diffs)} |")
     print("|" + "---|" * (5 + len(diffs)))
     for cap in caps:
@@ -72,9 +72,9 @@ def report(out: Path) -> None:
         s = json.loads((out / name / "summary.json").read_text())
         results = s["results"] if name == found[0] else s["results"][1:]
         diffs = sorted(int(k) for k in s["results"][0]["by_difficulty"])
-        # the top 3/8 of the difficulties: k = 8-10 of the count task, depth 4-5 of the search task (the ones
-        # whose shortest correct response does not fit L_min in configs/toy-count.yaml and configs/toy.yaml)
-        hardest = diffs[len(diffs) * 5 // 8:]
+        # the top third of the difficulties: k = 11-12 of configs/toy.yaml, k = 8-10 of configs/toy-count.yaml,
+        # depth 4-5 of configs/toy-search.yaml (the ones whose shortest correct response does not fit L_min there)
+        hardest = diffs[len(diffs) * 2 // 3:]
         if name == found[0]:
             print(f"| run | checkpoint | acc % [95%] | mean len | vs base | checks/resp | hardest (k>={hardest[0]}) "
                   f"% [95%] | {' | '.join(f'k={d}' for d in diffs)} |")

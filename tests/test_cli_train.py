@@ -264,5 +264,5 @@ def test_dry_run_checks_the_toy_base_spec_without_building_it(tmp_path, monkeypa
     assert result.exit_code != 0
     assert "toy.base: anchor_prob must be a probability in [0, 1], got 2" in _text(result)
     assert "Traceback" not in result.output
-    info = _dry_run("toy.base.anchor_prob=1.0", "toy.base.hunch_depths=[2,3,4]")
+    info = _dry_run("-c", "toy-search", "toy.base.anchor_prob=1.0", "toy.base.hunch_depths=[2,3,4]")
     assert info is not None and not (tmp_path / "cache").exists()

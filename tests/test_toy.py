@@ -82,6 +82,26 @@ def test_only_a_recount_corrects_a_slip_and_recounts_of_a_clean_pass_add_nothing
     assert all(_boxed(t) != p.answer for t in overthought)
 
 
+def test_step_checks_re_read_each_line_and_change_no_answer(tok):
+    # step_check_prob: after each line, a check phrase and the same line again -- redundancy that grows with the
+    # count (a 10-step problem carries ~10 re-reads, a 3-step one ~3), never a different answer
+    rng = random.Random(2)
+    p = ToyProblem("x", 8, 1, 6)
+    always = [make_trace(p, rng, check_prob=0.0, slip_prob=0.0, step_check_prob=1.0) for _ in range(20)]
+    for text in always:
+        lines = text.split("</think>")[0].splitlines()
+        assert [lines[i] for i in range(0, len(lines), 3)] == [f"{i}:{8 + i}" for i in range(1, 7)]
+        assert all(lines[i] in CHECK_PHRASES and lines[i + 1] == lines[i - 1] for i in range(1, len(lines), 3))
+        assert _boxed(text) == p.answer
+    assert {text.count("wait") for text in always} != {0}  # both phrases are drawn
+    sometimes = [make_trace(p, rng, check_prob=0.0, slip_prob=0.0, step_check_prob=0.5) for _ in range(200)]
+    counts = [sum(t.count(c) for c in CHECK_PHRASES) for t in sometimes]
+    assert set(counts) <= set(range(7)) and 2.5 < sum(counts) / len(counts) < 3.5
+    assert all(_boxed(t) == p.answer for t in sometimes)
+    lengths = [len(tok(t).input_ids) for t in sometimes]
+    assert min(lengths) < len(tok(shortest_trace(p)).input_ids) + 20 < max(lengths)
+
+
 def test_shipped_traces_are_wrong_often_and_verbose(tok):
     # configs/toy-count.yaml's supervised traces: about half end wrong (the base model copies that), and the
     # correct ones carry recounts to compress (issue 16: base accuracy 35-75%, room to shorten by >= 40%)
@@ -197,17 +217,16 @@ def test_toy_evaluates_with_siri_eval(tmp_path, monkeypatch):
     run.mkdir()
     [base] = evaluate_run(cfg, run, toy_model_path(cfg))  # no checkpoints yet: the base model alone
     heldout = [json.loads(line) for line in (run / "eval" / "toy-heldout.jsonl").read_text().splitlines()]
-    assert heldout == [p.to_dict() for p in balanced_problems(2, seed=cfg.toy.eval.seed, min_terms=2, max_terms=5,
-                                                               task="search")]
-    assert base["name"] == "base" and base["n"] == 8 and set(base["by_difficulty"]) == {"2", "3", "4", "5"}
+    assert heldout == [p.to_dict() for p in balanced_problems(2, seed=cfg.toy.eval.seed, difficulties=(3, 4, 5))]
+    assert base["name"] == "base" and base["n"] == 6 and set(base["by_difficulty"]) == {"3", "4", "5"}
     args = json.loads((run / "eval" / "base" / "eval_args.json").read_text())
     assert (args["backend"], args["max_tokens"], args["temperature"], args["top_p"], args["n"]) == (
         "transformers", 16, 0.6, 1.0, 1)
     samples = [json.loads(line) for line in (run / "eval" / "base" / "samples.jsonl").read_text().splitlines()]
-    assert len(samples) == 8 and all(s["response_tokens"] <= 16 for s in samples)
+    assert len(samples) == 6 and all(s["response_tokens"] <= 16 for s in samples)
     checks = sum(s["response"].count("wait") + s["response"].count("alternatively") for s in samples)
-    assert base["wait_per_response"] == checks / 8
-    assert base["mean_length"] == pytest.approx(sum(s["response_tokens"] for s in samples) / 8, abs=0.01)
+    assert base["wait_per_response"] == checks / 6
+    assert base["mean_length"] == pytest.approx(sum(s["response_tokens"] for s in samples) / 6, abs=0.01)
     stamp = (run / "eval" / "base" / "samples.jsonl").stat().st_mtime_ns
     assert evaluate_run(cfg, run, toy_model_path(cfg))[0]["accuracy"] == base["accuracy"]  # resumed: nothing new
     assert (run / "eval" / "base" / "samples.jsonl").stat().st_mtime_ns == stamp
@@ -379,8 +398,12 @@ def test_toy_spec_rejects_bad_probabilities_and_hunch_depths():
         ToyBaseSpec.from_dict({"task": "search", "min_terms": 2, "max_terms": 5, "anchor_prob": 1.5})
     with pytest.raises(ValueError, match="give_up_prob must be a probability"):
         ToyBaseSpec.from_dict({"task": "search", "min_terms": 2, "max_terms": 5, "give_up_prob": "often"})
-    with pytest.raises(ValueError, match=r"hunch_depths \[6\] lie outside the depths 2-5"):
+    with pytest.raises(ValueError, match=r"hunch_depths \[6\] lie outside the depths \[2, 3, 4, 5\]"):
         ToyBaseSpec.from_dict({"task": "search", "min_terms": 2, "max_terms": 5, "hunch_depths": [4, 6]})
+    with pytest.raises(ValueError, match="step_check_prob is a habit of the count task, not of 'search'"):
+        ToyBaseSpec.from_dict({"task": "search", "min_terms": 2, "max_terms": 5, "step_check_prob": 0.5})
+    with pytest.raises(ValueError, match="step_check_prob must be a probability"):
+        ToyBaseSpec.from_dict({"step_check_prob": -0.1})
     with pytest.raises(ValueError, match="hunch_depths must be a list of depths"):
         ToyBaseSpec.from_dict({"task": "search", "min_terms": 2, "max_terms": 5, "hunch_depths": 4})
     # a YAML list becomes a tuple (the spec stays hashable) and is part of the cache key
@@ -390,8 +413,8 @@ def test_toy_spec_rejects_bad_probabilities_and_hunch_depths():
 
 
 def test_new_habits_left_off_keep_the_shipped_traces_and_cache_key():
-    # anchor_prob / hunch_depths / functions / guess_target_prob came after SPEC_VERSION 5: at their defaults they
-    # draw no random number and stay out of the cache key, so configs/toy.yaml's base model (docs/benchmarks.md:
+    # anchor_prob / hunch_depths / functions / guess_target_prob / step_check_prob came after SPEC_VERSION 5: at their defaults they
+    # draw no random number and stay out of the cache key, so configs/toy-search.yaml's base model (docs/benchmarks.md:
     # key 1ad4ce2a4285) is unchanged
     import hashlib
     from importlib.resources import files
@@ -399,13 +422,58 @@ def test_new_habits_left_off_keep_the_shipped_traces_and_cache_key():
     from siri_rl.config import load_config
     from siri_rl.toy import toy_spec
 
-    spec = toy_spec(load_config(files("siri_rl") / "configs" / "toy.yaml"))
+    spec = toy_spec(load_config(files("siri_rl") / "configs" / "toy-search.yaml"))
     assert (spec.anchor_prob, spec.hunch_depths, spec.functions, spec.guess_target_prob) == (0.0, (), 1, 0.0)
+    count = toy_spec(load_config(files("siri_rl") / "configs" / "toy-count.yaml"))
+    assert spec.step_check_prob == count.step_check_prob == 0.0
+    rng = random.Random(0)
+    count_traces = "".join(count.trace(p, rng) for p in make_problems(300, seed=1))
+    assert count.key() == "ce5de048bc7f"
+    assert hashlib.sha256(count_traces.encode()).hexdigest()[:16] == "dd6a36c3cf8e84f4"  # as before step checks
     rng = random.Random(0)
     problems = make_problems(300, seed=1, min_terms=spec.min_terms, max_terms=spec.max_terms, task="search")
     traces = "".join(spec.trace(p, rng) for p in problems)
     assert spec.key() == "1ad4ce2a4285"
     assert hashlib.sha256(traces.encode()).hexdigest()[:16] == "d21ed2284f0f888f"  # as before the new habits
+
+
+def test_difficulties_replace_the_range_for_training_and_held_out_problems():
+    # toy.base.difficulties: a mix with a gap (easy 3-6, hard 11-12) instead of every difficulty in a range
+    from siri_rl.toy.model import ToyBaseSpec
+
+    spec = ToyBaseSpec.from_dict({"difficulties": [3, 4, 5, 6, 11, 12], "step_check_prob": 0.9})
+    assert spec.levels == (3, 4, 5, 6, 11, 12) and (spec.min_terms, spec.max_terms) == (3, 12)
+    drawn = make_problems(600, seed=1, difficulties=spec.difficulties)
+    counts = {k: sum(p.difficulty == k for p in drawn) for k in spec.levels}
+    assert set(counts) == {p.difficulty for p in drawn} and min(counts.values()) > 70  # uniform over the list
+    assert all(int(p.answer) == p.start + p.count for p in drawn)
+    held_out = balanced_problems(3, seed=9, difficulties=spec.difficulties)
+    assert [p.difficulty for p in held_out] == [k for k in spec.levels for _ in range(3)]
+    assert make_problems(50, seed=1) == make_problems(50, seed=1, difficulties=())  # no list: the range, as before
+    assert spec.key() != ToyBaseSpec.from_dict({"min_terms": 3, "max_terms": 12, "step_check_prob": 0.9}).key()
+    for bad in ([3, 3], [0, 4], ["4"], 4):
+        with pytest.raises(ValueError, match="difficulties must be a list of distinct positive integers"):
+            ToyBaseSpec.from_dict({"difficulties": bad})
+    with pytest.raises(ValueError, match="depth .* is at most 5"):
+        ToyBaseSpec.from_dict({"task": "search", "difficulties": [2, 6]})
+
+
+def test_the_shipped_default_trains_and_evaluates_on_its_difficulties_only(tmp_path, monkeypatch):
+    # the training rows (TRL), the veRL train file and the held-out benchmark all follow toy.base.difficulties
+    from importlib.resources import files
+
+    from siri_rl.config import load_config
+    from siri_rl.toy import toy_train_file, toy_train_rows
+    from siri_rl.toy.run import write_heldout_benchmark
+
+    monkeypatch.setenv("SIRI_TOY_CACHE", str(tmp_path / "cache"))
+    cfg = load_config(files("siri_rl") / "configs" / "toy.yaml")
+    rows = toy_train_rows(cfg)
+    assert len(rows) == cfg.toy.train_problems and {r["difficulty"] for r in rows} == {3, 4, 5, 6, 11, 12}
+    assert [json.loads(line) for line in toy_train_file(cfg).read_text().splitlines()] == rows
+    held_out = [json.loads(line) for line in write_heldout_benchmark(cfg, tmp_path).read_text().splitlines()]
+    assert [r["difficulty"] for r in held_out] == [k for k in (3, 4, 5, 6, 11, 12) for _ in range(128)]
+    assert not {r["problem"] for r in held_out} - {f"Compute {s}+{k}." for s in range(1, 10) for k in (3, 4, 5, 6, 11, 12)}
 
 
 def test_toy_spec_rejects_unknown_tasks_and_empty_difficulty_ranges():
@@ -421,14 +489,14 @@ def test_toy_spec_rejects_unknown_tasks_and_empty_difficulty_ranges():
 
 
 def test_shipped_search_traces_are_wrong_often_and_verbose(tok):
-    # configs/toy.yaml's supervised traces: about half give up and guess (the base model copies that), and the
+    # configs/toy-search.yaml's supervised traces: about half give up and guess (the base model copies that), and the
     # found ones carry re-checks to compress (issue 16: base accuracy 35-75%, room to shorten by >= 40%)
     from importlib.resources import files
 
     from siri_rl.config import load_config
     from siri_rl.toy import toy_spec
 
-    spec = toy_spec(load_config(files("siri_rl") / "configs" / "toy.yaml"))
+    spec = toy_spec(load_config(files("siri_rl") / "configs" / "toy-search.yaml"))
     assert spec.task == "search"
     rng = random.Random(0)
     problems = make_problems(1000, seed=1, min_terms=spec.min_terms, max_terms=spec.max_terms, task="search")
@@ -445,7 +513,7 @@ def test_hardest_search_problems_cannot_be_checked_once_within_l_min(tok):
 
     from siri_rl.config import load_config
 
-    cfg = load_config(files("siri_rl") / "configs" / "toy.yaml")
+    cfg = load_config(files("siri_rl") / "configs" / "toy-search.yaml")
     l_min, l_max = cfg.schedule.l_min, cfg.schedule.l_max
 
     def tokens(text):
@@ -458,3 +526,36 @@ def test_hardest_search_problems_cannot_be_checked_once_within_l_min(tok):
     one_try = len(tok(search_try(SearchProblem("x", 0, 5), 3)[0]).input_ids)
     answer = tokens("</think>\n\\boxed{3}")
     assert one_try == 21 and 5 * one_try + answer <= l_max < 6 * one_try + answer
+
+
+def test_shipped_default_re_reads_keep_the_hard_problems_out_of_l_max_and_only_there(tok):
+    # configs/toy.yaml: with the base model's re-reads every easy problem fits L_max and almost no hard one does;
+    # without them every problem fits L_max, and no hard one fits L_min (issue 16: the constant L_max must have
+    # next to nothing to learn from, SIRI a falling cap that makes the easy problems drop the re-reads first)
+    from importlib.resources import files
+
+    from siri_rl.config import load_config
+    from siri_rl.toy import toy_spec
+
+    cfg = load_config(files("siri_rl") / "configs" / "toy.yaml")
+    spec, l_min, l_max = toy_spec(cfg), cfg.schedule.l_min, cfg.schedule.l_max
+    assert spec.task == "count" and spec.levels == (3, 4, 5, 6, 11, 12) and (l_min, l_max) == (26, 128)
+    assert cfg.toy.eval.max_len == l_max
+
+    def tokens(text):
+        return len(tok(text).input_ids) + 1  # + EOS
+
+    rng = random.Random(0)
+    problems = make_problems(3000, seed=1, difficulties=spec.difficulties)
+    fits = {k: [] for k in spec.levels}
+    for p in problems:
+        text = spec.trace(p, rng)  # what build_toy_base trains on
+        assert _boxed(text) == p.answer  # re-reads never change the answer: only the cap does
+        fits[p.difficulty].append(tokens(text) <= l_max)
+    assert all(all(fits[k]) for k in (3, 4, 5)) and sum(fits[6]) / len(fits[6]) > 0.99
+    assert sum(fits[11] + fits[12]) / len(fits[11] + fits[12]) < 0.01
+    for start in range(1, 10):
+        shortest = {k: tokens(shortest_trace(ToyProblem("x", start, 1, k))) for k in spec.levels}
+        assert shortest[12] <= l_max and shortest[11] > l_min
+        assert shortest[3] <= l_min < shortest[5]
+

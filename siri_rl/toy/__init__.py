@@ -55,7 +55,7 @@ def toy_train_rows(cfg: Any) -> list[dict]:
     n = cfg.toy.train_problems
     return [p.to_dict() for p in make_problems(n, seed=cfg.training.seed, min_terms=spec.min_terms,
                                                max_terms=spec.max_terms, prefix="train", task=spec.task,
-                                               functions=spec.functions)]
+                                               functions=spec.functions, difficulties=spec.difficulties)]
 
 
 def toy_train_file(cfg: Any) -> Path:
@@ -71,6 +71,8 @@ def toy_train_file(cfg: Any) -> Path:
         ident["task"] = spec.task
     if spec.functions != 1:
         ident["functions"] = spec.functions
+    if spec.difficulties:
+        ident["difficulties"] = list(spec.difficulties)
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_root() / f"train-{key}.jsonl"
     if not path.is_file():

@@ -32,7 +32,8 @@ from siri_rl.toy.tokenizer import build_toy_tokenizer
 
 SPEC_VERSION = 5  # bump when the task or trace format changes (invalidates cached base models)
 # ToyBaseSpec.key() leaves these out at their defaults
-_ADDED_AFTER_V5 = ("anchor_prob", "hunch_depths", "functions", "guess_target_prob")
+_ADDED_AFTER_V5 = ("anchor_prob", "hunch_depths", "functions", "guess_target_prob", "step_check_prob",
+                  "difficulties")
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,16 @@ class ToyBaseSpec:
     anchor_prob: float = 0.0  # the search task only: else start from the target
     functions: int = 1  # the search task only: how many functions (f, g, h) the problems name
     guess_target_prob: float = 0.0  # the search task only: a guess boxes the number in the question (wrong)
+    step_check_prob: float = 0.0  # the count task only: re-read each line after writing it
     min_terms: int = 3
     max_terms: int = 10
+    difficulties: tuple[int, ...] = ()  # if not empty, the difficulties drawn instead of min_terms-max_terms
     seed: int = 0
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        """The difficulties problems are drawn from (uniformly)."""
+        return self.difficulties or tuple(range(self.min_terms, self.max_terms + 1))
 
     @classmethod
     def from_dict(cls, d: dict | None) -> ToyBaseSpec:
@@ -70,11 +78,12 @@ class ToyBaseSpec:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown toy model key(s) {unknown}; valid keys: {sorted(names)}")
-        if isinstance(d.get("hunch_depths"), list):
-            d["hunch_depths"] = tuple(d["hunch_depths"])
+        for name in ("hunch_depths", "difficulties"):
+            if isinstance(d.get(name), list):
+                d[name] = tuple(d[name])
         spec = cls(**d)
         for name in ("check_prob", "slip_prob", "recount_slip_prob", "guess_prob", "verify_prob", "give_up_prob",
-                     "hunch_prob", "anchor_prob", "guess_target_prob"):
+                     "hunch_prob", "anchor_prob", "guess_target_prob", "step_check_prob"):
             value = getattr(spec, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
@@ -83,6 +92,12 @@ class ToyBaseSpec:
             raise ValueError(f"hunch_depths must be a list of depths, got {spec.hunch_depths!r}")
         if spec.task not in TASKS:
             raise ValueError(f"task must be one of {list(TASKS)}, got {spec.task!r}")
+        if not isinstance(spec.difficulties, tuple) or not all(
+                isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in spec.difficulties) or len(
+                set(spec.difficulties)) != len(spec.difficulties):
+            raise ValueError(f"difficulties must be a list of distinct positive integers, got {spec.difficulties!r}")
+        if spec.difficulties:  # they replace min_terms-max_terms, which the checks below then read
+            spec = dataclasses.replace(spec, min_terms=min(spec.difficulties), max_terms=max(spec.difficulties))
         if not 1 <= spec.min_terms <= spec.max_terms:
             raise ValueError(f"need 1 <= min_terms <= max_terms, got {spec.min_terms} and {spec.max_terms}")
         if spec.task == "search" and spec.max_terms > MAX_SEARCH_DEPTH:
@@ -91,10 +106,11 @@ class ToyBaseSpec:
         if isinstance(spec.functions, bool) or not isinstance(spec.functions, int) or not (
                 1 <= spec.functions <= len(SEARCH_FUNCS)) or (spec.task != "search" and spec.functions != 1):
             raise ValueError(f"functions must be 1-{len(SEARCH_FUNCS)} (the search task only), got {spec.functions!r}")
-        outside = [k for k in spec.hunch_depths if not spec.min_terms <= k <= spec.max_terms]
+        if spec.step_check_prob and spec.task != "count":
+            raise ValueError(f"step_check_prob is a habit of the count task, not of {spec.task!r}")
+        outside = [k for k in spec.hunch_depths if k not in spec.levels]
         if outside:
-            raise ValueError(f"hunch_depths {outside} lie outside the depths {spec.min_terms}-{spec.max_terms} "
-                             f"(min_terms-max_terms)")
+            raise ValueError(f"hunch_depths {outside} lie outside the depths {list(spec.levels)}")
         return spec
 
     def trace(self, problem, rng: random.Random) -> str:
@@ -106,7 +122,8 @@ class ToyBaseSpec:
                                      hunch_depths=self.hunch_depths, guess_target_prob=self.guess_target_prob)
         return make_trace(problem, rng, max_checks=self.max_checks, check_prob=self.check_prob,
                           slip_prob=self.slip_prob, recount_slip_prob=self.recount_slip_prob,
-                          guess_prob=self.guess_prob, verify_prob=self.verify_prob)
+                          guess_prob=self.guess_prob, verify_prob=self.verify_prob,
+                          step_check_prob=self.step_check_prob)
 
     def key(self) -> str:
         fields = dataclasses.asdict(self)
@@ -174,7 +191,7 @@ def build_toy_base(spec: ToyBaseSpec, out_dir: str | Path, *, progress: bool = T
     # Training problems come from a seed stream disjoint from evaluation's (see siri_rl.toy.run).
     problems = make_problems(spec.sft_steps * spec.sft_batch_size, seed=10_000 + spec.seed,
                              min_terms=spec.min_terms, max_terms=spec.max_terms, prefix="sft", task=spec.task,
-                             functions=spec.functions)
+                             functions=spec.functions, difficulties=spec.difficulties)
     bar = None
     if progress:
         from tqdm.auto import tqdm

@@ -49,7 +49,7 @@ def write_heldout_benchmark(cfg: ExperimentConfig, run_dir: Path) -> Path:
 
     ev, spec = cfg.toy.eval, toy_spec(cfg)
     problems = balanced_problems(ev.per_difficulty, seed=ev.seed, min_terms=spec.min_terms, max_terms=spec.max_terms,
-                                 task=spec.task, functions=spec.functions)
+                                 task=spec.task, functions=spec.functions, difficulties=spec.difficulties)
     path = run_dir / EVAL_SUBDIR / HELDOUT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(path, "".join(json.dumps(p.to_dict()) + "\n" for p in problems))

@@ -1,9 +1,12 @@
 """The toy tasks, with "overthinking" reasoning traces for supervised warm-up (``toy.base.task``):
 
-- ``search`` (the embedded default, ``configs/toy.yaml``; bottom of this module): "Compute x: f3(x)=5." for a fixed
-  permutation ``f`` the base model knows by heart, answered by trying candidates until one checks out;
-- ``count`` (``configs/toy-count.yaml``, the first default): "Compute 7+6." answered by counting up one at a time
-  (6 numbered steps: 8, 9, ..., 13). The second operand (3-10) is the difficulty.
+- ``count``: "Compute 7+6." answered by counting up one at a time (6 numbered steps: 8, 9, ..., 13); the second
+  operand is the difficulty. The embedded default (``configs/toy.yaml``) draws 3-6 or 11-12 steps and a base model
+  that re-reads each line after writing it (``step_check_prob``: redundancy that grows with the problem, so the
+  hard problems do not fit L_max with it); the first default (``configs/toy-count.yaml``) 3-10 steps with slips,
+  recounts of the whole pass and guesses, described below;
+- ``search`` (the second default, ``configs/toy-search.yaml``; bottom of this module): "Compute x: f3(x)=5." for a
+  fixed permutation ``f`` the base model knows by heart, answered by trying candidates until one checks out.
 
 The count task, in detail:
 
@@ -85,28 +88,35 @@ def _draw(rng: random.Random, pid: str, difficulty: int, task: str = "count", fu
 
 def make_problems(
     n: int, *, seed: int, min_terms: int = MIN_TERMS, max_terms: int = MAX_TERMS, prefix: str = "toy",
-    task: str = "count", functions: int = 1,
+    task: str = "count", functions: int = 1, difficulties: tuple[int, ...] = (),
 ) -> list:
     """``n`` problems of ``task`` with difficulty uniform in [min_terms, max_terms] (the count task: additions;
-    the search task: depth, with one of ``functions`` functions), deterministic given ``seed``.
+    the search task: depth, with one of ``functions`` functions), or uniform over ``difficulties`` if it is not
+    empty, deterministic given ``seed``.
 
     Training and evaluation use different seeds (and ``prefix``) so evaluation problems are held out.
     """
     rng = random.Random(seed)
-    return [_draw(rng, f"{prefix}-{seed}-{i}", rng.randint(min_terms, max_terms), task, functions)
-            for i in range(n)]
+    def difficulty() -> int:  # randint when no list is given: the problems of earlier specs stay as they were
+        return rng.choice(difficulties) if difficulties else rng.randint(min_terms, max_terms)
+
+    return [_draw(rng, f"{prefix}-{seed}-{i}", difficulty(), task, functions) for i in range(n)]
 
 
 def balanced_problems(per_difficulty: int, *, seed: int, min_terms: int = MIN_TERMS,
-                      max_terms: int = MAX_TERMS, task: str = "count", functions: int = 1) -> list:
-    """``per_difficulty`` held-out problems for each difficulty (for per-difficulty accuracy)."""
+                      max_terms: int = MAX_TERMS, task: str = "count", functions: int = 1,
+                      difficulties: tuple[int, ...] = ()) -> list:
+    """``per_difficulty`` held-out problems for each difficulty (for per-difficulty accuracy): each of
+    ``difficulties``, or of min_terms-max_terms if it is empty."""
     rng = random.Random(seed)
-    return [_draw(rng, f"eval-{seed}-{k}-{i}", k, task, functions) for k in range(min_terms, max_terms + 1)
-            for i in range(per_difficulty)]
+    return [_draw(rng, f"eval-{seed}-{k}-{i}", k, task, functions)
+            for k in (difficulties or range(min_terms, max_terms + 1)) for i in range(per_difficulty)]
 
 
-def _pass(p: ToyProblem, slip_at: int | None = None, rng: random.Random | None = None) -> tuple[str, int]:
-    """One pass of numbered running sums; ``slip_at`` makes that line's result wrong (the error propagates)."""
+def _pass(p: ToyProblem, slip_at: int | None = None, rng: random.Random | None = None,
+          step_check_prob: float = 0.0) -> tuple[str, int]:
+    """One pass of numbered running sums; ``slip_at`` makes that line's result wrong (the error propagates).
+    After each line, with ``step_check_prob``, a check phrase and the same line again (a redundant re-read)."""
     lines, total = [], p.start
     for i in range(1, p.count + 1):
         new = total + p.step
@@ -114,6 +124,8 @@ def _pass(p: ToyProblem, slip_at: int | None = None, rng: random.Random | None =
             assert rng is not None
             new += rng.choice((-1, 1))
         lines.append(f"{i}:{new}\n")
+        if step_check_prob and rng.random() < step_check_prob:  # no draw when off: earlier traces stay as they were
+            lines.append(rng.choice(CHECK_PHRASES) + "\n" + lines[-1])
         total = new
     return "".join(lines), total
 
@@ -127,7 +139,7 @@ GUESS_PHRASE = "so the answer is"
 
 def make_trace(problem: ToyProblem, rng: random.Random, *, max_checks: int = 3, check_prob: float = 0.5,
                slip_prob: float = 0.5, recount_slip_prob: float = 0.0, guess_prob: float = 0.0,
-               verify_prob: float = 0.5) -> str:
+               verify_prob: float = 0.5, step_check_prob: float = 0.0) -> str:
     """An "overthinking" response (the text after the ``<think>\\n`` generation prompt); not always correct.
 
     Counting (probability ``1 - guess_prob``): a first pass whose last line is off by one with probability
@@ -144,6 +156,10 @@ def make_trace(problem: ToyProblem, rng: random.Random, *, max_checks: int = 3, 
 
     A slip sits on one line (the last) rather than anywhere so that it is one decision of probability
     ``slip_prob`` that sampling at temperature 0.6 keeps, not ``count`` small ones that it sharpens away.
+
+    Re-reads (``step_check_prob``, the embedded default's habit): after each line of the first pass, with this
+    probability, a check phrase and the same line again -- redundant, never a different answer, and about
+    ``count * step_check_prob`` of them per trace, so the longer problems carry more (off: no random draw).
     """
     if rng.random() < guess_prob:
         guess = int(problem.answer) + rng.randint(-2, 2)
@@ -153,7 +169,7 @@ def make_trace(problem: ToyProblem, rng: random.Random, *, max_checks: int = 3, 
         count, total = _recount(problem, rng, recount_slip_prob)
         return text + CHECK_PHRASES[0] + "\n" + count + f"</think>\n\\boxed{{{total}}}"
     slip = rng.random() < slip_prob
-    first, total = _pass(problem, slip_at=problem.count if slip else None, rng=rng)
+    first, total = _pass(problem, slip_at=problem.count if slip else None, rng=rng, step_check_prob=step_check_prob)
     n_checks = rng.randint(1, max_checks) if max_checks and rng.random() < check_prob else 0
     parts = [first]
     for _ in range(n_checks):
