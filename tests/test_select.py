@@ -187,7 +187,7 @@ def test_select_on_a_toy_run_end_to_end(tmp_path, monkeypatch):
     names = ["cycle1-compressed", "cycle1-expanded", "final"]
     for name in names:
         samples = (out / name / "samples.jsonl").read_text().splitlines()
-        assert len(samples) == 2 * 2 * 4  # n=2 x 2 problems x 4 depths (2-5)
+        assert len(samples) == 2 * 2 * 3  # n=2 x 2 problems x 3 difficulties (toy-quick: 3-5 lines)
     data = json.loads((out / PARETO_JSON).read_text())
     assert [r["name"] for r in data["rows"]] == names
     assert [r["step"] for r in data["rows"]] == sorted(r["step"] for r in data["rows"])
