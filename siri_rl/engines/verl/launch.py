@@ -50,6 +50,63 @@ OWNED_KEYS = {
 }
 GPUS_KEY = "trainer.n_gpus_per_node"
 
+# --- veRL on the CPU (training.device: cpu) --------------------------------------------------------------------
+# The environment of the launch (inherited by Ray's local cluster and every worker): siri's CPU platform
+# (siri_rl/engines/verl/plugin.py); veRL's FSDP engines are registered for device "cuda" only
+# (verl/workers/engine/base.py:405-426: VERL_ENGINE_DEVICE is veRL's public override of the lookup), and they run
+# on whatever device the platform names; vLLM's CPU build (VLLM_TARGET_DEVICE, vllm/platforms/__init__.py:179).
+CPU_ENV = {"VERL_PLATFORM": "cpu", "VERL_ENGINE_DEVICE": "cuda", "VLLM_TARGET_DEVICE": "cpu"}
+CPU_KV_CACHE_GIB = "1"
+CPU_RAY_LOGICAL_CPUS = 16  # VLLM_CPU_KVCACHE_SPACE unless set: vLLM's CPU KV cache, in GiB
+
+
+def cpu_overrides(gpus: int) -> dict[str, Any]:
+    """What veRL 0.9.1 needs to train on the CPU, applied before the config's own ``verl:`` section. ``gpus``:
+    training processes (FSDP ranks), declared to Ray as that many ``GPU`` resources on the CPU, because veRL's
+    resource pools count GPUs only (verl/single_controller/ray/base.py:210-240)."""
+    return {
+        GPUS_KEY: gpus,
+        "+ray_kwargs.ray_init.num_gpus": gpus,
+        # Logical CPUs for Ray's bookkeeping, not cores: each training process's placement bundle asks for 3
+        # (verl/single_controller/ray/base.py), beside the trainer, agent-loop, reward and vLLM server actors.
+        "ray_kwargs.ray_init.num_cpus": CPU_RAY_LOGICAL_CPUS,
+        # The prompts are tokenised in the trainer: no data-loader worker processes (veRL's default is 8).
+        "data.dataloader_num_workers": 0,
+        # FSDP1 sets sync_module_states=True (verl/workers/engine/fsdp/transformer_impl.py:444), which torch refuses
+        # for CPU parameters; FSDP2 has no such step.
+        "actor_rollout_ref.actor.strategy": "fsdp2",
+        "actor_rollout_ref.ref.strategy": "fsdp2",
+        # flash_attention_2 is veRL's default (verl/workers/config/model.py:185) and needs CUDA.
+        "+actor_rollout_ref.model.override_config.attn_implementation": "sdpa",
+        # fp32 throughout: a CPU without bf16 instructions runs bf16 updates many times slower.
+        "actor_rollout_ref.actor.fsdp_config.dtype": "float32",
+        "actor_rollout_ref.ref.fsdp_config.dtype": "float32",
+        "actor_rollout_ref.rollout.dtype": "float32",
+        "actor_rollout_ref.actor.use_torch_compile": False,
+        "actor_rollout_ref.actor.fsdp_config.use_torch_compile": False,
+        "actor_rollout_ref.model.enable_gradient_checkpointing": False,
+        # vLLM has no sleep mode on the CPU (the KV cache is VLLM_CPU_KVCACHE_SPACE, not a GPU memory share).
+        "+actor_rollout_ref.rollout.enable_sleep_mode": False,
+        "actor_rollout_ref.rollout.free_cache_engine": False,
+        "actor_rollout_ref.rollout.enforce_eager": True,
+        "actor_rollout_ref.rollout.tensor_model_parallel_size": 1,
+        "actor_rollout_ref.rollout.agent.num_workers": 1,
+    }
+
+
+def cpu_environment() -> dict[str, str]:
+    """The launch's environment for a CPU run: this process's, with :data:`CPU_ENV` and a small KV cache."""
+    import os
+
+    env = dict(os.environ, **CPU_ENV)
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", CPU_KV_CACHE_GIB)
+    return env
+
+
+def on_cpu(cfg: ExperimentConfig) -> bool:
+    """``training.device: cpu``: veRL on the CPU (siri's platform plugin, vLLM's CPU build)."""
+    return cfg.training.device == "cpu"
+
 
 # --- the per-experiment overrides ------------------------------------------------------------------------------
 
@@ -112,7 +169,9 @@ def recipe_overrides(
             "trainer.resume_mode": "auto" if resume else "disable",
         }
     )
-    if gpus_per_node is not None:
+    if on_cpu(cfg):
+        o.update(cpu_overrides(gpus_per_node or 1))
+    elif gpus_per_node is not None:
         o.set(GPUS_KEY, gpus_per_node)
     # SIRI's section for the agent-loop manager: every schedule key, so none of the recipe's defaults is left over
     # (the closed-loop kind's tolerance/patience/window are null for the others).
@@ -142,6 +201,8 @@ def build_overrides(
         if key in extra.items:
             raise ConfigError(f"verl: {key} is set by siri's save plan ({why}); remove it from the verl: section")
     o.update(cfg.verl or {})
+    if on_cpu(cfg):  # Ray's GPU resources on the CPU: one per training process, however many the verl: section sets
+        o.set("+ray_kwargs.ray_init.num_gpus", o.get(GPUS_KEY))
     name = o.get("actor_rollout_ref.rollout.name")  # None: the recipe's vllm
     if name is not None and name not in SUPPORTED_ROLLOUTS:
         raise ConfigError(
@@ -159,6 +220,8 @@ def gpus_per_node(cfg: ExperimentConfig, *, dry_run: bool = False) -> int | None
     extra.update(cfg.verl or {})
     if extra.get(GPUS_KEY) is not None:
         return None
+    if on_cpu(cfg):
+        return 1  # one FSDP rank; the verl: section may set more (gloo across processes)
     import torch
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -168,8 +231,34 @@ def gpus_per_node(cfg: ExperimentConfig, *, dry_run: bool = False) -> int | None
         return None
     raise ConfigError(
         f"no CUDA GPU is visible on this machine to count {GPUS_KEY}: set it to the GPUs of each Ray node, e.g. "
-        f"`verl: {{{GPUS_KEY}: 8}}` in the config or `verl.{GPUS_KEY}=8` on the command line"
+        f"`verl: {{{GPUS_KEY}: 8}}` in the config or `verl.{GPUS_KEY}=8` on the command line (or set "
+        "`training.device: cpu` to train on this machine's CPU with vLLM's CPU build)"
     )
+
+
+_PLUGIN_CHECK = """
+import importlib.metadata as md, sys
+if not any(e.value == "siri_rl.engines.verl.plugin" for e in md.entry_points(group="verl.plugins")):
+    sys.exit("its verl.plugins entry point is not installed: reinstall siri-rl (pip install -e '.[verl]')")
+import siri_rl.engines.verl.plugin  # raises what veRL's plugin loader would swallow (verl/__init__.py:76)
+import verl
+from verl.plugin.platform.platform_manager import get_platform
+if get_platform().device_name != "cpu":
+    sys.exit(f"veRL selected the platform {get_platform().device_name!r}, not siri-rl's cpu")
+"""
+
+
+def check_cpu_plugin(env: Mapping[str, str]) -> None:
+    """Load siri's veRL plugin as veRL does (entry point discovery, in a fresh process with the launch's
+    environment) and stop with one line if the CPU platform is not what veRL selects."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", _PLUGIN_CHECK], env=dict(env), capture_output=True, text=True,
+                          timeout=300)
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        raise ConfigError(f"training.device cpu: siri-rl's veRL CPU platform did not load: "
+                          f"{lines[-1] if lines else 'exit ' + str(proc.returncode)}")
 
 
 # --- composition, validation, command --------------------------------------------------------------------------
@@ -333,11 +422,15 @@ def train(
             "save_plan": saves.to_dict() if saves else None,
             "checkpoints": {f"global_step_{s}": n for s, n in checkpoints.items()},
             "command": shlex.join(command),
+            **({"environment": CPU_ENV} if on_cpu(cfg) else {}),
             "overrides": overrides,
             "verl_config": yaml.safe_load(text),
         }
 
     composed = compose_config(overrides)  # fail fast, before any data is downloaded
+    env = cpu_environment() if on_cpu(cfg) else None
+    if env is not None:
+        check_cpu_plugin(env)
     rollout = composed.actor_rollout_ref.rollout.name
     import importlib.util
 
@@ -366,9 +459,10 @@ def train(
         "command": command,
     }
     (run / "verl" / "plan.json").write_text(json.dumps(plan, indent=2))
-    (run / "verl" / "launch.sh").write_text("#!/usr/bin/env bash\nset -e\n" + format_command(command) + "\n")
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in CPU_ENV.items()) if on_cpu(cfg) else ""
+    (run / "verl" / "launch.sh").write_text("#!/usr/bin/env bash\nset -e\n" + exports + format_command(command) + "\n")
     try:
-        run_logged(command, run / "verl" / LOG_FILE)
+        run_logged(command, run / "verl" / LOG_FILE, env=env)
     except EngineError as err:
         if latest_saved_step(paths["checkpoint_dir"]) is not None:
             then = "fix the cause, then continue with --resume"

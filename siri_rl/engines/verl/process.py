@@ -31,9 +31,9 @@ def last_exception_line(text: str) -> str | None:
     return None
 
 
-def run_logged(command: list[str], log_path: str | Path, *, what: str = "veRL") -> None:
+def run_logged(command: list[str], log_path: str | Path, *, what: str = "veRL", env: dict[str, str] | None = None) -> None:
     """Run ``command`` with its output (stdout and stderr, merged) shown here as it comes and appended to
-    ``log_path``. A non-zero exit raises :class:`~siri_rl.engines.EngineError`: one line with the status, the
+    ``log_path``, in ``env`` (default: this process's environment). A non-zero exit raises :class:`~siri_rl.engines.EngineError`: one line with the status, the
     child's last exception line and the log's path."""
     import os
     import subprocess
@@ -42,7 +42,7 @@ def run_logged(command: list[str], log_path: str | Path, *, what: str = "veRL") 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = getattr(sys.stdout, "buffer", None)
     # Unbuffered: through a pipe the child's Python would otherwise hold its lines back until a buffer fills.
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
     with open(log_path, "ab") as log:
         start = log.tell()
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
