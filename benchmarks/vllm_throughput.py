@@ -48,8 +48,9 @@ def build_model(path: Path, hidden: int, layers: int) -> str:
 def eval_paths(args, work: Path) -> dict:
     import torch
 
-    from siri_rl.data import load_benchmark, load_tokenizer, prompt_token_ids
+    from siri_rl.data import load_benchmark
     from siri_rl.evaluate import EvalConfig, TransformersBackend, VLLMBackend, plan_units
+    from siri_rl.prompts import load_tokenizer, prompt_token_ids
 
     model = args.model or build_model(work / "model", args.hidden, args.layers)
     tok = load_tokenizer(model)

@@ -142,7 +142,7 @@ def test_hard_problems_do_not_fit_l_min(tok):
 
 
 def test_chat_template_matches_r1_format(tok):
-    from siri_rl.data import build_prompt
+    from siri_rl.prompts import build_prompt
 
     prompt = build_prompt("Compute 1+2+3.", tok)
     assert prompt.endswith("<|assistant|><think>\n") and "\\boxed{}" in prompt

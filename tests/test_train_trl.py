@@ -374,9 +374,9 @@ def test_reward_counts_every_eos_and_keeps_a_special_think_end(think_special_mod
     """The TRL reward on completion ids as TRL passes them (EOS kept, grpo_trainer.py:1880-1888), with a model whose
     generation config ends on two ids and whose tokenizer marks </think> special: a completion that ended on the
     second EOS exactly at L is not clipped, and answers after the special </think> are graded."""
-    from siri_rl.data import eos_token_ids
     from siri_rl.engines.trl.callback import RolloutCap
     from siri_rl.engines.trl.reward import LengthCappedReward
+    from siri_rl.prompts import eos_token_ids
     from siri_rl.schedule import make_schedule
     from siri_rl.toy.tokenizer import load_tokenizer
 
@@ -533,7 +533,7 @@ def _readme_blocks(heading: str) -> list[str]:
 def _toy_chat_dataset(n: int = 16):
     from datasets import Dataset
 
-    from siri_rl.data import build_messages
+    from siri_rl.prompts import build_messages
     from siri_rl.toy.task import make_problems
 
     rows = [p.to_dict() for p in make_problems(n, seed=0, prefix="own-script")]

@@ -17,9 +17,10 @@ from omegaconf import OmegaConf
 pytest.importorskip("verl", reason="veRL is not installed: pip install 'siri-rl[verl]'")
 
 from siri_rl.config import config_from_dict  # noqa: E402
-from siri_rl.data import build_messages, load_problems, prompt_token_ids  # noqa: E402
+from siri_rl.data import load_problems  # noqa: E402
 from siri_rl.engines.verl import launch  # noqa: E402
 from siri_rl.engines.verl.dataset import write_verl_parquet  # noqa: E402
+from siri_rl.prompts import build_messages, prompt_token_ids  # noqa: E402
 from siri_rl.schedule import make_schedule  # noqa: E402
 
 warnings.filterwarnings("ignore", message=".*engine is not available.*")

@@ -45,7 +45,7 @@ from transformers import TrainerCallback
 
 from siri_rl.adaptive import AdaptiveSchedule, Decision
 from siri_rl.config import ConfigError
-from siri_rl.engines import EngineError
+from siri_rl.engines.protocol import EngineError
 from siri_rl.engines.trl.cap import RolloutCap, set_rollout_cap
 from siri_rl.engines.trl.progress import RoundProgress
 from siri_rl.guard import NoLearningGuard
