@@ -114,7 +114,7 @@ def eval_paths(args, work: Path) -> dict:
 def train_round_time(args, work: Path, use_vllm: bool) -> dict:
     run = work / ("train-vllm" if use_vllm else "train-hf")
     cmd = [sys.executable, "-m", "siri_rl.cli", "train", "-c", "toy-quick", "-o", str(run),
-           "toy.base.hidden_size=128", "toy.base.num_heads=2", f"training.rounds={args.rounds}"]
+           "toy.base.hidden_size=128", "toy.base.num_heads=2", f"training.rounds={args.rounds}", *args.overrides]
     if use_vllm:
         cmd += ["trl.use_vllm=true", "trl.vllm_mode=colocate"]
     env = dict(os.environ, SIRI_TOY_CACHE=str(work / "toy-cache"))
@@ -146,6 +146,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8, help="toy training rounds per rollout path")
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                    help="passed to both toy `siri train` runs (e.g. toy.base.sft_steps=2 for a quick check)")
     args = ap.parse_args()
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
