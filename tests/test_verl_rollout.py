@@ -380,7 +380,7 @@ def test_manager_resume_drops_redone_rounds_and_continues_totals(make_manager, t
     assert 30.0 <= new["wall_s"] <= 30.0 + (time.time() - started)
 
 
-# --- issue 14: the closed-loop schedule and the no-learning guard on veRL ---------------------------------------
+# --- the closed-loop schedule and the no-learning guard on veRL ---------------------------------------
 
 ADAPTIVE = {"kind": "adaptive", "l_max": L_MAX, "l_min": L_MIN, "cycle": CYCLE, "window": 1, "patience": 1,
             "tolerance": 0.05}
