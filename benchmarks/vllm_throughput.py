@@ -145,6 +145,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads for the transformers backend")
     ap.add_argument("--rounds", type=int, default=8, help="toy training rounds per rollout path")
     ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--skip-eval", action="store_true")
     ap.add_argument("--json", default=None)
     ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                     help="passed to both toy `siri train` runs (e.g. toy.base.sft_steps=2 for a quick check)")
@@ -153,7 +154,7 @@ def main() -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     work = Path(tempfile.mkdtemp(prefix="siri-vllm-bench-"))
     try:
-        result = {"eval": eval_paths(args, work)}
+        result = {} if args.skip_eval else {"eval": eval_paths(args, work)}
         if not args.skip_train:
             result["train"] = {"transformers": train_round_time(args, work, False),
                                "vllm": train_round_time(args, work, True)}
@@ -161,12 +162,13 @@ def main() -> None:
             t["vllm_over_transformers_round_time"] = round(t["vllm"]["round_s_mean"] / t["transformers"]["round_s_mean"], 3)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    e = result["eval"]
-    print("| path | tokens | best s | tokens/s |\n|---|---|---|---|")
-    for k in ("bare", "siri", "transformers"):
-        print(f"| {k} | {e['tokens'][k]} | {e['best_seconds'][k]} | {e['tok_per_s'][k]} |")
-    print(f"\nsiri eval / bare vLLM: {e['siri_over_bare']}x (target >= 0.95); vLLM / transformers backend: "
-          f"{e['vllm_over_transformers']}x; engine start {e['engine_start_s']} s")
+    if "eval" in result:
+        e = result["eval"]
+        print("| path | tokens | best s | tokens/s |\n|---|---|---|---|")
+        for k in ("bare", "siri", "transformers"):
+            print(f"| {k} | {e['tokens'][k]} | {e['best_seconds'][k]} | {e['tok_per_s'][k]} |")
+        print(f"\nsiri eval / bare vLLM: {e['siri_over_bare']}x (target >= 0.95); vLLM / transformers backend: "
+              f"{e['vllm_over_transformers']}x; engine start {e['engine_start_s']} s")
     if "train" in result:
         t = result["train"]
         print(f"toy round time: transformers rollouts {t['transformers']['round_s_mean']} s, vLLM rollouts "

@@ -95,12 +95,24 @@ def test_toy_spiral_budget_runs(tmp_path):
 @pytest.mark.slow
 @pytest.mark.vllm
 def test_vllm_throughput_benchmark_runs(tmp_path, vllm_env, shared_dir):
-    # the eval paths on one engine, then two toy trainings (2 rounds: one round time), with and without vLLM
+    env = {**vllm_env, "SIRI_SHARED_DIR": str(shared_dir)}
     out = tmp_path / "vllm.json"
+    # the eval paths, on one engine
     bench("vllm_throughput.py", "--problems", "1", "--n", "2", "--max-tokens", "4", "--repeats", "1",
-          "--enforce-eager", "--threads", "1", "--rounds", "2", "--json", str(out), "toy.base.sft_steps=2",
-          "toy.base.num_layers=1", "toy.train_problems=16", "training.prompts_per_round=2", "training.group_size=2",
-          "toy.eval.per_difficulty=1", tmp_path=tmp_path, env={**vllm_env, "SIRI_SHARED_DIR": str(shared_dir)})
+          "--enforce-eager", "--threads", "1", "--skip-train", "--json", str(out), tmp_path=tmp_path, env=env)
     result = json.loads(out.read_text())
     assert result["eval"]["tokens"]["bare"] == result["eval"]["tokens"]["siri"] == 8
-    assert result["train"]["vllm"]["rounds"] == result["train"]["transformers"]["rounds"] == 2
+    # two toy trainings (2 rounds: one round time), with and without vLLM rollouts
+    args = ["--skip-eval", "--rounds", "2", "--json", str(out), "toy.base.sft_steps=2", "toy.base.num_layers=1",
+            "toy.train_problems=16", "training.prompts_per_round=2", "training.group_size=2",
+            "toy.eval.per_difficulty=1"]
+    proc = subprocess.run([sys.executable, str(BENCH / "vllm_throughput.py"), *args], cwd=tmp_path,
+                          env={**os.environ, **env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=900)
+    if proc.returncode and "trl.use_vllm=false" in proc.stdout + proc.stderr:
+        # a CPU whose vLLM repacks weights for its kernels: siri refuses colocated vLLM training there with one
+        # line (siri_rl/engines/trl/colocate.py; docs/training.md), and so does this benchmark's vLLM run
+        pytest.xfail("this CPU's vLLM repacks weights: no colocated vLLM training here (docs/training.md)")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    train = json.loads(out.read_text())["train"]
+    assert train["vllm"]["rounds"] == train["transformers"]["rounds"] == 2
