@@ -35,7 +35,7 @@ def build_tiny_model(path: Path, hidden: int, layers: int, *, heads: int = 4, kv
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from siri_rl.data import load_tokenizer
+    from siri_rl.prompts import load_tokenizer
 
     tok = load_tokenizer(str(SHARED / "tokenizers" / "deepseek-r1-distill-qwen"))
     torch.manual_seed(0)
@@ -113,8 +113,9 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from siri_rl.data import load_benchmark, load_tokenizer, prompt_token_ids
+    from siri_rl.data import load_benchmark
     from siri_rl.evaluate import EvalConfig, plan_units, run_eval
+    from siri_rl.prompts import load_tokenizer, prompt_token_ids
 
     if args.threads:
         torch.set_num_threads(args.threads)

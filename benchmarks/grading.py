@@ -1,6 +1,7 @@
 """Grading throughput (answers/s, one process vs the pool) and worst-case latency on pathological answers.
 
     python benchmarks/grading.py [--shared-dir ../shared] [--n 2000] [--out docs/grading_benchmark.json]
+    python benchmarks/grading.py --problems 8 --samples 2 --n 20 --timeout 0.5     # a quick check that it runs
 
 Two workloads of R1-style responses built from the MATH500/AIME24/AIME25/AMC gold answers:
 
@@ -82,13 +83,16 @@ def main() -> None:
     parser.add_argument("--shared-dir", default=os.environ.get("SIRI_SHARED_DIR", str(Path(__file__).resolve().parents[2] / "shared")))
     parser.add_argument("--n", type=int, default=1000, help="answers in the all_distinct workload")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--samples", type=int, default=16, help="answers per problem in the eval_like workload")
+    parser.add_argument("--problems", type=int, default=None, help="only the first N gold answers (default: all 643)")
+    parser.add_argument("--timeout", type=float, default=5.0, help="math-verify timeout of the pathological answers (s)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args()
 
-    golds = all_golds(Path(args.shared_dir) / "data" / "benchmarks")
+    golds = all_golds(Path(args.shared_dir) / "data" / "benchmarks")[: args.problems]
     results = {"cpu_count": os.cpu_count()}
     workloads = {
-        "eval_like": lambda seed: eval_like_workload(golds, 16, seed),
+        "eval_like": lambda seed: eval_like_workload(golds, args.samples, seed),
         "all_distinct": lambda seed: all_distinct_workload(golds, args.n, seed),
     }
     for w, (workload, build) in enumerate(workloads.items()):
@@ -116,7 +120,7 @@ def main() -> None:
     worst = {}
     for name, pred in PATHOLOGICAL.items():
         start = time.perf_counter()
-        correct, status = verify_equivalence(pred, "1", timeout=5.0)
+        correct, status = verify_equivalence(pred, "1", timeout=args.timeout)
         worst[name] = {"seconds": round(time.perf_counter() - start, 3), "correct": correct, "status": status}
         print(f"{name:18s} {worst[name]}")
     results["pathological"] = worst

@@ -1,5 +1,5 @@
 """The count toy's closed-loop schedule (``configs/toy-adaptive.yaml``) against its cosine (``configs/toy-count.yaml``,
-which it extends): one table, one plot (issue 14).
+which it extends): one table, one plot.
 
     python benchmarks/toy_adaptive.py --run --out runs/toy-adaptive      # trains both configs, then reports
     python benchmarks/toy_adaptive.py --out runs/toy-adaptive            # reports on runs already in --out
@@ -94,11 +94,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/toy-adaptive"))
     ap.add_argument("--run", action="store_true", help="train both configs first")
+    ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                    help="passed to every `siri train` of --run (e.g. training.rounds=4 for a quick check)")
     args = ap.parse_args()
     if args.run:
         for name in RUNS:
-            subprocess.run([sys.executable, "-m", "siri_rl.cli", "train", "-c", name, "-o", str(args.out / name)],
-                           check=True)
+            subprocess.run([sys.executable, "-m", "siri_rl.cli", "train", "-c", name, "-o", str(args.out / name),
+                            *args.overrides], check=True)
     loaded = {name: load(args.out / name) for name in RUNS}
     md = table({k: v[0] for k, v in loaded.items()})
     png = plot({k: v[1] for k, v in loaded.items()}, args.out / "adaptive.png")

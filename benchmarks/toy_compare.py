@@ -91,11 +91,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/toy-compare"))
     ap.add_argument("--run", action="store_true", help="train the three configs first")
+    ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                    help="passed to every `siri train` of --run (e.g. training.rounds=4 for a quick check)")
     args = ap.parse_args()
     if args.run:
         for name in RUNS:
-            subprocess.run([sys.executable, "-m", "siri_rl.cli", "train", "-c", name, "-o", str(args.out / name)],
-                           check=True)
+            subprocess.run([sys.executable, "-m", "siri_rl.cli", "train", "-c", name, "-o", str(args.out / name),
+                            *args.overrides], check=True)
     loaded = {name: load(args.out / name) for name in RUNS}
     md = table({k: v[0] for k, v in loaded.items()})
     png = plot({k: v[1] for k, v in loaded.items()}, args.out / "compare.png")

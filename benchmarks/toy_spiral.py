@@ -6,7 +6,7 @@
 ``budget`` evaluates the config's cached base model (built first if missing) on the config's held-out problems
 (``toy.eval``: problems per difficulty, temperature, seed) at each cap with ``siri eval``'s code (one results
 directory per cap under ``--out``), and prints accuracy (Wilson 95% interval), mean length and accuracy per difficulty per cap: the toy's
-accuracy-vs-budget curve (issue 16: it must climb, as R1-distill's does). ``report`` prints every evaluated
+accuracy-vs-budget curve (it must climb, as R1-distill's does). ``report`` prints every evaluated
 checkpoint of finished toy runs with Wilson 95% intervals on accuracy (over held-out problems, one sample each).
 """
 
@@ -36,7 +36,8 @@ def fmt_acc(p: float, n: int) -> str:
     return f"{100 * p:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
-def budget(config: str, caps: list[int], threads: int | None = None, out: Path = Path("runs/toy-budget")) -> None:
+def budget(config: str, caps: list[int], threads: int | None = None, out: Path = Path("runs/toy-budget"),
+           overrides: list[str] = ()) -> None:
     import torch
 
     from siri_rl.config import load_config
@@ -45,7 +46,7 @@ def budget(config: str, caps: list[int], threads: int | None = None, out: Path =
 
     if not Path(config).exists():  # a shipped config's name, as `siri train -c` takes it
         config = str(Path(__file__).resolve().parents[1] / "siri_rl" / "configs" / f"{config.removesuffix('.yaml')}.yaml")
-    cfg = load_config(config)
+    cfg = load_config(config, list(overrides))
     torch.set_num_threads(threads or cfg.toy.torch_threads)
     t0 = time.time()
     base = toy_model_path(cfg)
@@ -56,7 +57,7 @@ def budget(config: str, caps: list[int], threads: int | None = None, out: Path =
     print("|" + "---|" * (5 + len(diffs)))
     for cap in caps:
         # siri eval's code at this cap, one results directory per cap under ``out`` (resumable)
-        capped = load_config(config, [f"toy.eval.max_len={cap}"])
+        capped = load_config(config, [*overrides, f"toy.eval.max_len={cap}"])
         r = evaluate_model(capped, base, out / f"cap{cap}", write_heldout_benchmark(capped, out))
         per = " | ".join(f"{100 * r['by_difficulty'].get(str(d), 0.0):.0f}" for d in diffs)
         print(f"| {cap} | {fmt_acc(r['accuracy'], r['n'])} | {r['mean_length']:.1f} | {r['wait_per_response']:.2f} "
@@ -106,11 +107,12 @@ def main() -> None:
     b.add_argument("--caps", default="24,36,48,64,96,128,192,256")
     b.add_argument("--threads", type=int, help="torch threads (default: toy.torch_threads)")
     b.add_argument("--out", type=Path, default=Path("runs/toy-budget"), help="results directories, one per cap")
+    b.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, as `siri train` takes them")
     r = sub.add_parser("report", help="tables with 95%% intervals for finished toy runs")
     r.add_argument("out", type=Path)
     args = ap.parse_args()
     if args.cmd == "budget":
-        budget(args.config, [int(c) for c in args.caps.split(",")], args.threads, args.out)
+        budget(args.config, [int(c) for c in args.caps.split(",")], args.threads, args.out, args.overrides)
     else:
         report(args.out)
 

@@ -35,30 +35,31 @@ class RoundTimer(TrainerCallback):
         self.times.append(time.perf_counter() - self._t)
 
 
-def _config(model_dir: str, rounds: int, cap: int, eos: int):
+def _config(model_dir: str, rounds: int, cap: int, eos: int, base: dict):
+    """The toy run both sides train: ``base`` is the toy base model's spec (its task), for the training problems."""
     from siri_rl.config import config_from_dict
 
     return config_from_dict({
         "name": "overhead",
         "model": {"name_or_path": model_dir, "dtype": "float32"},
-        "data": {"train": "toy", "max_prompt_length": 64},
+        "data": {"train": "toy", "max_prompt_length": 64},  # resolved to rows in main(), as `siri train` does
         "schedule": {"kind": "constant", "l_max": cap},
         "training": {"rounds": rounds, "prompts_per_round": 8, "group_size": 8, "learning_rate": 1e-4,
                      "device": "cpu", "seed": 0},
-        "toy": {"train_problems": 2048},
+        "toy": {"train_problems": 2048, "base": base},
         "trl": {"generation_kwargs": {"suppress_tokens": [eos]}},
     })
 
 
-def run_siri(cfg, out: Path) -> list[float]:
+def run_siri(cfg, out: Path, rows: list[dict]) -> list[float]:
     from siri_rl.engines.trl import train
 
     timer = RoundTimer()
-    train(cfg, output_dir=out, progress=False, callbacks=[timer])
+    train(cfg, output_dir=out, progress=False, callbacks=[timer], train_rows=rows)
     return timer.times
 
 
-def run_bare(cfg, out: Path) -> list[float]:
+def run_bare(cfg, out: Path, rows: list[dict]) -> list[float]:
     """The same GRPOConfig, model, dataset and reward, with TRL's own fixed ``max_completion_length``."""
     from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer
@@ -78,7 +79,7 @@ def run_bare(cfg, out: Path) -> list[float]:
     timer = RoundTimer()
     kw = grpo_kwargs(cfg, out)
     trainer = GRPOTrainer(model=model, reward_funcs=[length_capped], args=GRPOConfig(**kw),
-                          train_dataset=_train_dataset(cfg), processing_class=tok, callbacks=[timer])
+                          train_dataset=_train_dataset(cfg, tok, rows), processing_class=tok, callbacks=[timer])
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
@@ -104,16 +105,18 @@ def main() -> None:
     from importlib.resources import files
 
     from siri_rl.config import load_config
-    from siri_rl.toy import toy_model_path
+    from siri_rl.toy import toy_model_path, toy_train_rows
     from siri_rl.toy.tokenizer import build_toy_tokenizer
 
-    model_dir = args.model or str(toy_model_path(load_config(files("siri_rl") / "configs" / "toy.yaml")))
-    cfg = _config(model_dir, args.rounds, args.cap, build_toy_tokenizer().eos_token_id)
+    toy = load_config(files("siri_rl") / "configs" / "toy.yaml")
+    model_dir = args.model or str(toy_model_path(toy))
+    cfg = _config(model_dir, args.rounds, args.cap, build_toy_tokenizer().eos_token_id, toy.toy.base)
+    rows = toy_train_rows(cfg)  # the engine takes problems, not the name "toy" (the toy sits above the engines)
     times: dict[str, list[float]] = {"bare": [], "siri": []}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.repeats):
             for name, fn in (("bare", run_bare), ("siri", run_siri)):
-                t = fn(cfg, Path(tmp) / f"{name}{rep}")
+                t = fn(cfg, Path(tmp) / f"{name}{rep}", rows)
                 times[name] += t[args.warmup:]
                 print(f"repeat {rep} {name}: median round {statistics.median(t[args.warmup:]):.3f} s", flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}

@@ -48,8 +48,9 @@ def build_model(path: Path, hidden: int, layers: int) -> str:
 def eval_paths(args, work: Path) -> dict:
     import torch
 
-    from siri_rl.data import load_benchmark, load_tokenizer, prompt_token_ids
+    from siri_rl.data import load_benchmark
     from siri_rl.evaluate import EvalConfig, TransformersBackend, VLLMBackend, plan_units
+    from siri_rl.prompts import load_tokenizer, prompt_token_ids
 
     model = args.model or build_model(work / "model", args.hidden, args.layers)
     tok = load_tokenizer(model)
@@ -113,7 +114,7 @@ def eval_paths(args, work: Path) -> dict:
 def train_round_time(args, work: Path, use_vllm: bool) -> dict:
     run = work / ("train-vllm" if use_vllm else "train-hf")
     cmd = [sys.executable, "-m", "siri_rl.cli", "train", "-c", "toy-quick", "-o", str(run),
-           "toy.base.hidden_size=128", "toy.base.num_heads=2", f"training.rounds={args.rounds}"]
+           "toy.base.hidden_size=128", "toy.base.num_heads=2", f"training.rounds={args.rounds}", *args.overrides]
     if use_vllm:
         cmd += ["trl.use_vllm=true", "trl.vllm_mode=colocate"]
     env = dict(os.environ, SIRI_TOY_CACHE=str(work / "toy-cache"))
@@ -144,13 +145,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads for the transformers backend")
     ap.add_argument("--rounds", type=int, default=8, help="toy training rounds per rollout path")
     ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--skip-eval", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                    help="passed to both toy `siri train` runs (e.g. toy.base.sft_steps=2 for a quick check)")
     args = ap.parse_args()
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     work = Path(tempfile.mkdtemp(prefix="siri-vllm-bench-"))
     try:
-        result = {"eval": eval_paths(args, work)}
+        result = {} if args.skip_eval else {"eval": eval_paths(args, work)}
         if not args.skip_train:
             result["train"] = {"transformers": train_round_time(args, work, False),
                                "vllm": train_round_time(args, work, True)}
@@ -158,12 +162,13 @@ def main() -> None:
             t["vllm_over_transformers_round_time"] = round(t["vllm"]["round_s_mean"] / t["transformers"]["round_s_mean"], 3)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    e = result["eval"]
-    print("| path | tokens | best s | tokens/s |\n|---|---|---|---|")
-    for k in ("bare", "siri", "transformers"):
-        print(f"| {k} | {e['tokens'][k]} | {e['best_seconds'][k]} | {e['tok_per_s'][k]} |")
-    print(f"\nsiri eval / bare vLLM: {e['siri_over_bare']}x (target >= 0.95); vLLM / transformers backend: "
-          f"{e['vllm_over_transformers']}x; engine start {e['engine_start_s']} s")
+    if "eval" in result:
+        e = result["eval"]
+        print("| path | tokens | best s | tokens/s |\n|---|---|---|---|")
+        for k in ("bare", "siri", "transformers"):
+            print(f"| {k} | {e['tokens'][k]} | {e['best_seconds'][k]} | {e['tok_per_s'][k]} |")
+        print(f"\nsiri eval / bare vLLM: {e['siri_over_bare']}x (target >= 0.95); vLLM / transformers backend: "
+              f"{e['vllm_over_transformers']}x; engine start {e['engine_start_s']} s")
     if "train" in result:
         t = result["train"]
         print(f"toy round time: transformers rollouts {t['transformers']['round_s_mean']} s, vLLM rollouts "

@@ -1,4 +1,4 @@
-"""A closed-loop length schedule (``schedule.kind: adaptive``, issue 14): a cosine whose clock stops while the
+"""A closed-loop length schedule (``schedule.kind: adaptive``): a cosine whose clock stops while the
 model falls behind.
 
 SIRI's cosine (§4.3) lowers the cap on a clock, whatever the model does; the paper sees the model's length lag the

@@ -4,8 +4,9 @@ Every loader returns plain dicts with at least ``id``, ``problem`` and ``answer`
 public dataset hub by default, or from local files: a ``.jsonl``/``.json``/``.parquet`` file, or a directory with
 ``<name>.jsonl`` per benchmark (``data_dir`` / ``SIRI_DATA_DIR``).
 
-Prompts and tokenizers live in :mod:`siri_rl.prompts`, model sources in :mod:`siri_rl.models`; their names are
-importable from here too (``from siri_rl.data import prompt_token_ids``).
+Prompts and tokenizers live in :mod:`siri_rl.prompts`, model sources in :mod:`siri_rl.models` and the error type
+in :mod:`siri_rl.errors`; their names are importable from here too (``from siri_rl.data import prompt_token_ids``),
+and imports run one way: this module imports those three, none of them imports this one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from siri_rl.errors import DataError
+from siri_rl.models import check_model_source, quiet_weight_bars
+from siri_rl.prompts import (
+    INSTRUCTION,
+    build_messages,
+    build_prompt,
+    eos_token_ids,
+    load_tokenizer,
+    prompt_token_ids,
+)
+
+__all__ = ["ANSWER_ALIASES", "BENCHMARKS", "DATA_DIR_ENV", "DEFAULT_TRAIN_DATASET", "ID_ALIASES", "INSTRUCTION",
+           "LOCAL_SUFFIXES", "PROBLEM_ALIASES", "BenchmarkSpec", "DataError", "benchmark_name", "build_messages",
+           "build_prompt", "check_model_source", "eos_token_ids", "load_benchmark", "load_problems", "load_tokenizer",
+           "normalize_rows", "prompt_token_ids", "quiet_weight_bars"]
+
 DEFAULT_TRAIN_DATASET = "agentica-org/DeepScaleR-Preview-Dataset"
 DATA_DIR_ENV = "SIRI_DATA_DIR"
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -25,10 +42,6 @@ LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 PROBLEM_ALIASES = ("problem", "question", "Problem", "Question", "prompt")
 ANSWER_ALIASES = ("answer", "Answer", "final_answer", "ground_truth", "solution_answer")
 ID_ALIASES = ("id", "unique_id", "problem_idx", "ID")
-
-
-class DataError(ValueError):
-    """A dataset or model that cannot be used as given (missing file, field, row, model directory or hub repo)."""
 
 
 @dataclass(frozen=True)
@@ -270,16 +283,3 @@ def load_problems(
         skip_invalid=skip_invalid,
         skip_hint="data.skip_invalid=true",
     )
-
-
-# The prompt and model-source names, importable from here as before the split (imported last: siri_rl.models
-# needs DataError from this module).
-from siri_rl.models import check_model_source, quiet_weight_bars  # noqa: E402, F401
-from siri_rl.prompts import (  # noqa: E402, F401
-    INSTRUCTION,
-    build_messages,
-    build_prompt,
-    eos_token_ids,
-    load_tokenizer,
-    prompt_token_ids,
-)

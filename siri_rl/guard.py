@@ -1,4 +1,4 @@
-"""The no-learning guard (issue 14): notice when GRPO has had nothing to learn from for several rounds.
+"""The no-learning guard: notice when GRPO has had nothing to learn from for several rounds.
 
 GRPO's advantage is a reward minus its group's mean (DAPO/SIRI: normalised by the group's std), so a group whose
 rollouts all got the same reward contributes no gradient. Under a length cap that happens silently: a cap below

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from siri_rl.errors import DataError
+
 
 def _looks_local(text: str) -> bool:
     """Whether a model name can only mean a local path: absolute, ``~``, ``./`` or ``../``, more than two parts (a
@@ -28,8 +30,6 @@ def check_model_source(name_or_path: str | os.PathLike, *, option: str = "--mode
     huggingface_hub/constants.py:194) only checks the cache. ``option`` names the setting in messages. URLs
     (``hdfs://...``) are left to the engine.
     """
-    from siri_rl.data import DataError  # here, not above: siri_rl.data re-exports this module's names
-
     text = str(name_or_path)
     if "://" in text:
         return
@@ -48,8 +48,6 @@ def _check_hub_model(repo_id: str, option: str) -> None:
     import httpx
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
     from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
-
-    from siri_rl.data import DataError
 
     try:
         if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):

@@ -40,7 +40,7 @@ def r1_tokenizer_dir(shared_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def r1_tokenizer(r1_tokenizer_dir: Path):
-    from siri_rl.data import load_tokenizer
+    from siri_rl.prompts import load_tokenizer
 
     return load_tokenizer(r1_tokenizer_dir)
 
@@ -193,7 +193,7 @@ def answering_toy_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from siri_rl.data import build_messages
+    from siri_rl.prompts import build_messages
     from siri_rl.toy.tokenizer import build_toy_tokenizer
 
     path = _toy_qwen2(tmp_path_factory.mktemp("answering-toy"), hidden_size=32, intermediate_size=64)

@@ -1,4 +1,4 @@
-"""The closed-loop length schedule (issue 14): the cosine when the model keeps up, holds and early expansions when
+"""The closed-loop length schedule: the cosine when the model keeps up, holds and early expansions when
 it does not, never a faster cut than the cosine, and a JSON state that resumes to the same caps."""
 
 import json

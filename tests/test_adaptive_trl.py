@@ -1,4 +1,4 @@
-"""``schedule.kind: adaptive`` on the TRL engine (issue 14, item 2), on real TRL with a tiny Qwen2 that answers.
+"""``schedule.kind: adaptive`` on the TRL engine, on real TRL with a tiny Qwen2 that answers.
 
 ``answering_toy_model`` (tests/conftest.py) answers with ``</think>\\n\\boxed{3}`` (gold, ~80% of the time) or
 ``...{4}`` in 8 tokens: at caps of 8 and above its training accuracy is noisy and well above 0, at 4 it is 0. The

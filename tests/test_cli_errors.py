@@ -1,4 +1,4 @@
-"""The CLI a newcomer meets (issue 12, items 3-5, 7, 9, 10): every bad input is one error line with the right fix,
+"""The CLI a newcomer meets: every bad input is one error line with the right fix,
 nothing half-written, no tracebacks, no noise. CLI behaviour is checked in real subprocesses (``python -m
 siri_rl.cli``), where the output is a pipe, not a terminal, as in a job log."""
 

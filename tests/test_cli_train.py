@@ -1,4 +1,4 @@
-"""`siri train` as a user runs it (issue 12): cheap checks before the toy base model, --resume from the stored
+"""`siri train` as a user runs it: cheap checks before the toy base model, --resume from the stored
 config, Ctrl-C in a real terminal, and --resume of a finished toy run."""
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def test_resume_uses_the_stored_config_and_names_every_difference(tmp_path):
     assert result.exit_code == 2 and "needs --output-dir" in _text(result)
 
 
-# --- issue 13 item 3: the toy sits above the engines ----------------------------------------------------------
+# --- the toy sits above the engines -------------------------------------------------------------------------
 
 
 def test_toy_model_on_verl_is_one_line(tmp_path):

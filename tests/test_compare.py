@@ -170,8 +170,9 @@ def real_dirs(tmp_path_factory, r1_tokenizer_dir, benchmarks_dir):
     \\frac{1}{7} / 1/7) so that maj@k has something to merge."""
     import numpy as np
 
-    from siri_rl.data import load_benchmark, load_tokenizer
+    from siri_rl.data import load_benchmark
     from siri_rl.evaluate import ARGS_FILE, SAMPLES_FILE, EvalConfig, grade_records, report_only
+    from siri_rl.prompts import load_tokenizer
 
     tok = load_tokenizer(str(r1_tokenizer_dir))
     problems = {"aime24": load_benchmark("aime24", str(benchmarks_dir)),

@@ -4,16 +4,9 @@ import json
 
 import pytest
 
-from siri_rl.data import (
-    BENCHMARKS,
-    INSTRUCTION,
-    DataError,
-    build_messages,
-    build_prompt,
-    load_benchmark,
-    load_problems,
-    prompt_token_ids,
-)
+from siri_rl.data import BENCHMARKS, load_benchmark, load_problems
+from siri_rl.errors import DataError
+from siri_rl.prompts import INSTRUCTION, build_messages, build_prompt, prompt_token_ids
 
 
 @pytest.mark.parametrize("name, count", [("aime24", 30), ("aime25", 30), ("amc", 83), ("math500", 500)])
@@ -100,7 +93,7 @@ def test_eos_token_ids_include_the_generation_config(think_special_model_dir, tm
     """The ids that end a response: the tokenizer's EOS and every EOS of the model's generation config."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    from siri_rl.data import eos_token_ids
+    from siri_rl.prompts import eos_token_ids
 
     tok = AutoTokenizer.from_pretrained(think_special_model_dir)
     both = [tok.eos_token_id, tok.convert_tokens_to_ids("<|EOT|>")]  # [151643, 151647]

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from siri_rl.data import load_tokenizer
 from siri_rl.evaluate import (
     ARGS_FILE,
     BUDGET_PNG,
@@ -31,6 +30,7 @@ from siri_rl.evaluate import (
     summary_markdown,
 )
 from siri_rl.metrics import delta_acc_cr
+from siri_rl.prompts import load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 RECORD_KEYS = {"benchmark", "problem_id", "sample_index", "gold", "response", "response_tokens", "finish_reason",
@@ -134,8 +134,8 @@ def test_eval_decoding_keeps_a_special_think_end(think_special_model_dir):
     """`siri eval` decodes by the core's rule: with a tokenizer that marks </think> special, the answer after it
     survives both in the generated samples and in the budget curve's clipped responses. The tiny model is steered
     with transformers' ``sequence_bias`` to write a fixed response and end on the generation config's second EOS."""
-    from siri_rl.data import prompt_token_ids
     from siri_rl.evaluate import TransformersBackend, Unit
+    from siri_rl.prompts import prompt_token_ids
     from siri_rl.reward import grade_response
 
     model = str(think_special_model_dir)
@@ -556,7 +556,7 @@ def _units(sizes):
 
 
 def test_split_units_keeps_problems_whole_and_balances_samples():
-    from siri_rl.data_parallel import split_units
+    from siri_rl.evaluate.data_parallel import split_units
 
     units = _units([64, 64, 64, 10, 64, 3, 30])  # a resumed call: some problems need fewer samples
     for engines in (1, 2, 3, 4):
@@ -573,8 +573,8 @@ def test_split_units_keeps_problems_whole_and_balances_samples():
 
 
 def test_merge_completions_restores_the_call_order():
-    from siri_rl.data_parallel import merge_completions, split_units
     from siri_rl.evaluate import Completion
+    from siri_rl.evaluate.data_parallel import merge_completions, split_units
 
     units = _units([2, 1, 3, 1])
     shards = split_units(units, 2)
@@ -597,7 +597,7 @@ def test_merge_completions_restores_the_call_order():
 
 
 def test_engine_devices():
-    from siri_rl.data_parallel import engine_devices
+    from siri_rl.evaluate.data_parallel import engine_devices
 
     assert engine_devices(2, 2, "4,5,6,7", 8) == ["4,5", "6,7"]  # within this process's CUDA_VISIBLE_DEVICES
     assert engine_devices(4, 1, None, 4) == ["0", "1", "2", "3"]
@@ -615,9 +615,9 @@ def test_engine_pool_runs_two_real_engine_processes(tiny_qwen2_dir, tok):
     """Two spawned engine processes (the transformers backend on the tiny Qwen2: vLLM engines take minutes to
     start) each generate their share of a call; the merged samples equal those of one in-process engine given the
     same shares, and a failing engine is one EvalError that names it."""
-    from siri_rl.data import prompt_token_ids
-    from siri_rl.data_parallel import EnginePool, split_units
     from siri_rl.evaluate import TransformersBackend, Unit
+    from siri_rl.evaluate.data_parallel import EnginePool, split_units
+    from siri_rl.prompts import prompt_token_ids
 
     cfg = EvalConfig(model=str(tiny_qwen2_dir), out=Path("unused"), benchmarks=["amc"], backend="transformers",
                      temperature=0.0, max_tokens=6, device="cpu", dtype="float32")

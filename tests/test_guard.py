@@ -1,4 +1,4 @@
-"""The no-learning guard (issue 14): the share of groups that carry a GRPO gradient, and a warning (or a stop)
+"""The no-learning guard: the share of groups that carry a GRPO gradient, and a warning (or a stop)
 once per starved episode, never on a healthy run."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""The no-learning guard on the TRL engine (issue 14, item 1), on real TRL with a tiny Qwen2 that answers.
+"""The no-learning guard on the TRL engine, on real TRL with a tiny Qwen2 that answers.
 
 ``answering_toy_model`` (tests/conftest.py) answers every prompt with ``</think>\\n\\boxed{3}`` or ``...{4}`` in 8
 tokens: with gold answer 3 and a cap that leaves room, most groups have reward variance and nothing is clipped (a

@@ -104,7 +104,7 @@ def test_step_checks_re_read_each_line_and_change_no_answer(tok):
 
 def test_shipped_traces_are_wrong_often_and_verbose(tok):
     # configs/toy-count.yaml's supervised traces: about half end wrong (the base model copies that), and the
-    # correct ones carry recounts to compress (issue 16: base accuracy 35-75%, room to shorten by >= 40%)
+    # correct ones carry recounts to compress (the toy's aims: base accuracy 35-75%, room to shorten by >= 40%)
     from importlib.resources import files
 
     from siri_rl.config import load_config
@@ -142,7 +142,7 @@ def test_hard_problems_do_not_fit_l_min(tok):
 
 
 def test_chat_template_matches_r1_format(tok):
-    from siri_rl.data import build_prompt
+    from siri_rl.prompts import build_prompt
 
     prompt = build_prompt("Compute 1+2+3.", tok)
     assert prompt.endswith("<|assistant|><think>\n") and "\\boxed{}" in prompt
@@ -414,7 +414,7 @@ def test_toy_spec_rejects_bad_probabilities_and_hunch_depths():
 
 def test_new_habits_left_off_keep_the_shipped_traces_and_cache_key():
     # anchor_prob / hunch_depths / functions / guess_target_prob / step_check_prob came after SPEC_VERSION 5: at their defaults they
-    # draw no random number and stay out of the cache key, so configs/toy-search.yaml's base model (docs/benchmarks.md:
+    # draw no random number and stay out of the cache key, so configs/toy-search.yaml's base model (cache
     # key 1ad4ce2a4285) is unchanged
     import hashlib
     from importlib.resources import files
@@ -490,7 +490,7 @@ def test_toy_spec_rejects_unknown_tasks_and_empty_difficulty_ranges():
 
 def test_shipped_search_traces_are_wrong_often_and_verbose(tok):
     # configs/toy-search.yaml's supervised traces: about half give up and guess (the base model copies that), and the
-    # found ones carry re-checks to compress (issue 16: base accuracy 35-75%, room to shorten by >= 40%)
+    # found ones carry re-checks to compress (the toy's aims: base accuracy 35-75%, room to shorten by >= 40%)
     from importlib.resources import files
 
     from siri_rl.config import load_config
@@ -530,7 +530,7 @@ def test_hardest_search_problems_cannot_be_checked_once_within_l_min(tok):
 
 def test_shipped_default_re_reads_keep_the_hard_problems_out_of_l_max_and_only_there(tok):
     # configs/toy.yaml: with the base model's re-reads every easy problem fits L_max and almost no hard one does;
-    # without them every problem fits L_max, and no hard one fits L_min (issue 16: the constant L_max must have
+    # without them every problem fits L_max, and no hard one fits L_min (the constant L_max must have
     # next to nothing to learn from, SIRI a falling cap that makes the easy problems drop the re-reads first)
     from importlib.resources import files
 

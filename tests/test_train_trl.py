@@ -122,7 +122,7 @@ def test_resume_continues_schedule_and_metrics(tiny_toy_model, tmp_path):
         ({"not_a_field": 1}, "unknown trl"),
         ({"num_iteration": 2}, "did you mean num_iterations"),
         ({"use_vllm": True, "vllm_max_model_length": 40}, "vllm_max_model_length"),
-        # Resumable checkpoints only at round boundaries, exports only from per-step logs (issue 11, item 4).
+        # Resumable checkpoints only at round boundaries, exports only from per-step logs.
         ({"save_steps": 10}, "training.save_every"),
         ({"save_strategy": "epoch"}, "training.save_every"),
         ({"logging_strategy": "no"}, "logging_strategy"),
@@ -200,7 +200,7 @@ def test_round_statistics_reach_report_to(tiny_toy_model, tmp_path):
     assert "train/entropy" in tags
 
 
-# --- precision (issue 11, item 1) ----------------------------------------------------------------------------
+# --- precision ----------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -291,7 +291,7 @@ def test_dry_run_states_the_precision(tiny_toy_model, tmp_path):
     assert info["precision"] == {"weights": "float32", "compute": "bfloat16", "master_weights": "fp32 parameters"}
 
 
-# --- vLLM importance sampling (issue 11, item 2) --------------------------------------------------------------
+# --- vLLM importance sampling --------------------------------------------------------------------------------
 
 
 def test_vllm_importance_sampling_is_token_level_truncated(tiny_toy_model, tmp_path):
@@ -344,7 +344,7 @@ def test_round_stats_take_min_of_mins_and_max_of_maxes():
     assert out["sampling_logp_difference_max"] == 0.2
 
 
-# --- resume and round-boundary checkpoints (issue 11, items 3 and 4) ------------------------------------------
+# --- resume and round-boundary checkpoints ----------------------------------------------------------------------
 
 
 def test_resume_after_a_half_written_metrics_line(tiny_toy_model, tmp_path):
@@ -374,9 +374,9 @@ def test_reward_counts_every_eos_and_keeps_a_special_think_end(think_special_mod
     """The TRL reward on completion ids as TRL passes them (EOS kept, grpo_trainer.py:1880-1888), with a model whose
     generation config ends on two ids and whose tokenizer marks </think> special: a completion that ended on the
     second EOS exactly at L is not clipped, and answers after the special </think> are graded."""
-    from siri_rl.data import eos_token_ids
     from siri_rl.engines.trl.callback import RolloutCap
     from siri_rl.engines.trl.reward import LengthCappedReward
+    from siri_rl.prompts import eos_token_ids
     from siri_rl.schedule import make_schedule
     from siri_rl.toy.tokenizer import load_tokenizer
 
@@ -394,7 +394,7 @@ def test_reward_counts_every_eos_and_keeps_a_special_think_end(think_special_mod
     assert cap.pending[0]["clipped_frac"] == 0.5
 
 
-# --- resume cannot damage a run (issue 12, items 1, 2 and 10) -------------------------------------------------
+# --- resume cannot damage a run -------------------------------------------------------------------------------
 
 
 def _hashes(run: Path, *, skip: tuple[str, ...] = ()) -> dict[str, str]:
@@ -501,7 +501,7 @@ def test_progress_prints_lines_when_output_is_not_a_terminal(finished_run):
 
 
 def test_engines_import_no_toy_analysis_compare_or_eval_driver():
-    """Both engines sit below the toy, analysis, compare and the evaluation driver (issue 13): the toy resolves its
+    """Both engines sit below the toy, analysis, compare and the evaluation driver: the toy resolves its
     names before calling them, the run directory (metrics.jsonl, cards, dynamics.png) is siri_rl.run_dir's. The
     veRL launcher imported siri_rl.analysis and siri_rl.evaluate to draw dynamics.png."""
     import ast
@@ -518,7 +518,7 @@ def test_engines_import_no_toy_analysis_compare_or_eval_driver():
     assert not found, found
 
 
-# --- engine coupling and the own-script surface (issue 13, items 4 and 5) ---------------------------------------
+# --- engine coupling and the own-script surface --------------------------------------------------------------------
 
 
 def _readme_blocks(heading: str) -> list[str]:
@@ -533,7 +533,7 @@ def _readme_blocks(heading: str) -> list[str]:
 def _toy_chat_dataset(n: int = 16):
     from datasets import Dataset
 
-    from siri_rl.data import build_messages
+    from siri_rl.prompts import build_messages
     from siri_rl.toy.task import make_problems
 
     rows = [p.to_dict() for p in make_problems(n, seed=0, prefix="own-script")]

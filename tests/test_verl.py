@@ -15,10 +15,11 @@ from omegaconf import OmegaConf
 pytest.importorskip("verl", reason="veRL is not installed: pip install 'siri-rl[verl]'")
 
 from siri_rl.config import ConfigError, config_from_dict  # noqa: E402
-from siri_rl.data import build_messages, load_problems, prompt_token_ids  # noqa: E402
+from siri_rl.data import load_problems  # noqa: E402
 from siri_rl.engines.verl import AGENT_LOOP_YAML, launch  # noqa: E402
 from siri_rl.engines.verl.dataset import TRAIN_DATA_SOURCE, write_verl_parquet  # noqa: E402
 from siri_rl.engines.verl.reward import ENDED_KEY, MAX_LEN_KEY, RESPONSE_TOKENS_KEY  # noqa: E402
+from siri_rl.prompts import build_messages, prompt_token_ids  # noqa: E402
 
 warnings.filterwarnings("ignore", message=".*engine is not available.*")
 
@@ -208,7 +209,7 @@ def test_parquet_export_loads_with_verl_rl_dataset(verl_config, tokenizer, share
 
 
 def test_parquet_export_rejects_rows_without_answers(tmp_path):
-    from siri_rl.data import DataError
+    from siri_rl.errors import DataError
 
     with pytest.raises(DataError, match="no problem text or answer"):
         write_verl_parquet([{"id": "a", "problem": "1+1?", "answer": ""}], tmp_path / "x.parquet")

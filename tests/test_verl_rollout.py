@@ -17,9 +17,10 @@ from omegaconf import OmegaConf
 pytest.importorskip("verl", reason="veRL is not installed: pip install 'siri-rl[verl]'")
 
 from siri_rl.config import config_from_dict  # noqa: E402
-from siri_rl.data import build_messages, load_problems, prompt_token_ids  # noqa: E402
+from siri_rl.data import load_problems  # noqa: E402
 from siri_rl.engines.verl import launch  # noqa: E402
 from siri_rl.engines.verl.dataset import write_verl_parquet  # noqa: E402
+from siri_rl.prompts import build_messages, prompt_token_ids  # noqa: E402
 from siri_rl.schedule import make_schedule  # noqa: E402
 
 warnings.filterwarnings("ignore", message=".*engine is not available.*")
@@ -379,7 +380,7 @@ def test_manager_resume_drops_redone_rounds_and_continues_totals(make_manager, t
     assert 30.0 <= new["wall_s"] <= 30.0 + (time.time() - started)
 
 
-# --- issue 14: the closed-loop schedule and the no-learning guard on veRL ---------------------------------------
+# --- the closed-loop schedule and the no-learning guard on veRL ---------------------------------------
 
 ADAPTIVE = {"kind": "adaptive", "l_max": L_MAX, "l_min": L_MIN, "cycle": CYCLE, "window": 1, "patience": 1,
             "tolerance": 0.05}

@@ -37,8 +37,9 @@ def test_vllm_backend_prompts_caps_and_per_sample_seeds(vllm_qwen2_dir, vllm_env
     """The engine sees exactly the chat-template ids the transformers backend is given (one BOS), every sample
     stops within the cap with the right finish reason, the n samples of a problem differ, and a sample depends on
     its own index only: samples 2..3 drawn alone equal samples 2..3 drawn with 0..1."""
-    from siri_rl.data import load_benchmark, prompt_token_ids
+    from siri_rl.data import load_benchmark
     from siri_rl.evaluate import EvalConfig, Unit, VLLMBackend
+    from siri_rl.prompts import prompt_token_ids
 
     cfg = EvalConfig(model=str(vllm_qwen2_dir), out=Path("unused"), benchmarks=["aime24"], n=4,
                      max_tokens=MAX_TOKENS, backend="vllm", seed=3, enforce_eager=True)

@@ -74,7 +74,7 @@ def eval_(
                                             "directory from its samples.jsonl (no model, no generation)"),
 ) -> None:
     """Sample a model on the math benchmarks, grade, and write samples/summary/budget curve (paper §5.1)."""
-    from siri_rl.data import DataError
+    from siri_rl.errors import DataError
     from siri_rl.evaluate import EvalConfig, run_eval
     from siri_rl.evaluate import report_only as recompute
     from siri_rl.results import SUMMARY_MD, EvalError
@@ -219,7 +219,7 @@ def select_(
 ) -> None:
     """Evaluate every exported checkpoint of a run (as `siri eval`) and pick on the accuracy/length Pareto front,
     beside the paper's SIRI-low / SIRI-high picks: selection.md, pareto.json, pareto.png."""
-    from siri_rl.data import DataError
+    from siri_rl.errors import DataError
     from siri_rl.results import EvalError
     from siri_rl.selection import SELECTION_MD, run_select
 

@@ -98,8 +98,8 @@ def train(
     import yaml
 
     from siri_rl.config import ConfigError
-    from siri_rl.data import DataError
     from siri_rl.engines import EngineError, NoLearningStop
+    from siri_rl.errors import DataError
     from siri_rl.run_dir import CONFIG_FILE, RunInterrupted
 
     run_dir = output_dir
@@ -162,7 +162,8 @@ def _check_train_inputs(cfg, run_dir: Path, *, resume: bool) -> None:
     directory can be written, a local model directory exists (or the hub answers), and every training row has a
     problem and an answer, so that a bad row leaves no half run directory behind. The engine reads the rows again
     (a local file costs little; a hub dataset comes from the datasets cache the second time)."""
-    from siri_rl.data import check_model_source, load_problems
+    from siri_rl.data import load_problems
+    from siri_rl.models import check_model_source
     from siri_rl.toy import is_toy_data, is_toy_model
 
     check_output_dir(run_dir, "--output-dir")

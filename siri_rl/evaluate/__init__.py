@@ -10,6 +10,7 @@ This package does exactly that, one idea per module:
 * :mod:`~siri_rl.evaluate.stats`: pass@1, length, intervals, pass@k, maj@k, breakdowns, the average;
 * :mod:`~siri_rl.evaluate.summary`: grading, the accuracy-vs-budget curve, summary.json;
 * :mod:`~siri_rl.evaluate.report`: summary.md and budget_curve.png;
+* :mod:`~siri_rl.evaluate.data_parallel`: ``--data-parallel-size N``, N vLLM engine processes;
 * :mod:`~siri_rl.evaluate.driver`: :func:`run_eval` and :func:`report_only`.
 
 The results directory it writes (samples.jsonl, eval_args.json, summary.json, ...) is defined in the core,
@@ -45,6 +46,7 @@ _MODULES = {
     "summary": ("DEFAULT_GROUP_FIELDS", "grade_records", "problem_fields", "budget_pass", "budget_pass_with_average",
                 "summarize_run"),
     "report": ("plus_minus", "summary_markdown", "write_summary", "plot_budget_curve"),
+    "data_parallel": ("EnginePool",),
     "driver": ("load_eval_problems", "run_eval", "report_only"),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names}

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from siri_rl.data import eos_token_ids, quiet_weight_bars
 from siri_rl.evaluate.config import EvalConfig
 from siri_rl.evaluate.plan import Unit, sample_seed
+from siri_rl.models import quiet_weight_bars
+from siri_rl.prompts import eos_token_ids
 from siri_rl.results import EvalError
 from siri_rl.reward import decode_response
 

@@ -90,7 +90,8 @@ def run_eval(cfg: EvalConfig) -> dict:
 
     Returns the summary dict written to ``summary.json``.
     """
-    from siri_rl.data import check_model_source, load_tokenizer, prompt_token_ids
+    from siri_rl.models import check_model_source
+    from siri_rl.prompts import load_tokenizer, prompt_token_ids
 
     out = Path(cfg.out)
     # bad model paths or benchmarks fail before the results directory is created
@@ -119,8 +120,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     gen_seconds = 0.0
     if calls:
         factory = TransformersBackend if cfg.backend == "transformers" else VLLMBackend
-        if cfg.data_parallel_size > 1:  # N engine processes, each on its own GPUs (siri_rl/data_parallel.py)
-            from siri_rl.data_parallel import EnginePool
+        if cfg.data_parallel_size > 1:  # N engine processes, each on its own GPUs
+            from siri_rl.evaluate.data_parallel import EnginePool
 
             factory = EnginePool
         backend = factory(cfg.model, tokenizer, cfg, max_prompt_tokens=max(len(p) for p in prompt_ids.values()))
@@ -217,7 +218,7 @@ def report_only(
     the first B token ids of each response. ``budgets`` default to those of the previous summary; the generation
     figures of the previous summary are kept.
     """
-    from siri_rl.data import load_tokenizer
+    from siri_rl.prompts import load_tokenizer
 
     out = Path(result_dir)
     args_path, samples_path = out / ARGS_FILE, out / SAMPLES_FILE

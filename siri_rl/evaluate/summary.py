@@ -52,7 +52,8 @@ def problem_fields(cfg: EvalConfig) -> tuple[dict[str, dict[str, dict[str, Any]]
     """Values of the breakdown fields for every problem: ``cfg.group_by`` (an error if no benchmark has one of
     them) and :data:`DEFAULT_GROUP_FIELDS` wherever a benchmark has them. Returns ``(fields, note)``: ``note`` says
     why the default breakdowns were skipped (benchmark data not loadable), else None."""
-    from siri_rl.data import BENCHMARKS, DataError, load_benchmark
+    from siri_rl.data import BENCHMARKS, load_benchmark
+    from siri_rl.errors import DataError
 
     asked = [f for f in cfg.group_by if f]
     wanted = list(dict.fromkeys(asked + list(DEFAULT_GROUP_FIELDS)))

@@ -140,7 +140,7 @@ def cache_root() -> Path:
 
 def toy_prompt_messages(problem: str) -> list[dict]:
     """The chat messages for a toy problem: the same instruction the real models get (siri_rl.data)."""
-    from siri_rl.data import build_messages
+    from siri_rl.prompts import build_messages
 
     return build_messages(problem)
 

@@ -37,7 +37,7 @@ recount), or a quick guess first ("so the answer is 12"), verified by a count or
 purpose (:func:`make_trace`): the first pass often ends off by one, which only a later recount corrects; a recount
 after a clean pass adds nothing, or undoes it when it slips itself; an unverified guess is right 1 time in 5. So
 the base model is wrong often, more so when it may write less, and RL has accuracy to gain as well as length to
-lose (issue 16).
+lose.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def shortest_trace(problem: ToyProblem) -> str:
 # the 7-cycle and visit every digit). Checking is easy and generating is hard, as for the real models'
 # self-verification, so more tokens buy more tries and accuracy climbs with the budget -- unlike the count task,
 # whose single-pass errors are one token decision that RL removes in a few rounds, after which length no longer
-# pays (docs/benchmarks.md). What RL can learn: to stop the base model's premature guesses and re-checks of a
+# pays (docs/toy.md). What RL can learn: to stop the base model's premature guesses and re-checks of a
 # found digit, and where to start (the answer itself, a table of 7 targets x depths), which a short cap that
 # leaves room for one try (or none) rewards sharply and a long one only weakly.
 #
@@ -208,7 +208,7 @@ SEARCH_F = (3, 6, 0, 5, 1, 4, 2)  # f(i) = SEARCH_F[i]: one 7-cycle, so f^d (d <
 SEARCH_BASE = len(SEARCH_F)
 # ``toy.base.functions: n`` names the first n of these in the prompts ("Compute x: g4(x)=0."): each a 7-cycle of
 # the digits 0-6, all known by heart. More functions = more answers to recall (n x 7 targets x depths instead of
-# 7 x depths, which RL recalls within one cycle). Measured (docs/benchmarks.md, "Larger tables"): at the default
+# 7 x depths, which RL recalls within one cycle). Measured (docs/toy.md, "The search task"): at the default
 # model size 1200 SFT steps of 32 do not teach the base model two or three functions (its "yes"/"no" is 64-73%
 # right); 4800 steps of 8 teach two (86%), and then neither SIRI nor the constant recalls any answer in 120 rounds.
 SEARCH_FUNCS = (SEARCH_F, (5, 3, 6, 4, 0, 2, 1), (2, 4, 5, 0, 6, 1, 3))

@@ -76,7 +76,7 @@ def load_tokenizer(path: str | Path, **kwargs):
     and rebuilds it, which drops the toy tokenizer's whitespace tokens; the toy's own files are loaded as they are.
     Every other model (a hub id or a local checkpoint) goes through the core loader.
     """
-    from siri_rl.data import load_tokenizer as load_model_tokenizer
+    from siri_rl.prompts import load_tokenizer as load_model_tokenizer
 
     if is_toy_tokenizer(path):
         tok = PreTrainedTokenizerFast.from_pretrained(path)

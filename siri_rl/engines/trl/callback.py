@@ -16,7 +16,7 @@ statistics from the reward function, loss-side statistics such as entropy and cl
 exports ``save_pretrained`` checkpoints at each cycle's trough and peak (SIRI-low / SIRI-high), and asks the
 Trainer for resumable checkpoints at round boundaries.
 
-Two closed-loop parts (issue 14), both driven from round r's rollout statistics:
+Two closed-loop parts, both driven from round r's rollout statistics:
 
 * ``schedule.kind: adaptive`` (:class:`siri_rl.adaptive.AdaptiveSchedule`): the cap of round r+1 is decided in
   ``on_step_end`` of round r's last optimizer step, from round r's training accuracy, which the reward left in
@@ -45,7 +45,7 @@ from transformers import TrainerCallback
 
 from siri_rl.adaptive import AdaptiveSchedule, Decision
 from siri_rl.config import ConfigError
-from siri_rl.engines import EngineError
+from siri_rl.engines.protocol import EngineError
 from siri_rl.engines.trl.cap import RolloutCap, set_rollout_cap
 from siri_rl.engines.trl.progress import RoundProgress
 from siri_rl.guard import NoLearningGuard

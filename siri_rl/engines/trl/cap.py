@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from siri_rl.adaptive import AdaptiveSchedule, Decision
-from siri_rl.engines import EngineError
+from siri_rl.engines.protocol import EngineError
 from siri_rl.schedule import LengthSchedule
 
 

@@ -21,11 +21,11 @@ from typing import Any
 
 from siri_rl.adaptive import AdaptiveSchedule
 from siri_rl.config import ConfigError
-from siri_rl.data import eos_token_ids
 from siri_rl.engines.trl.callback import LengthScheduleCallback, RolloutCap
 from siri_rl.engines.trl.colocate import check_colocated_vllm
 from siri_rl.engines.trl.reward import LengthCappedReward
 from siri_rl.guard import NoLearningGuard, guard_from_dict
+from siri_rl.prompts import eos_token_ids
 from siri_rl.schedule import LengthSchedule
 
 

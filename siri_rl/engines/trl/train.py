@@ -18,13 +18,14 @@ from typing import Any
 
 from siri_rl.adaptive import AdaptiveSchedule
 from siri_rl.config import ConfigError, ExperimentConfig, check_context
-from siri_rl.data import eos_token_ids, quiet_weight_bars
-from siri_rl.engines import NoLearningStop, TrainResult
+from siri_rl.engines.protocol import NoLearningStop, TrainResult
 from siri_rl.engines.trl.callback import LengthScheduleCallback, RolloutCap, write_export_cards
 from siri_rl.engines.trl.colocate import check_colocated_vllm
 from siri_rl.engines.trl.config import TRAINER_SUBDIR, describe, grpo_kwargs, policy_precision, round_layout
 from siri_rl.engines.trl.reward import LengthCappedReward
 from siri_rl.guard import guard_from_dict
+from siri_rl.models import quiet_weight_bars
+from siri_rl.prompts import eos_token_ids
 from siri_rl.run_dir import (
     CHECKPOINT_CARD,
     CHECKPOINTS,
@@ -154,7 +155,7 @@ def _load_model_and_tokenizer(cfg: ExperimentConfig, weights_dtype: str, path: s
     import torch
     from transformers import AutoModelForCausalLM
 
-    from siri_rl.data import load_tokenizer
+    from siri_rl.prompts import load_tokenizer
 
     tok = load_tokenizer(path, trust_remote_code=cfg.model.trust_remote_code)
     if tok.pad_token is None:
@@ -180,7 +181,8 @@ def _load_model_and_tokenizer(cfg: ExperimentConfig, weights_dtype: str, path: s
 def _train_dataset(cfg: ExperimentConfig, tokenizer: Any = None, rows: list[dict[str, Any]] | None = None):
     from datasets import Dataset
 
-    from siri_rl.data import build_messages, load_problems, prompt_token_ids
+    from siri_rl.data import load_problems
+    from siri_rl.prompts import build_messages, prompt_token_ids
 
     if rows is None:
         rows = load_problems(cfg.data.train, split=cfg.data.split, problem_field=cfg.data.problem_field,

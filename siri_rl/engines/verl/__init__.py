@@ -3,6 +3,7 @@
 * ``config/siri_trainer.yaml`` — the recipe config: veRL's ``ppo_trainer`` with SIRI's constant settings (DAPO-style
   GRPO, the pieces below); ``python -m verl.trainer.main_ppo --config-path CONFIG_DIR --config-name siri_trainer``.
 * ``config/agent_loop.yaml`` — the agent-loop list veRL's rollout workers load (``agent_loop_config_path``).
+* ``recipe.py``     — where those two files are (``CONFIG_DIR``, ``CONFIG_NAME``, ``AGENT_LOOP_YAML``).
 * ``agent_loop.py`` — the ``siri_single_turn`` agent loop: per-request ``max_tokens = min(L, response_length)``.
 * ``manager.py``    — the agent-loop manager that attaches L = schedule(global_steps - 1) (or the closed-loop
   controller's cap, ``schedule.kind: adaptive``) to training rounds only, logs L and the fraction of responses cut
@@ -23,9 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-CONFIG_DIR = Path(__file__).resolve().parent / "config"  # shipped as package data (pyproject.toml)
-CONFIG_NAME = "siri_trainer"
-AGENT_LOOP_YAML = CONFIG_DIR / "agent_loop.yaml"
+from siri_rl.engines.verl.recipe import AGENT_LOOP_YAML, CONFIG_DIR, CONFIG_NAME
 
 
 def train(

@@ -18,8 +18,8 @@ from typing import Any
 from verl.experimental.agent_loop.agent_loop import AgentLoopOutput, register
 from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentLoop
 
-from siri_rl.data import eos_token_ids
 from siri_rl.engines.verl.reward import ENDED_KEY, MAX_LEN_KEY, RESPONSE_TOKENS_KEY
+from siri_rl.prompts import eos_token_ids
 
 AGENT_NAME = "siri_single_turn"
 # Rollout engines whose server honours a per-request max_tokens. TensorRT-LLM's server recomputes max_tokens

@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from siri_rl.data import INSTRUCTION, DataError, build_messages, load_benchmark, load_problems
+from siri_rl.data import load_benchmark, load_problems
+from siri_rl.errors import DataError
+from siri_rl.prompts import INSTRUCTION, build_messages
 
 if TYPE_CHECKING:
     from siri_rl.config import ExperimentConfig

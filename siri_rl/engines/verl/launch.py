@@ -22,11 +22,11 @@ import yaml
 
 from siri_rl.adaptive import ADAPTIVE_KEYS, AdaptiveSchedule
 from siri_rl.config import ConfigError, ExperimentConfig
-from siri_rl.engines import EngineError, NoLearningStop, TrainResult
-from siri_rl.engines.verl import AGENT_LOOP_YAML, CONFIG_DIR, CONFIG_NAME
+from siri_rl.engines.protocol import EngineError, NoLearningStop, TrainResult
 from siri_rl.engines.verl.checkpoints import CLOSED_LOOP, checkpoint_steps, latest_saved_step, save_plan
 from siri_rl.engines.verl.hydra_overrides import Overrides
 from siri_rl.engines.verl.process import LOG_FILE, run_logged
+from siri_rl.engines.verl.recipe import AGENT_LOOP_YAML, CONFIG_DIR, CONFIG_NAME
 from siri_rl.guard import guard_from_dict
 from siri_rl.run_dir import (
     METRICS_FILE,

@@ -28,7 +28,7 @@ Two run-level duties ride on the same per-round call, because it is the one hook
   rounds ``g-1`` and later are dropped (veRL redoes them) and the running totals continue from the last kept row;
   the guard's state, the closed-loop schedule's state and its trough/peak saves are rebuilt from the kept rows.
 
-And two of issue 14, on the same hook:
+And two closed-loop parts, on the same hook:
 
 * The closed-loop schedule (``siri.schedule.kind: adaptive``, :mod:`siri_rl.adaptive`): round r's cap is the
   controller's ``state["max_len"]``; veRL hands back round r's batch scored by the agent loop's reward

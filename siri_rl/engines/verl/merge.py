@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from siri_rl.engines import EngineError
+from siri_rl.engines.protocol import EngineError
 from siri_rl.engines.verl.checkpoints import exports_from_rows
 
 PLAN_FILE = "verl/plan.json"  # written by siri_rl.engines.verl.launch.train

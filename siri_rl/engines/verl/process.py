@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from siri_rl.engines import EngineError
+from siri_rl.engines.protocol import EngineError
 
 LOG_FILE = "train.log"  # RUN/verl/train.log: veRL's output, every attempt appended
 

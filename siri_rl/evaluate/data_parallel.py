@@ -88,8 +88,8 @@ def _engine_main(conn: Any, backend: str, model: str, cfg: EvalConfig, env: dict
     """One engine process: build the backend with its own devices, then answer (units, seed) requests."""
     os.environ.update(env)  # before anything imports torch or vLLM, so the engine sees only its GPUs
     try:
-        from siri_rl.data import load_tokenizer
         from siri_rl.evaluate.backends import TransformersBackend, VLLMBackend
+        from siri_rl.prompts import load_tokenizer
 
         factory = {"vllm": VLLMBackend, "transformers": TransformersBackend}[backend]
         engine = factory(model, load_tokenizer(model), cfg, max_prompt_tokens=max_prompt_tokens)

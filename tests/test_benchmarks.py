@@ -1,0 +1,118 @@
+"""Every script under benchmarks/ runs, as a user runs it (a subprocess), with tiny settings: a benchmark whose
+command no longer works is found here, not when someone re-measures a number of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+# A toy run in seconds: a base model of one small layer after 2 supervised steps, 2 rounds of 2x2 rollouts, one
+# held-out problem per difficulty.
+TINY_TOY = ["training.rounds=2", "training.prompts_per_round=2", "training.group_size=2", "toy.train_problems=16",
+            "toy.torch_threads=1", "toy.base.sft_steps=2", "toy.base.hidden_size=16", "toy.base.num_layers=1",
+            "toy.base.num_heads=2", "toy.base.intermediate_size=32", "toy.eval.per_difficulty=1"]
+
+
+def test_every_benchmark_script_has_a_smoke_test():
+    here = Path(__file__).read_text(encoding="utf-8")
+    missing = [p.name for p in sorted(BENCH.glob("*.py")) if f'"{p.name}"' not in here]
+    assert not missing, f"benchmarks without a smoke test in {Path(__file__).name}: {missing}"
+
+
+def bench(script: str, *args: str, tmp_path: Path, env: dict[str, str] | None = None, timeout: int = 900) -> str:
+    """Run ``benchmarks/script`` with ``args`` (and ``env`` added to the environment); its stdout (stderr shown when
+    it fails)."""
+    env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": "1", "SIRI_TOY_CACHE": str(tmp_path / "toy-cache"),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH.parent), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{script} {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def test_grading_benchmark_runs(tmp_path, shared_dir):
+    out = tmp_path / "grading.json"
+    bench("grading.py", "--shared-dir", str(shared_dir), "--problems", "8", "--samples", "2", "--n", "20",
+          "--workers", "1", "--timeout", "0.5", "--out", str(out), tmp_path=tmp_path)
+    result = json.loads(out.read_text())
+    assert result["eval_like/pool"]["answers"] == 16 and result["all_distinct/pool"]["answers"] == 20
+    assert set(result["pathological"]) == {"power tower", "factorial tower", "deep fractions", "deep parentheses",
+                                           "long polynomial", "huge integer", "20k characters", "unbalanced latex",
+                                           "big matrix"}
+
+
+def test_eval_throughput_benchmark_runs(tmp_path, shared_dir):
+    out = tmp_path / "eval.json"
+    bench("eval_throughput.py", "--hidden", "32", "--layers", "1", "--problems", "1", "--n", "2", "--batch-size", "2",
+          "--max-tokens", "4", "--repeats", "1", "--grade-n", "10", "--grade-workers", "1", "--threads", "1",
+          "--json", str(out), tmp_path=tmp_path, env={"SIRI_SHARED_DIR": str(shared_dir)})
+    result = json.loads(out.read_text())
+    assert result["bare_tokens"] == result["eval_tokens"] == 8 and result["grading"]["answers"] == 10
+
+
+@pytest.mark.slow
+def test_train_overhead_benchmark_runs(tmp_path, tiny_toy_model):
+    out = tmp_path / "overhead.json"
+    bench("train_overhead.py", "--model", str(tiny_toy_model), "--rounds", "2", "--warmup", "1", "--repeats", "1",
+          "--cap", "8", "--threads", "1", "--json", str(out), tmp_path=tmp_path)
+    result = json.loads(out.read_text())
+    assert result["rounds_measured"] == {"bare": 1, "siri": 1} and result["ratio_median"] > 0
+
+
+@pytest.mark.slow
+def test_toy_compare_and_toy_spiral_report_run(tmp_path):
+    runs = tmp_path / "runs"
+    stdout = bench("toy_compare.py", "--run", "--out", str(runs), *TINY_TOY, tmp_path=tmp_path)
+    assert "| toy-constant-min |" in stdout
+    assert (runs / "compare.md").is_file() and (runs / "compare.png").stat().st_size > 10_000
+    stdout = bench("toy_spiral.py", "report", str(runs), tmp_path=tmp_path)
+    assert "| toy-constant |" in stdout
+
+
+@pytest.mark.slow
+def test_toy_adaptive_benchmark_runs(tmp_path):
+    runs = tmp_path / "runs"
+    stdout = bench("toy_adaptive.py", "--run", "--out", str(runs), *TINY_TOY, tmp_path=tmp_path)
+    assert "| toy-adaptive |" in stdout and (runs / "adaptive.png").stat().st_size > 10_000
+
+
+def test_toy_spiral_budget_runs(tmp_path):
+    stdout = bench("toy_spiral.py", "budget", "-c", "toy-quick", "--caps", "8,16", "--threads", "1", "--out",
+                   str(tmp_path / "budget"), "toy.base.sft_steps=2", "toy.base.hidden_size=16", "toy.base.num_layers=1",
+                   "toy.base.num_heads=2", "toy.base.intermediate_size=32", "toy.eval.per_difficulty=1",
+                   tmp_path=tmp_path)
+    assert [line.split("|")[1].strip() for line in stdout.splitlines() if line.startswith("| ") and
+            line.split("|")[1].strip().isdigit()] == ["8", "16"]
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_vllm_throughput_benchmark_runs(tmp_path, vllm_env, shared_dir):
+    env = {**vllm_env, "SIRI_SHARED_DIR": str(shared_dir)}
+    out = tmp_path / "vllm.json"
+    # the eval paths, on one engine
+    bench("vllm_throughput.py", "--problems", "1", "--n", "2", "--max-tokens", "4", "--repeats", "1",
+          "--enforce-eager", "--threads", "1", "--skip-train", "--json", str(out), tmp_path=tmp_path, env=env)
+    result = json.loads(out.read_text())
+    assert result["eval"]["tokens"]["bare"] == result["eval"]["tokens"]["siri"] == 8
+    # two toy trainings (2 rounds: one round time), with and without vLLM rollouts
+    args = ["--skip-eval", "--rounds", "2", "--json", str(out), "toy.base.sft_steps=2", "toy.base.num_layers=1",
+            "toy.train_problems=16", "training.prompts_per_round=2", "training.group_size=2",
+            "toy.eval.per_difficulty=1"]
+    proc = subprocess.run([sys.executable, str(BENCH / "vllm_throughput.py"), *args], cwd=tmp_path,
+                          env={**os.environ, **env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=900)
+    if proc.returncode and "trl.use_vllm=false" in proc.stdout + proc.stderr:
+        # a CPU whose vLLM repacks weights for its kernels: siri refuses colocated vLLM training there with one
+        # line (siri_rl/engines/trl/colocate.py; docs/training.md), and so does this benchmark's vLLM run
+        pytest.xfail("this CPU's vLLM repacks weights: no colocated vLLM training here (docs/training.md)")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    train = json.loads(out.read_text())["train"]
+    assert train["vllm"]["rounds"] == train["transformers"]["rounds"] == 2
