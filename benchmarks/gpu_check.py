@@ -1,6 +1,7 @@
 """GPU check: the paper-scale model through `siri train` (TRL engine) and `siri eval` on one GPU, in one command.
 
-What it does, in order (about 5-6 minutes on one H100; docs/benchmarks.md, "GPU", says how to run it there):
+What it does, in order (sized for at most 8 minutes on one H100, from the step counts below; docs/benchmarks.md,
+"GPU", says how to run it there):
 
 1. Builds DeepSeek-R1-Distill-Qwen-1.5B's architecture (its Qwen2 config.json: hidden 1536, 28 layers, 12 heads,
    2 KV heads, intermediate 8960, vocab 151936, untied embeddings) with random weights, saved in bf16 as the hub's
@@ -374,9 +375,10 @@ def bare_generate(model, calls, *, pad_id: int, eos_ids: list[int], max_new_toke
 
 
 def run_eval_check(model_dir: Path, aime24: Path, work: Path, *, problems: int, n: int, max_tokens: int,
-                   dtype: str, device: str, repeats: int) -> dict[str, Any]:
+                   dtype: str, device: str, repeats: int, deadline: float | None = None) -> dict[str, Any]:
     """`siri eval --backend transformers` (``run_eval``, what the command runs) against :func:`bare_generate`
-    on the same calls, alternating (bare, siri, bare, siri, ...) so that drift hits both; the best of each."""
+    on the same calls, alternating (bare, siri, bare, siri, ...) so that drift hits both; the best of each. A
+    repeat after the first starts only if the previous one would end before ``deadline`` (``time.perf_counter``)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -400,12 +402,16 @@ def run_eval_check(model_dir: Path, aime24: Path, work: Path, *, problems: int, 
     eos = eos_token_ids(tok, model)
     gen = {"pad_id": pad, "eos_ids": eos, "temperature": cfg.temperature, "top_p": cfg.top_p, "device": device}
     bare_generate(model, calls[:1], max_new_tokens=min(8, max_tokens), **gen)  # warm-up (kernels, allocator)
-    bare, ours, summary = [], [], None
+    bare, ours, summary, last = [], [], None, 0.0
     for r in range(repeats):
+        t_rep = time.perf_counter()
+        if r and deadline is not None and t_rep + last > deadline:
+            break
         bare.append(bare_generate(model, calls, max_new_tokens=max_tokens, **gen))
         summary = run_eval(config(work / f"eval{r}"))  # loads its own copy of the model, as the command does
         g = summary["meta"]["generation"]
         ours.append((g["new_tokens"], g["generate_seconds"]))
+        last = time.perf_counter() - t_rep
     del model
     _free_gpu()
     b_tok, b_s = max(bare, key=lambda x: x[0] / x[1])
@@ -418,7 +424,7 @@ def run_eval_check(model_dir: Path, aime24: Path, work: Path, *, problems: int, 
         "bare_tokens": b_tok, "bare_seconds": b_s, "bare_tokens_per_s": b_tok / b_s,
         "eval_tokens": o_tok, "eval_seconds": o_s, "eval_tokens_per_s": o_tok / o_s,
         "ratio": (o_tok / o_s) / (b_tok / b_s),
-        "repeats": repeats,
+        "repeats": len(ours),
         "all_runs": {"bare": bare, "eval": ours},
     }
 
@@ -642,6 +648,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--eval-n", type=int, default=None, help="samples per problem (default 8; --tiny 2)")
     ap.add_argument("--eval-max-tokens", type=int, default=None, help="(default 1024; --tiny 16)")
     ap.add_argument("--repeats", type=int, default=2, help="timed repeats of each evaluation path")
+    ap.add_argument("--budget", type=float, default=450.0, help="seconds: a further evaluation repeat starts only "
+                    "if the run would still end within this (default 450: the device call's 8 minutes)")
     args = ap.parse_args(argv)
     d = {"caps": "16,8,16", "prompts": 2, "group_size": 4, "eval_problems": 2, "eval_n": 2, "eval_max_tokens": 16} \
         if args.tiny else {"caps": "1024,512,1024", "prompts": 4, "group_size": 8, "eval_problems": 4, "eval_n": 8,
@@ -727,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
         compute = "bfloat16" if device == "cuda" else "float32"
         evaluation = run_eval_check(model_dir, args.aime24, work, problems=args.eval_problems, n=args.eval_n,
                                     max_tokens=args.eval_max_tokens, dtype=compute, device=device,
-                                    repeats=args.repeats)
+                                    repeats=args.repeats, deadline=t_start + args.budget)
     except (ConfigError, CheckError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
