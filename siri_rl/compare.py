@@ -373,11 +373,20 @@ def run_compare(
     *,
     compact: bool = False,
     pairs: list[tuple[str, str]] | None = None,
+    paper: str | None = None,
 ) -> dict:
     """Load results, write ``table.md``, ``comparison.json`` and ``pareto.png`` into ``out``; return the
-    comparison dict."""
+    comparison dict. ``paper``: ``table1-1.5b`` or ``table1-7b`` adds the paper's Table 1 rows of that size
+    (:func:`siri_rl.paper.paper_results`, named ``paper: NAME``) after the results."""
+    from siri_rl.paper import SIZES, paper_results
+
     base_r = load_result(base)
     others = [load_result(p) for p in results]
+    if paper is not None:
+        size = paper.removeprefix("table1-")
+        if not paper.startswith("table1-") or size not in SIZES:
+            raise EvalError(f"--paper {paper}: choose one of {', '.join('table1-' + s for s in SIZES)}")
+        others += paper_results(size)
     comparison = compare_results(base_r, others, pairs=pairs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

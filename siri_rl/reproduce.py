@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from siri_rl.evaluate.config import (
+    BENCHMARK_TITLES,
     PAPER_BENCHMARKS,
     PAPER_MAX_TOKENS,
     PAPER_N,
@@ -264,15 +265,15 @@ def _flag(cell: dict[str, Any], fmt: str) -> str:
         return "–"
     if cell["inside"]:
         return "✓"
+    text = "⚠ Δ" + format(cell["diff"], "+" + fmt)
     if cell["needed"] is None:
-        return f"⚠ Δ{cell['diff']:+{fmt[1:]}}"
-    verdict = "real" if cell["real"] else "sampling noise"
-    return f"⚠ Δ{cell['diff']:+{fmt[1:]}}, needs ±{cell['needed']:{fmt[1:]}}: {verdict}"
+        return text
+    return f"{text}, needs ±{format(cell['needed'], fmt)}: " + ("real" if cell["real"] else "sampling noise")
 
 
 def _ours(cell: dict[str, Any], fmt: str) -> str:
-    text = _num(cell["ours"], fmt)
-    return text + (f" [{cell['ci'][0]:{fmt[1:]}}, {cell['ci'][1]:{fmt[1:]}}]" if cell["ci"] else "")
+    ci = cell["ci"]
+    return _num(cell["ours"], fmt) + (f" [{format(ci[0], fmt)}, {format(ci[1], fmt)}]" if ci else "")
 
 
 def table1_markdown(data: dict[str, Any]) -> str:
@@ -283,10 +284,14 @@ def table1_markdown(data: dict[str, Any]) -> str:
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in data["rows"]:
         name = row["name"] + (" (ours)" if row["added"] else "") + ("" if row["evaluated"] else " (not evaluated)")
+        if not row["evaluated"] and all(c[m]["paper"] is None for c in row["cells"].values() for m in c):
+            lines.append(f"| {name} | all | " + " | ".join(["–"] * (len(head) - 2)) + " |")  # nothing to show
+            continue
         for bench, cells in [*row["cells"].items(), ("average", row["average"])]:
             a, n = cells["acc"], cells["length"]
-            lines.append("| " + " | ".join([name, bench, _num(a["paper"], ".1f"), _ours(a, ".1f"), _flag(a, ".1f"),
-                                            _num(n["paper"], ".0f"), _ours(n, ".0f"), _flag(n, ".0f")]) + " |")
+            lines.append("| " + " | ".join([name, BENCHMARK_TITLES.get(bench, bench), _num(a["paper"], ".1f"),
+                                            _ours(a, ".1f"), _flag(a, ".1f"), _num(n["paper"], ".0f"),
+                                            _ours(n, ".0f"), _flag(n, ".0f")]) + " |")
     lines += ["", "| Model | ΔAcc/CR paper | ΔAcc/CR ours |", "|---|---|---|"]
     for row in data["rows"]:
         if row["key"] != data["base"]:
