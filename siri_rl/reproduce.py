@@ -139,6 +139,9 @@ def plan_text(table: dict[str, Any], jobs: list[Job], settings: dict[str, Any], 
     for j in jobs:
         state = "evaluated already" if j not in todo else "to evaluate"
         lines.append(f"  {j.key:<20} {j.model}  -> {out / j.key}  ({state})")
+        expected = _expected_tokens(j, counts, settings["n"])
+        if expected is not None:
+            lines.append(f"  {'':<20} about {expected:,} tokens at Table 1's mean lengths")
     lines += ["", "benchmarks: " + ", ".join(f"{b} ({'?' if c is None else c} problems)" for b, c in counts.items()),
               f"samples: {settings['n']} per problem at temperature {settings['temperature']}, top-p "
               f"{settings['top_p']}, at most {settings['max_tokens']} new tokens each",
@@ -151,6 +154,17 @@ def plan_text(table: dict[str, Any], jobs: list[Job], settings: dict[str, Any], 
     lines.append("settings: the paper's (§5.1)" if not diff else "settings that differ from the paper's: " +
                  "; ".join(f"{k} {v['ours']} (paper {v['paper']})" for k, v in diff.items()))
     return "\n".join(lines) + "\n"
+
+
+def _expected_tokens(job: Job, counts: dict[str, int | None], n: int) -> int | None:
+    """Problems x ``n`` x Table 1's mean length, summed over the benchmarks (None where a length or count is
+    missing): what the evaluation generates if our lengths match the paper's."""
+    if job.row is None:
+        return None
+    lengths = [cell_value(job.row, b, "length") for b in counts]
+    if None in lengths or None in counts.values():
+        return None
+    return round(sum(c * n * length for c, length in zip(counts.values(), lengths, strict=True)))
 
 
 def check_models(jobs: list[Job]) -> None:

@@ -77,6 +77,18 @@ def test_dry_run_prints_the_plan_for_both_sizes_and_creates_nothing(tmp_path, be
     assert "per model: 32 samples, at most 3,200 tokens" in res.output
     assert "settings that differ from the paper's: n 4 (paper 64); max_tokens 100 (paper 16384); limit 2" in res.output
     assert not out.exists()
+    # with Table 1's lengths known, the plan also gives the tokens they imply
+    ref = load_table1("1.5b")
+    for cell in next(r for r in ref["rows"] if r["key"] == "siri-low")["cells"].values():
+        cell["length"] = 1000.0
+    ref_file = tmp_path / "known.json"
+    ref_file.write_text(json.dumps({**{k: v for k, v in ref.items() if k not in ("size", "base", "rows")},
+                                    "sizes": {"1.5b": {"base": "base", "rows": ref["rows"]}}}))
+    res = CliRunner().invoke(app, ["reproduce", "table1", "--size", "1.5b", "--out", str(out), "--dry-run",
+                                   "--rows", "base,siri-low", "--reference", str(ref_file), "--n", "4", "--limit", "2",
+                                   "--data-dir", str(benchmarks_dir)])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("at Table 1's mean lengths") == 1 and "about 32,000 tokens" in res.output
 
 
 def test_bad_rows_options_and_missing_models_are_one_line_errors(tmp_path):
