@@ -109,6 +109,10 @@ def test_bad_rows_options_and_missing_models_are_one_line_errors(tmp_path):
     for args, needles in cases:
         _one_line_error(CliRunner().invoke(app, [*base, *args]), *needles)
     assert not out.exists()
+    afile = tmp_path / "a-file"
+    afile.write_text("x\n")
+    _one_line_error(CliRunner().invoke(app, ["reproduce", "table1", "--size", "1.5b", "--out", str(afile)]),
+                    f"--out {afile}", "is a file")
 
 
 def test_a_released_id_the_hub_cannot_give_is_one_line(tmp_path):
