@@ -37,13 +37,42 @@ def test_table1_has_both_sizes_every_cell_sourced_and_released_ids():
         table = load_table1(size)
         assert "2509.25176" in table["paper"] and table["base"] == "base"
         assert {r["key"]: r["model"] for r in table["rows"] if r["model"]} == released[size]
+        # a number without a source is a bug: every filled cell is listed as confirmed, from a named source
+        confirmed = {c["row"]: c for c in table["provenance"]["cells_confirmed"] if c["size"] == size}
         for r in table["rows"]:
             assert set(r["cells"]) == {"aime24", "aime25", "amc", "math500"} and r["model_source"]
-        # a number without a source is a bug: every filled cell is listed as confirmed, with where from
-        confirmed = table["provenance"]["cells_confirmed"]
-        assert filled_cells(table) == sum(len(c["cells"]) for c in confirmed if c["size"] == size)
+            filled = [b for b, c in r["cells"].items() if c["acc"] is not None]
+            assert filled == confirmed[r["key"]]["benchmarks"] and set(r["sources"]) <= set(table["provenance"]["sources"])
+            assert all((c["acc"] is None) == (c["length"] is None) for c in r["cells"].values())
+        assert filled_cells(table) == 2 * sum(len(c["benchmarks"]) for c in confirmed.values())
         assert len(paper_results(size)) == len(table["rows"])
-    assert [r["key"] for r in load_table1("1.5b")["rows"] if not r["model"]] == ["dapo-deepscaler-16k"]
+    rows = {r["key"]: r for r in load_table1("1.5b")["rows"]}
+    assert [k for k, r in rows.items() if not r["model"]] == ["dapo-deepscaler-16k", "overthink", "dast", "o1-pruner",
+                                                              "adaptthink"]
+    assert rows["base"]["cells"]["aime24"] == {"acc": 28.2, "length": 12333}  # §5.2: SIRI-low +43% on AIME24
+    assert rows["siri-low"]["cells"]["aime24"] == {"acc": 40.4, "length": 7093}
+    assert rows["overthink"]["cells"]["aime25"] == {"acc": None, "length": None}  # the paper's own dash
+    assert {r["key"]: r["cells"]["math500"]["acc"] for r in load_table1("7b")["rows"]}["siri-high"] == 93.7
+
+
+def test_the_cores_delta_acc_cr_on_table1s_cells_gives_its_column():
+    """ΔAcc/CR (siri_rl.metrics, §5.2) recomputed from Table 1's own rounded cells matches the printed column to
+    its two decimals, except for the 1.5B SIRI rows, where the paper prints 0.47 and 0.38 for 0.485 and 0.408."""
+    from siri_rl.metrics import delta_acc_cr
+
+    off = {}
+    for size in SIZES:
+        rows = {r["key"]: r["cells"] for r in load_table1(size)["rows"]}
+        table = {r["key"]: r["delta_acc_cr"] for r in load_table1(size)["rows"]}
+
+        def known(cells):
+            return {b: c for b, c in cells.items() if c["acc"] is not None}
+
+        for key, cells in rows.items():
+            ours = delta_acc_cr(known(rows["base"]), known(cells))
+            if abs(ours - table[key]) > 0.0051:
+                off[(size, key)] = (round(ours, 3), table[key])
+    assert off == {("1.5b", "siri-low"): (0.485, 0.47), ("1.5b", "siri-high"): (0.408, 0.38)}
 
 
 def test_a_cell_flags_the_paper_outside_our_interval_on_known_numbers():
@@ -77,18 +106,12 @@ def test_dry_run_prints_the_plan_for_both_sizes_and_creates_nothing(tmp_path, be
     assert "per model: 32 samples, at most 3,200 tokens" in res.output
     assert "settings that differ from the paper's: n 4 (paper 64); max_tokens 100 (paper 16384); limit 2" in res.output
     assert not out.exists()
-    # with Table 1's lengths known, the plan also gives the tokens they imply
-    ref = load_table1("1.5b")
-    for cell in next(r for r in ref["rows"] if r["key"] == "siri-low")["cells"].values():
-        cell["length"] = 1000.0
-    ref_file = tmp_path / "known.json"
-    ref_file.write_text(json.dumps({**{k: v for k, v in ref.items() if k not in ("size", "base", "rows")},
-                                    "sizes": {"1.5b": {"base": "base", "rows": ref["rows"]}}}))
-    res = CliRunner().invoke(app, ["reproduce", "table1", "--size", "1.5b", "--out", str(out), "--dry-run",
-                                   "--rows", "base,siri-low", "--reference", str(ref_file), "--n", "4", "--limit", "2",
+    # the tokens Table 1's mean lengths imply: problems x n x length, summed over the benchmarks
+    assert "about 169,464 tokens at Table 1's mean lengths" in res.output  # SIRI-low 1.5B, --limit 2, n 4
+    res = CliRunner().invoke(app, ["reproduce", "table1", "--size", "1.5b", "--dry-run", "--rows", "base",
                                    "--data-dir", str(benchmarks_dir)])
-    assert res.exit_code == 0, res.output
-    assert res.output.count("at Table 1's mean lengths") == 1 and "about 32,000 tokens" in res.output
+    expected = 64 * (30 * 12333 + 30 * 12264 + 83 * 8449 + 500 * 4745)
+    assert f"about {expected:,} tokens at Table 1's mean lengths" in res.output
 
 
 def test_bad_rows_options_and_missing_models_are_one_line_errors(tmp_path):
@@ -164,7 +187,8 @@ def test_stand_in_models_fill_the_table_flag_known_cells_and_resume(tmp_path, an
         "evaluating base", "evaluating siri-low", "evaluating mine"]
     table = json.loads((out / TABLE1_JSON).read_text())
     rows = {r["key"]: r for r in table["rows"]}
-    assert list(rows) == ["base", "deepscaler", "dapo-deepscaler-16k", "siri-low", "siri-high", "mine"]
+    package = {r["key"]: r for r in load_table1("1.5b")["rows"]}
+    assert list(rows) == [*package, "mine"]
     assert not rows["deepscaler"]["evaluated"] and rows["mine"]["added"] and rows["mine"]["evaluated"]
     for key in ("base", "siri-low", "mine"):
         for bench in ("aime24", "amc"):
@@ -173,12 +197,15 @@ def test_stand_in_models_fill_the_table_flag_known_cells_and_resume(tmp_path, an
             assert cell["acc"]["ours"] == pytest.approx(acc, abs=0.01)
             assert cell["length"]["ours"] == pytest.approx(length, abs=0.01)
             assert cell["acc"]["ci"][0] <= cell["acc"]["ours"] <= cell["acc"]["ci"][1]
-            assert cell["acc"]["paper"] is None and cell["acc"]["inside"] is None  # the package's cells are missing
+            paper = package[key]["cells"][bench] if key in package else {"acc": None, "length": None}
+            assert (cell["acc"]["paper"], cell["length"]["paper"]) == (paper["acc"], paper["length"])
+            assert (cell["acc"]["inside"] is None) == (key == "mine")  # Table 1's number, inside ours or not
     base_acc = rows["base"]["cells"]["aime24"]["acc"]["ours"]
     assert 0 < base_acc < 100, "the answering stand-in should answer some sums right and some wrong"
     assert table["overrides"]["n"] == {"paper": 64, "ours": 8} and "limit" not in table["overrides"]
     md = (out / TABLE1_MD).read_text()
-    assert "| SIRI-low | AIME24 | – |" in md and "| mine (ours) | AMC |" in md and "| SIRI-high (not evaluated) | all | – |" in md
+    assert "| SIRI-low | AIME24 | 40.4 |" in md and "| mine (ours) | AMC | – |" in md
+    assert "| SIRI-high (not evaluated) | AIME24 | 43.6 | – | – | 10049 | – | – |" in md
     assert "Settings that differ from the paper's" in md and (out / TABLE1_PNG).read_bytes()[:4] == b"\x89PNG"
 
     # a Table 1 whose numbers are known relative to ours: base aime24 Acc = ours (inside), base amc Acc = the top
@@ -238,16 +265,17 @@ def test_compare_sets_the_paper_rows_beside_results(tmp_path):
                                    "table1-1.5b"])
     assert res.exit_code == 0, res.output
     names = [r["name"] for r in json.loads((out / COMPARISON_JSON).read_text())["rows"]]
-    assert names == ["base", "mine", "paper: DeepSeek-R1-Distill-Qwen-1.5B", "paper: DeepScaleR-1.5B-Preview",
-                     "paper: DAPO-DeepScaleR-16K", "paper: SIRI-low", "paper: SIRI-high"]
-    assert "| paper: SIRI-high | – | – | – | – |" in res.output  # the package's cells are missing: dashes
+    assert names == ["base", "mine", *[f"paper: {r['name']}" for r in load_table1("1.5b")["rows"]]]
+    # Table 1's numbers, without intervals, the paper's dashes kept
+    assert "| paper: SIRI-high † | **43.6** | 10049 | **32.2** | 9739 | **75.9** | 7396 | **88.4** | 4633 |" in res.output
+    assert "| paper: OverThink | 28.3 | 11269 | – | – | – | – | 81.2 | 4131 |" in res.output
     # a Table 1 with numbers: the paper's rows take part in the table, ΔAcc/CR and the front like any other
-    ref = load_table1("1.5b")
-    rows = {r["key"]: r for r in ref["rows"]}
-    rows["siri-low"]["cells"]["aime24"] = {"acc": 32.0, "length": 6000}
-    rows["siri-low"]["cells"]["amc"] = {"acc": 67.0, "length": 4500}
+    none = {"acc": None, "length": None}
+    rows = [{"key": "base", "name": "Original", "cells": {b: none for b in ("aime24", "amc")}},
+            {"key": "siri-low", "name": "SIRI-low", "cells": {"aime24": {"acc": 32.0, "length": 6000},
+                                                              "amc": {"acc": 67.0, "length": 4500}}}]
     ref_file = tmp_path / "known.json"
-    ref_file.write_text(json.dumps({"paper": ref["paper"], "sizes": {"1.5b": {"base": "base", "rows": ref["rows"]}}}))
+    ref_file.write_text(json.dumps({"paper": "a test table", "sizes": {"1.5b": {"base": "base", "rows": rows}}}))
     comparison = compare_results(load_result(base), [load_result(mine), *paper_results("1.5b", ref_file)])
     low = next(r for r in comparison["rows"] if r["name"] == "paper: SIRI-low")
     assert low["benchmarks"] == {"aime24": {"acc": 32.0, "acc_ci": None, "length": 6000.0, "length_ci": None},
