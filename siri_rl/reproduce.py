@@ -348,8 +348,9 @@ def write_table1(data: dict[str, Any], out: Path) -> list[Path]:
     base = next(r["name"] for r in data["rows"] if r["key"] == data["base"])
     replace_atomically(lambda p: p.write_text(md), out / TABLE1_MD)
     replace_atomically(lambda p: p.write_text(text), out / TABLE1_JSON)
-    replace_atomically(lambda p: plot_pareto({"rows": points, "base": base}, p,
-                                             title=f"Table 1 ({data['size']}): ours and the paper's"),
+    paper = {p["name"] for p in points if p["name"].endswith(" (paper)")}
+    replace_atomically(lambda p: plot_pareto({"rows": points, "base": base}, p, hollow=paper,
+                                             title=f"Table 1 ({data['size']}), ◇ paper"),
                        out / TABLE1_PNG)
     return [out / TABLE1_MD, out / TABLE1_JSON, out / TABLE1_PNG]
 
