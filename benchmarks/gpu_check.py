@@ -707,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t_start = time.perf_counter()
     from siri_rl.config import ConfigError
-    from siri_rl.data import DataError
+    from siri_rl.errors import DataError
 
     try:
         device = check_inputs(args)

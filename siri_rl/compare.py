@@ -308,11 +308,12 @@ def mark_pareto(rows: list[dict]) -> list[int]:
 
 
 def plot_pareto(comparison: dict, path: str | Path, *, title: str = "Accuracy vs length",
-                marks: dict[str, str] | None = None) -> Path:
+                marks: dict[str, str] | None = None, hollow: set[str] | frozenset[str] = frozenset()) -> Path:
     """Figure 1: one point per row (average length in tokens, average pass@1 in %) with error bars of their 95%
     bootstrap intervals where known, the Pareto front (the rows' ``pareto`` flags: shorter and more accurate is
     better) drawn as a step line through its members, which are highlighted, labels on every point. ``marks``:
-    row name -> an extra label drawn with an arrow (``siri select``'s SIRI-low / SIRI-high picks)."""
+    row name -> an extra label drawn with an arrow (``siri select``'s SIRI-low / SIRI-high picks). ``hollow``: row
+    names drawn as open markers (numbers quoted rather than measured: ``siri reproduce``'s paper rows)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -339,8 +340,12 @@ def plot_pareto(comparison: dict, path: str | Path, *, title: str = "Accuracy vs
             ax.errorbar([x], [y], xerr=[[x - xci[0]], [xci[1] - x]] if xci else None,
                         yerr=[[y - yci[0]], [yci[1] - y]] if yci else None,
                         fmt="none", ecolor=color, elinewidth=1, capsize=3, alpha=0.7, zorder=1.5)
-        ax.scatter([x], [y], s=70 if i in front else 35, zorder=2, marker="s" if is_base else "o", color=color,
-                   edgecolors="black" if i in front else "none")
+        if r["name"] in hollow:
+            ax.scatter([x], [y], s=70 if i in front else 35, zorder=2, marker="D", facecolors="none",
+                       edgecolors=color, linewidths=1.5)
+        else:
+            ax.scatter([x], [y], s=70 if i in front else 35, zorder=2, marker="s" if is_base else "o", color=color,
+                       edgecolors="black" if i in front else "none")
     # one label per position: rows with the same averages (checkpoints that did not move) share it
     at: dict[tuple[float, float], list[dict]] = {}
     for r, xy in zip(rows, pts, strict=True):
@@ -373,11 +378,20 @@ def run_compare(
     *,
     compact: bool = False,
     pairs: list[tuple[str, str]] | None = None,
+    paper: str | None = None,
 ) -> dict:
     """Load results, write ``table.md``, ``comparison.json`` and ``pareto.png`` into ``out``; return the
-    comparison dict."""
+    comparison dict. ``paper``: ``table1-1.5b`` or ``table1-7b`` adds the paper's Table 1 rows of that size
+    (:func:`siri_rl.paper.paper_results`, named ``paper: NAME``) after the results."""
+    from siri_rl.paper import SIZES, paper_results
+
     base_r = load_result(base)
     others = [load_result(p) for p in results]
+    if paper is not None:
+        size = paper.removeprefix("table1-")
+        if not paper.startswith("table1-") or size not in SIZES:
+            raise EvalError(f"--paper {paper}: choose one of {', '.join('table1-' + s for s in SIZES)}")
+        others += paper_results(size)
     comparison = compare_results(base_r, others, pairs=pairs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ MAX_LINES = 400
 
 # The engine-free core: what SIRI *is* and the two directories everything revolves around.
 CORE = {"schedule", "adaptive", "guard", "reward", "_verify_worker", "data", "prompts", "errors", "metrics", "config",
-        "plots", "run_dir", "results", "models", "grader"}
+        "plots", "run_dir", "results", "models", "grader", "paper"}
 
 
 def module_name(path: Path, root: Path = PKG) -> str:

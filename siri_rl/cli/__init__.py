@@ -13,7 +13,7 @@ from siri_rl.cli._app import _WRITE_ERRNOS, app, fail
 
 # Each module registers its commands on ``app`` when imported, in the order ``siri --help`` lists them.
 # isort: off
-from siri_rl.cli import schedule, results, train  # noqa: E402, F401
+from siri_rl.cli import schedule, results, train, reproduce  # noqa: E402, F401
 # isort: on
 
 __all__ = ["app", "main"]

@@ -120,6 +120,8 @@ def compare(
     compact: bool = typer.Option(False, "--compact", help="Table 1 as in the paper: no intervals, no paired column"),
     pair: list[str] | None = typer.Option(None, "--pair", help="also compare two results with each other: "
                                           "'NAME_A,NAME_B' (row names or paths; repeatable)"),
+    paper: str | None = typer.Option(None, "--paper", help="table1-1.5b | table1-7b: add the paper's Table 1 rows "
+                                     "of that size (rows named 'paper: NAME'; missing cells shown as –)"),
 ) -> None:
     """Table 1 (Acc/Length per benchmark with 95% intervals, ΔAcc/CR, best in bold), paired bootstrap differences
     against --base, and the accuracy-vs-length Pareto plot with error bars."""
@@ -135,7 +137,7 @@ def compare(
         pairs.append((parts[0], parts[1]))
     check_output_dir(out, "--out")
     try:
-        run_compare(base, results, out, compact=compact, pairs=pairs)
+        run_compare(base, results, out, compact=compact, pairs=pairs, paper=paper)
     except EvalError as err:
         fail(str(err))
         return
