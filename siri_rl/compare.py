@@ -340,12 +340,9 @@ def plot_pareto(comparison: dict, path: str | Path, *, title: str = "Accuracy vs
             ax.errorbar([x], [y], xerr=[[x - xci[0]], [xci[1] - x]] if xci else None,
                         yerr=[[y - yci[0]], [yci[1] - y]] if yci else None,
                         fmt="none", ecolor=color, elinewidth=1, capsize=3, alpha=0.7, zorder=1.5)
-        if r["name"] in hollow:
-            ax.scatter([x], [y], s=70 if i in front else 35, zorder=2, marker="D", facecolors="none",
-                       edgecolors=color, linewidths=1.5)
-        else:
-            ax.scatter([x], [y], s=70 if i in front else 35, zorder=2, marker="s" if is_base else "o", color=color,
-                       edgecolors="black" if i in front else "none")
+        style = (dict(marker="D", facecolors="none", edgecolors=color, linewidths=1.5) if r["name"] in hollow else
+                 dict(marker="s" if is_base else "o", color=color, edgecolors="black" if i in front else "none"))
+        ax.scatter([x], [y], s=70 if i in front else 35, zorder=2, **style)
     # one label per position: rows with the same averages (checkpoints that did not move) share it
     at: dict[tuple[float, float], list[dict]] = {}
     for r, xy in zip(rows, pts, strict=True):
