@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from siri_rl.adaptive import AdaptiveSchedule
+from siri_rl.config import ConfigError
 from siri_rl.schedule import LengthSchedule
 
 TRACKER_FILE = "latest_checkpointed_iteration.txt"  # verl/utils/checkpoint/checkpoint_manager.py:255-259
@@ -149,3 +150,26 @@ def prune_checkpoints(checkpoint_dir: str | Path, exports: dict[int, str] | set[
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed
+
+
+def refuse_unmerged_old_plan(run: Path, checkpoint_dir: Path, checkpoints: Mapping[int, str]) -> None:
+    """A run planned by an older siri (trough/peak saves at other steps, e.g. ``global_step_r`` before the save
+    plan moved to ``global_step_{r+1}``) would lose those saves to pruning on resume unless they are merged."""
+    import json
+
+    plan_path = run / "verl" / "plan.json"
+    if not plan_path.exists():
+        return
+    previous = {int(s): n for s, n in json.loads(plan_path.read_text()).get("checkpoints", {}).items()}
+    unmerged = [
+        f"global_step_{s} ({n})"
+        for s, n in sorted(previous.items())
+        if s not in checkpoints
+        and (checkpoint_dir / f"global_step_{s}" / "actor").is_dir()
+        and not (run / "checkpoints" / n / "config.json").exists()
+    ]
+    if unmerged:
+        raise ConfigError(
+            f"--resume: {run} holds trough/peak saves of an older save plan ({', '.join(unmerged)}) that resuming "
+            f"would prune; merge them first with `siri export {run}`, then resume"
+        )
