@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from siri_rl.config import ConfigError, ExperimentConfig, config_from_dict
-from siri_rl.guard import frac_groups_with_reward_variance
+from siri_rl.guard import frac_groups_all_correct_and_wrong, frac_groups_with_reward_variance
 from siri_rl.results import replace_atomically
 
 METRICS_FILE = "metrics.jsonl"
@@ -163,7 +163,8 @@ def rollout_stats(
         rewards: per completion reward (SIRI's is 0/1, so the mean is the training accuracy); None: not scored yet.
         group_ids: per completion, its prompt's group (GRPO's G completions of one prompt); with ``rewards`` gives
             ``frac_groups_with_reward_variance``, the share of groups whose rewards differ (the groups with a
-            nonzero group-normalised advantage, the ones that teach anything).
+            nonzero group-normalised advantage, the ones that teach anything), and ``frac_groups_all_correct`` /
+            ``frac_groups_all_wrong``, the shares whose completions were all rewarded / all unrewarded.
 
     Returns ``max_len``, ``completion_len_mean/max/min`` (tokens), ``clipped_frac`` (share that hit L without
     ending: against L, not against the padded width L_max), ``num_completions``, ``tokens_round`` (tokens
@@ -185,6 +186,8 @@ def rollout_stats(
         row["accuracy"] = float(sum(rewards)) / n if n else 0.0
         if group_ids is not None and n:
             row["frac_groups_with_reward_variance"] = frac_groups_with_reward_variance(rewards, group_ids)
+            right, wrong = frac_groups_all_correct_and_wrong(rewards, group_ids)
+            row["frac_groups_all_correct"], row["frac_groups_all_wrong"] = right, wrong
     return row
 
 
@@ -204,7 +207,7 @@ def append_metrics_row(run_dir_or_file: str | Path, row: Mapping[str, Any]) -> N
 # or null where present, so that a hand-edited row is one error naming it rather than a traceback in a plot.
 METRIC_NUMBERS = ("max_len", "accuracy", "completion_len_mean", "completion_len_max", "completion_len_min",
                   "clipped_frac", "num_completions", "tokens_round", "tokens_generated", "wall_s", "entropy",
-                  "frac_groups_with_reward_variance")
+                  "frac_groups_with_reward_variance", "frac_groups_all_correct", "frac_groups_all_wrong")
 
 
 def _metrics_row_problem(row: Any) -> str | None:

@@ -235,7 +235,7 @@ def report_only(
     the first B token ids of each response. ``budgets`` default to those of the previous summary; the generation
     figures of the previous summary are kept.
     """
-    from siri_rl.data import load_tokenizer
+    from siri_rl.data import check_model_source, load_tokenizer
 
     out = Path(result_dir)
     args_path, samples_path = out / ARGS_FILE, out / SAMPLES_FILE
@@ -248,19 +248,26 @@ def report_only(
     meta = old.get("meta") if isinstance(old.get("meta"), dict) else {}
     old_cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     old_budgets = old_cfg.get("budgets")
-    if not (isinstance(old_budgets, list) and all(isinstance(b, int) and not isinstance(b, bool) for b in old_budgets)):
+    if not (isinstance(old_budgets, list) and all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in old_budgets)):
         old_budgets = None
-    try:
-        cfg = EvalConfig(**{k: v for k, v in ident.items() if k in EvalConfig.__dataclass_fields__}, out=out,
-                         budgets=budgets if budgets is not None else old_budgets, group_by=group_by,
-                         grade_workers=grade_workers, grade_timeout=grade_timeout, progress=False)
-    except (TypeError, ValueError) as e:
+    stored = {k: v for k, v in ident.items() if k in EvalConfig.__dataclass_fields__}
+    try:  # the stored arguments alone first, so that an error names the file, not an option of this command
+        EvalConfig(**stored, out=out, progress=False)
+    except (TypeError, ValueError) as e:  # EvalError is a ValueError
         raise EvalError(f"{args_path} does not hold siri eval arguments ({e}); restore it") from None
+    cfg = EvalConfig(**stored, out=out, budgets=budgets if budgets is not None else old_budgets, group_by=group_by,
+                     grade_workers=grade_workers, grade_timeout=grade_timeout, progress=False)
     if cfg.group_by:
         problem_fields(cfg)
     source = tokenizer_from or cfg.model
     if tokenizer is not None:
         source = getattr(tokenizer, "name_or_path", None) or "a tokenizer object"
+    if tokenizer is None:
+        try:  # a folder that is not here (a relative path stored by an older siri) fails now, not after hub retries
+            check_model_source(source, option="--model" if tokenizer_from else f"the model of {args_path}; pass "
+                               "--model with the folder or hub id that has the run's tokenizer")
+        except ValueError as e:  # DataError
+            raise EvalError(str(e)) from None
     try:
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(source)
     except (OSError, ValueError) as e:
