@@ -151,14 +151,31 @@ def read_json(path: Path, what: str, *, fix: str = "fix or delete it") -> Any:
         raise EvalError(f"{path}:{e.lineno} is not valid JSON ({e.msg}), so not {what}; {fix}") from None
 
 
+# The JSON types of eval_args.json's fields (what EvalConfig.identity writes).
+ARGS_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (str,), "benchmarks": (list,), "n": (int,), "temperature": (int, float), "top_p": (int, float),
+    "max_tokens": (int,), "backend": (str,), "data_dir": (str, _NONE), "seed": (int,), "limit": (int, _NONE),
+    "require_think_end": (bool,),
+}
+
+
 def read_eval_args(out: Path) -> dict[str, Any]:
-    """``out/eval_args.json``: a mapping of the arguments that made the samples, or :class:`EvalError`."""
+    """``out/eval_args.json``: a mapping of the arguments that made the samples (:data:`ARGS_TYPES`), or
+    :class:`EvalError` naming the file and the field."""
     path = Path(out) / ARGS_FILE
-    args = read_json(path, "siri eval arguments")
-    if not isinstance(args, dict) or not isinstance(args.get("model"), str) or not isinstance(
-            args.get("benchmarks"), list) or not all(isinstance(b, str) for b in args["benchmarks"]):
-        raise EvalError(f"{path} does not hold siri eval arguments (a mapping with model and a list of benchmarks); "
-                        "restore it, or evaluate into a new --out")
+    args = read_json(path, "siri eval arguments", fix="restore it, or evaluate into a new --out")
+    if not isinstance(args, dict):
+        problem = f"a mapping of arguments, not {type(args).__name__}"
+    else:
+        problem = next((f"{k} is {json.dumps(args.get(k))[:40]}" for k, types in ARGS_TYPES.items()
+                        if k in args and (not isinstance(args[k], types)
+                                          or (isinstance(args[k], bool) and bool not in types))), None)
+        if problem is None and (not isinstance(args.get("model"), str) or not isinstance(args.get("benchmarks"), list)
+                                or not all(isinstance(b, str) for b in args["benchmarks"])):
+            problem = "it needs model and a list of benchmark names"
+    if problem:
+        raise EvalError(f"{path} does not hold siri eval arguments ({problem}); restore it, or evaluate into a new "
+                        "--out")
     return args
 
 
