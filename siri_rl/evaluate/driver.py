@@ -243,7 +243,10 @@ def report_only(
         raise EvalError(f"{out} is not a siri eval results directory (needs {ARGS_FILE} and {SAMPLES_FILE})")
     ident = read_eval_args(out)
     # the previous summary gives only defaults (budgets, generation figures): one that is not a summary is replaced
-    old = read_json(out / SUMMARY_JSON, "a siri eval summary") if (out / SUMMARY_JSON).exists() else {}
+    try:
+        old = read_json(out / SUMMARY_JSON, "a siri eval summary") if (out / SUMMARY_JSON).exists() else {}
+    except EvalError:  # derived from samples.jsonl: rewritten below
+        old = {}
     old = old if isinstance(old, dict) else {}
     meta = old.get("meta") if isinstance(old.get("meta"), dict) else {}
     old_cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
