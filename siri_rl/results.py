@@ -170,9 +170,8 @@ def read_eval_args(out: Path) -> dict[str, Any]:
         problem = next((f"{k} is {json.dumps(args.get(k))[:40]}" for k, types in ARGS_TYPES.items()
                         if k in args and (not isinstance(args[k], types)
                                           or (isinstance(args[k], bool) and bool not in types))), None)
-        if problem is None and (not isinstance(args.get("model"), str) or not isinstance(args.get("benchmarks"), list)
-                                or not all(isinstance(b, str) for b in args["benchmarks"])):
-            problem = "it needs model and a list of benchmark names"
+        if problem is None and not all(isinstance(b, str) for b in args.get("benchmarks", [])):
+            problem = "benchmarks must be a list of names"
     if problem:
         raise EvalError(f"{path} does not hold siri eval arguments ({problem}); restore it, or evaluate into a new "
                         "--out")
@@ -211,14 +210,15 @@ def write_args(out: Path, identity: dict[str, Any]) -> None:
     replace_atomically(lambda p: p.write_text(text), out / ARGS_FILE)
 
 
-def finished_samples(out: Path, identity: dict[str, Any]) -> set[tuple[str, str, int]]:
-    """Where a run into ``out`` resumes: the keys of the samples already there (one read of samples.jsonl), after
-    :func:`check_args`; a half-written last line is then cut off, so that appended samples start on a new line."""
+def finished_samples(out: Path, identity: dict[str, Any], *, require: tuple[str, ...] = ()) -> set[tuple[str, str, int]]:
+    """Where a run into ``out`` resumes: the keys of the samples already there (one read of samples.jsonl, each
+    record with the fields ``require`` too), after :func:`check_args`; a half-written last line is then cut off, so
+    that appended samples start on a new line."""
     out = Path(out)
     if not out.is_dir() and out.exists():
         raise EvalError(f"--out {out} is a file, not a directory; pick another path")
     path = out / SAMPLES_FILE
-    done = {sample_key(r) for r in iter_samples(path, require=SUMMARY_FIELDS)}
+    done = {sample_key(r) for r in iter_samples(path, require=require)}
     check_args(out, identity, has_samples=bool(done))
     if path.exists():
         with open(path, "rb") as f:

@@ -87,8 +87,6 @@ class EvalConfig:
             raise EvalError(f"--top-p must be in (0, 1] (paper: {PAPER_TOP_P}), got {self.top_p}")
         if self.dtype not in DTYPES:
             raise EvalError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.tensor_parallel_size < 1:
-            raise EvalError("--tensor-parallel-size must be a positive number of GPUs")
         if self.grade_workers is not None and self.grade_workers < 1:
             raise EvalError(f"--grade-workers must be a positive number of processes (default: the CPUs), got "
                             f"{self.grade_workers}")

@@ -121,7 +121,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         raise EvalError(f"cannot load the tokenizer of --model {cfg.model!r}: {_tokenizer_reason(cfg.model, e)}") from None
     # samples.jsonl is read twice per run: its keys here (where to resume), its records for the summary (holding
     # them in memory in between would take gigabytes at paper scale)
-    done = finished_samples(out, cfg.identity())
+    done = finished_samples(out, cfg.identity(), require=SUMMARY_FIELDS)  # a bad line fails before generating
     args_on_disk = bool(done)
     samples_path = out / SAMPLES_FILE
 
