@@ -267,10 +267,10 @@ def report_only(
         source = getattr(tokenizer, "name_or_path", None) or "a tokenizer object"
     if tokenizer is None:
         try:  # a folder that is not here (a relative path stored by an older siri) fails now, not after hub retries
-            check_model_source(source, option="--model" if tokenizer_from else f"the model of {args_path}; pass "
-                               "--model with the folder or hub id that has the run's tokenizer")
+            check_model_source(source, option="--model" if tokenizer_from else f"model in {args_path}")
         except ValueError as e:  # DataError
-            raise EvalError(str(e)) from None
+            raise EvalError(f"cannot load the tokenizer of {source!r} ({str(e).partition('; ')[0]}); pass --model "
+                            "with a folder or hub id that has the run's tokenizer") from None
     try:
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(source)
     except (OSError, ValueError) as e:
