@@ -40,13 +40,6 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def warn(message: str) -> None:
-    """Print a one-line warning on stderr (plain text, not wrapped, as :func:`fail`)."""
-    line = Text("warning:", style="bold yellow")
-    line.append(" " + " ".join(str(message).splitlines()))
-    err_console.print(line, highlight=False, soft_wrap=True)
-
-
 # OS errors of a path that cannot be written (read-only filesystem, no permission, a file or folder in the way, disk
 # full): one line from main() wherever they happen.
 _WRITE_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOSPC,
