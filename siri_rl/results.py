@@ -194,7 +194,8 @@ def check_args(out: Path, identity: dict[str, Any], *, has_samples: bool) -> Non
     if not args_path.exists():
         raise EvalError(f"{out / SAMPLES_FILE} exists but {ARGS_FILE} does not; use a new --out")
     old = read_eval_args(out)
-    if old["model"] != identity.get("model") and str(Path(old["model"]).absolute()) == identity.get("model"):
+    stored = old.get("model")
+    if isinstance(stored, str) and stored != identity.get("model") and str(Path(stored).absolute()) == identity.get("model"):
         old["model"] = identity["model"]  # a relative path stored by an older siri, the same folder from here
     diff = [f"{k}: {old.get(k)!r} -> {identity[k]!r}" for k in identity if old.get(k) != identity[k]]
     if diff:
