@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -191,6 +192,8 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}")
     try:
         data = _load_yaml(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start + 1}); save the config as UTF-8") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(data, dict):
@@ -301,6 +304,11 @@ def _schedule(section: dict[str, Any]) -> LengthSchedule | AdaptiveSchedule:
     return schedule_from_dict(section)
 
 
+def _is_number(value: Any) -> bool:
+    """A finite int or float (YAML's ``.inf``/``.nan`` and booleans are not)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _validate(cfg: ExperimentConfig, where: str) -> None:
     t = cfg.training
     try:
@@ -321,8 +329,19 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
         raise ConfigError(f"{where}training.clip_low/clip_high out of range: {t.clip_low}, {t.clip_high}")
     for name in ("learning_rate", "temperature"):
         value = getattr(t, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        if not _is_number(value) or value <= 0:
             raise ConfigError(f"{where}training.{name} must be a positive number, got {value!r}")
+    if not _is_number(t.top_p) or not 0 < t.top_p <= 1:
+        raise ConfigError(f"{where}training.top_p must be in (0, 1] (1: no nucleus cut), got {t.top_p!r}")
+    if not _is_number(t.kl_coef) or t.kl_coef < 0:
+        raise ConfigError(f"{where}training.kl_coef must be a number >= 0 (0: no KL term), got {t.kl_coef!r}")
+    if t.save_every is not None and (isinstance(t.save_every, bool) or not isinstance(t.save_every, int)
+                                     or t.save_every < 1):
+        raise ConfigError(f"{where}training.save_every must be a positive number of rounds, or null for none, got "
+                          f"{t.save_every!r}")
+    mpl = cfg.data.max_prompt_length
+    if isinstance(mpl, bool) or not isinstance(mpl, int) or mpl < 1:
+        raise ConfigError(f"{where}data.max_prompt_length must be a positive number of tokens, got {mpl!r}")
     toy, ev = cfg.toy, cfg.toy.eval
     for name, value in (("toy.train_problems", toy.train_problems), ("toy.eval.per_difficulty", ev.per_difficulty),
                         ("toy.eval.n", ev.n), ("toy.eval.max_len", ev.max_len), ("toy.torch_threads", toy.torch_threads)):
@@ -370,5 +389,15 @@ def check_context(cfg: ExperimentConfig, model_context: int | None = None, *, lo
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read a YAML experiment config (following ``extends``), apply ``key=value`` overrides, and validate it."""
     path = Path(path)
-    data = apply_overrides(_read_yaml(path), overrides or [])
-    return config_from_dict(data, source=str(path))
+    data = _read_yaml(path)
+    try:
+        return config_from_dict(apply_overrides(data, overrides or []), source=str(path))
+    except ConfigError as err:
+        if not overrides:
+            raise
+        try:  # the file alone is valid: the override is what is wrong, and the message says so
+            config_from_dict(data, source=str(path))
+        except ConfigError:
+            raise err from None
+        shown = " ".join(parse_overrides(overrides))
+        raise ConfigError(str(err).replace(f"{path}: ", f"{path} with the override {shown}: ", 1)) from None

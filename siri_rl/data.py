@@ -77,8 +77,13 @@ def _read_local(path: Path) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         rows = []
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
+        with path.open("rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise DataError(f"{path}:{lineno}: not UTF-8 text (byte {err.start + 1}); save the file as "
+                                    "UTF-8") from None
                 if not line.strip():
                     continue
                 try:
@@ -92,6 +97,8 @@ def _read_local(path: Path) -> list[dict[str, Any]]:
     if suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: not UTF-8 text (byte {err.start + 1}); save the file as UTF-8") from None
         except json.JSONDecodeError as err:
             raise DataError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
         if isinstance(data, dict):  # {"data": [...]} or column-oriented
@@ -102,7 +109,10 @@ def _read_local(path: Path) -> list[dict[str, Any]]:
     if suffix == ".parquet":
         import pandas as pd
 
-        return pd.read_parquet(path).to_dict(orient="records")
+        try:
+            return pd.read_parquet(path).to_dict(orient="records")
+        except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+            raise DataError(f"{path}: not a readable parquet file ({str(err).splitlines()[0][:200]})") from None
     raise DataError(f"unsupported data file {path}: use one of {', '.join(LOCAL_SUFFIXES)}")
 
 
@@ -197,7 +207,8 @@ def _local_benchmark_file(name: str, data_dir: str | os.PathLike | None) -> Path
         return None
     directory = Path(directory)
     if not directory.is_dir():
-        raise DataError(f"data dir {directory} does not exist (from --data-dir or ${DATA_DIR_ENV})")
+        what = "is a file, not a directory" if directory.exists() else "does not exist"
+        raise DataError(f"data dir {directory} {what} (from --data-dir or ${DATA_DIR_ENV})")
     for suffix in LOCAL_SUFFIXES:
         candidate = directory / f"{name}{suffix}"
         if candidate.exists():

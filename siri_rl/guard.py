@@ -61,6 +61,21 @@ def frac_groups_with_reward_variance(rewards: Sequence[float], group_ids: Sequen
     return sum(1 for g in low if high[g] > low[g]) / len(low)
 
 
+def frac_groups_all_correct_and_wrong(rewards: Sequence[float], group_ids: Sequence[Hashable]) -> tuple[float, float]:
+    """The shares (each in [0, 1]) of prompt groups whose completions were all rewarded (every reward equal and
+    above 0: all right) and all unrewarded (every reward 0 or less: all wrong); with the groups that have a spread
+    (:func:`frac_groups_with_reward_variance`) they add up to 1. They say why a round had no signal: all right is
+    data too easy for the model, all wrong a cap, template or grader that fails every completion."""
+    if len(rewards) != len(group_ids) or not rewards:
+        raise ValueError("frac_groups_all_correct_and_wrong needs one group id per reward, and at least one reward")
+    groups: dict[Hashable, list[float]] = {}
+    for reward, group in zip(rewards, group_ids):
+        groups.setdefault(group, []).append(float(reward))
+    right = sum(1 for rs in groups.values() if min(rs) == max(rs) > 0)
+    wrong = sum(1 for rs in groups.values() if max(rs) <= 0)
+    return right / len(groups), wrong / len(groups)
+
+
 class Verdict(NamedTuple):
     """The guard's answer after one round: ``action`` is ``ok``, ``warn`` or ``stop``; ``message`` the one line
     to print with it (empty for ``ok``); ``starved`` whether this round counted as starved."""
@@ -101,7 +116,9 @@ class NoLearningGuard:
         if not starved:
             return Verdict({"streak": [], "warned": False}, "ok", "", False)
         entry = {"step": row.get("step"), "max_len": row.get("max_len"), "accuracy": row.get("accuracy"),
-                 "clipped_frac": clipped, "frac_groups_with_reward_variance": signal}
+                 "clipped_frac": clipped, "frac_groups_with_reward_variance": signal,
+                 "frac_groups_all_correct": row.get("frac_groups_all_correct"),
+                 "frac_groups_all_wrong": row.get("frac_groups_all_wrong"), "phase": row.get("phase")}
         streak = (list(state["streak"]) + [entry])[-self.rounds :]
         new = {"streak": streak, "warned": bool(state["warned"])}
         # stop is not gated by `warned`: a run resumed while still starved stops again.
@@ -136,13 +153,33 @@ class NoLearningGuard:
         accs = [e["accuracy"] for e in streak if e["accuracy"] is not None]
         if accs:
             found.append(f"training accuracy {_span(accs)}")
-        if accs and min(accs) >= 0.5:
-            causes = ("every group is all right: the problems are too easy for this model (harder data, or a "
-                      "larger group_size)")
+        right = [e.get("frac_groups_all_correct") for e in streak]
+        wrong = [e.get("frac_groups_all_wrong") for e in streak]
+        if all(x is not None for x in right + wrong):
+            found.append(f"{_span(right)} of the groups all right, {_span(wrong)} all wrong")
+            mostly_right, mostly_wrong = min(right) >= 0.8, min(wrong) >= 0.8
+        else:  # rows of an engine that does not log the shares: only an accuracy of 1 or 0 tells them apart
+            mostly_right = bool(accs) and min(accs) >= 1.0
+            mostly_wrong = not accs or max(accs) <= 0.0
+        easy = ("every group is all right: the problems are too easy for this model (harder data, or a larger "
+                "group_size)")
+        failing = ("usual causes: the cap L is below the shortest correct answer (raise l_min / l_max), a chat "
+                   "template that breaks </think> (check the prompt template and data.require_think_end), or a "
+                   "grader mismatch (the gold answers do not match \\boxed{} answers; `siri eval` the base model)")
+        phases = {e.get("phase") for e in streak} - {None}
+        if mostly_right:
+            causes = easy
+        elif mostly_wrong:
+            causes = failing
         else:
-            causes = ("usual causes: the cap L is below the shortest correct answer (raise l_min / l_max), a chat "
-                      "template that breaks </think> (check the prompt template and data.require_think_end), or a "
-                      "grader mismatch (the gold answers do not match \\boxed{} answers; `siri eval` the base model)")
+            causes = ("the groups are all right or all wrong: the problems whose answers fit the cap are solved every "
+                      "time, the others fail every time")
+            if phases and phases <= {"compressing", "holding"}:
+                causes += (f" (schedule phase {'/'.join(sorted(phases))}: a compression phase cuts the problems that "
+                           "need more than the cap by design, and this passes as the cap rises again; if it lasts "
+                           "through the trough, the trough is too deep for this model: raise schedule.l_min)")
+            else:
+                causes += " (raise the cap, or use data of a difficulty this model solves part of the time)"
         verb = "Stopping with a resumable checkpoint" if self.mode == "stop" else "Training continues"
         return (f"no-learning guard: for {where} GRPO had almost nothing to learn from: {'; '.join(found)}; "
                 f"{causes}. {verb} (training.guard: warn | stop | off)")

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from siri_rl.config import ConfigError, ExperimentConfig, config_from_dict
-from siri_rl.guard import frac_groups_with_reward_variance
+from siri_rl.guard import frac_groups_all_correct_and_wrong, frac_groups_with_reward_variance
 from siri_rl.results import replace_atomically
 
 METRICS_FILE = "metrics.jsonl"
@@ -81,6 +81,8 @@ def read_run_config(run_dir: str | Path) -> ExperimentConfig | None:
         return None
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {err.start + 1}); restore it or start a new run") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML ({err}); restore it or start a new run") from None
     if not isinstance(data, dict):
@@ -161,7 +163,8 @@ def rollout_stats(
         rewards: per completion reward (SIRI's is 0/1, so the mean is the training accuracy); None: not scored yet.
         group_ids: per completion, its prompt's group (GRPO's G completions of one prompt); with ``rewards`` gives
             ``frac_groups_with_reward_variance``, the share of groups whose rewards differ (the groups with a
-            nonzero group-normalised advantage, the ones that teach anything).
+            nonzero group-normalised advantage, the ones that teach anything), and ``frac_groups_all_correct`` /
+            ``frac_groups_all_wrong``, the shares whose completions were all rewarded / all unrewarded.
 
     Returns ``max_len``, ``completion_len_mean/max/min`` (tokens), ``clipped_frac`` (share that hit L without
     ending: against L, not against the padded width L_max), ``num_completions``, ``tokens_round`` (tokens
@@ -183,6 +186,8 @@ def rollout_stats(
         row["accuracy"] = float(sum(rewards)) / n if n else 0.0
         if group_ids is not None and n:
             row["frac_groups_with_reward_variance"] = frac_groups_with_reward_variance(rewards, group_ids)
+            right, wrong = frac_groups_all_correct_and_wrong(rewards, group_ids)
+            row["frac_groups_all_correct"], row["frac_groups_all_wrong"] = right, wrong
     return row
 
 
@@ -198,11 +203,31 @@ def append_metrics_row(run_dir_or_file: str | Path, row: Mapping[str, Any]) -> N
         f.write(json.dumps(dict(row)) + "\n")
 
 
+# The per-round numbers of a metrics.jsonl row (tokens, shares, seconds) that readers compute with: each is a number
+# or null where present, so that a hand-edited row is one error naming it rather than a traceback in a plot.
+METRIC_NUMBERS = ("max_len", "accuracy", "completion_len_mean", "completion_len_max", "completion_len_min",
+                  "clipped_frac", "num_completions", "tokens_round", "tokens_generated", "wall_s", "entropy",
+                  "frac_groups_with_reward_variance", "frac_groups_all_correct", "frac_groups_all_wrong")
+
+
+def _metrics_row_problem(row: Any) -> str | None:
+    if not isinstance(row, dict):
+        return f"a row must be a JSON object, got {type(row).__name__}"
+    if "step" in row and (isinstance(row["step"], bool) or not isinstance(row["step"], int) or row["step"] < 0):
+        return f"step must be a round number >= 0, got {json.dumps(row['step'])[:40]}"
+    for name in METRIC_NUMBERS:
+        value = row.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"{name} must be a number, got {json.dumps(value)[:40]}"
+    return None
+
+
 def read_metric_rows(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a ``metrics.jsonl`` (a run directory or the file), one per round in step order; the one reader
-    of the file. A missing file has no rows. Blank lines and a half-written last line (a run killed mid-write, or
-    still writing) are skipped; a broken line before the end raises :class:`ConfigError` (a ``ValueError``) naming
-    it.
+    of the file. A missing file has no rows. Blank lines and a broken last line (a run killed mid-write, or still
+    writing: not UTF-8 or not JSON yet) are skipped; any other line that is not UTF-8, not JSON, or not a row
+    (:data:`METRIC_NUMBERS` numbers, an integer ``step``) raises :class:`ConfigError` (a ``ValueError``) naming
+    the file and line.
 
     Tolerance for files not written by the resume policy (an older siri, a hand edit): of rows repeating a step
     the last one counts, and rows without a ``step`` are skipped."""
@@ -210,18 +235,22 @@ def read_metric_rows(path: str | Path) -> list[dict[str, Any]]:
     path = path / METRICS_FILE if path.is_dir() else path
     if not path.exists():
         return []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_bytes().splitlines()
     by_step: dict[int, dict[str, Any]] = {}
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
+    for i, raw in enumerate(lines, 1):
+        if not raw.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
+            row = json.loads(raw.decode("utf-8"))
+        except ValueError as err:  # UnicodeDecodeError or JSONDecodeError
             if i == len(lines):
                 break
-            raise ConfigError(f"{path}:{i} is not valid JSON; fix or delete that line") from None
-        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            what = "UTF-8 text" if isinstance(err, UnicodeDecodeError) else "valid JSON"
+            raise ConfigError(f"{path}:{i} is not {what}; fix or delete that line") from None
+        problem = _metrics_row_problem(row)
+        if problem:
+            raise ConfigError(f"{path}:{i} is not a metrics row ({problem}); fix or delete that line")
+        if "step" in row:
             by_step[row["step"]] = row
     return [by_step[s] for s in sorted(by_step)]
 
@@ -290,17 +319,44 @@ def write_checkpoint_card(checkpoint_dir: str | Path, *, name: str, step: int, m
 def read_checkpoint_cards(run_dir: str | Path) -> list[CheckpointCard]:
     """The complete exports under ``RUN/checkpoints`` (folders with a card; ``*.tmp`` and cut-short ones are
     skipped: ``--resume`` redoes them), in round order. Reads the cards of older siri versions too (TRL's held the
-    metrics row itself, veRL's ``{name, step, global_step, source}``)."""
+    metrics row itself, veRL's ``{name, step, global_step, source}``). A card that is not UTF-8 JSON of that shape
+    raises :class:`ConfigError` naming it: it is written last and atomically, so a broken one was edited."""
     cards = []
     for folder in sorted((Path(run_dir) / CHECKPOINTS).glob("*")):
         file = folder / CHECKPOINT_CARD
         if folder.name.endswith(".tmp") or not file.is_file():
             continue
-        data = json.loads(file.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(file.read_bytes().decode("utf-8"))
+        except ValueError as err:  # UnicodeDecodeError or JSONDecodeError
+            what = "UTF-8 text" if isinstance(err, UnicodeDecodeError) else "valid JSON"
+            raise ConfigError(f"{file} is not {what}; restore it, or delete the folder {folder} and export it "
+                              "again") from None
+        problem = _card_problem(data)
+        if problem:
+            raise ConfigError(f"{file} is not a checkpoint card ({problem}); restore it, or delete the folder "
+                              f"{folder} and export it again")
         metrics = data.get("metrics")
         if metrics is None:  # an older card: the TRL one was the metrics row
             metrics = {k: v for k, v in data.items() if k not in ("name", "source", "global_step")}
-        cards.append(CheckpointCard(name=str(data.get("name", folder.name)), step=int(data["step"]),
+        cards.append(CheckpointCard(name=str(data.get("name", folder.name)), step=data["step"],
                                     max_len=data.get("max_len"), phase=data.get("phase"),
                                     source=str(data.get("source", "")), path=folder, metrics=metrics))
     return sorted(cards, key=lambda c: (c.step, c.name))
+
+
+def _card_problem(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return f"a card must be a JSON object, got {type(data).__name__}"
+    step = data.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"step must be a round number >= 0, got {json.dumps(step)[:40]}"
+    max_len = data.get("max_len")
+    if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int)):
+        return f"max_len must be a number of tokens or null, got {json.dumps(max_len)[:40]}"
+    for name in ("name", "phase", "source"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            return f"{name} must be a string, got {json.dumps(data[name])[:40]}"
+    if data.get("metrics") is not None and not isinstance(data["metrics"], dict):
+        return "metrics must be a mapping (the round's metrics row)"
+    return None

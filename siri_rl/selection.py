@@ -71,7 +71,10 @@ def is_evaluated(cfg: Any) -> bool:
 def _checkpoints(run_dir: Path) -> list[CheckpointCard]:
     if not run_dir.is_dir():
         raise EvalError(f"RUN_DIR {run_dir} is not a directory; pass the --output-dir of a `siri train` run")
-    cards = read_checkpoint_cards(run_dir)
+    try:
+        cards = read_checkpoint_cards(run_dir)
+    except ValueError as err:  # a broken card (ConfigError): siri select's errors are EvalErrors
+        raise EvalError(str(err)) from None
     if not cards:
         raise EvalError(f"{run_dir} has no exported checkpoints ({CHECKPOINTS}/<name>/{CHECKPOINT_CARD}); a "
                         f"veRL run needs `siri export {run_dir}` first, a TRL run writes them while it trains")
@@ -106,7 +109,14 @@ def evaluate_checkpoints(
     run_dir, out = Path(run_dir), Path(out)
     cards = _checkpoints(run_dir)
     base_kind, base_dir = _base_source(base) if base is not None else (None, None)
-    EvalConfig(model="-", out=out, **settings)  # bad settings fail before any model is loaded
+    # Every input is checked before the first model loads: the settings, the base (its summary, or that the model
+    # can be found), then each checkpoint is evaluated.
+    EvalConfig(model="-", out=out, **settings)
+    base_result = load_result(base_dir) if base_kind == "result" else None
+    if base_kind == "model":
+        from siri_rl.data import check_model_source
+
+        check_model_source(str(base), option="--base")
     jobs = [(card.path.name, str(card.path.resolve()), f"round {card.step}, L {card.max_len}") for card in cards]
     if base_kind == "model":
         jobs.insert(0, (BASE_SUBDIR, str(base), "base model"))
@@ -120,10 +130,6 @@ def evaluate_checkpoints(
     results = [(card, load_result(out / card.path.name, name=card.path.name)) for card in cards]
     if base_kind == "model":
         base_result = load_result(out / BASE_SUBDIR, name=BASE_SUBDIR)
-    elif base_kind == "result":
-        base_result = load_result(base_dir)
-    else:
-        base_result = None
     return results, base_result
 
 

@@ -32,5 +32,5 @@ def test_schedule_error_is_one_line():
         [sys.executable, "-m", "siri_rl.cli", "schedule", "--l-min", "20000"], capture_output=True, text=True
     )
     assert result.returncode == 2
-    assert "l_min (20000) must not exceed l_max (16384)" in result.stdout
+    assert "l_min (20000) must not exceed l_max (16384)" in result.stderr and not result.stdout
     assert "Traceback" not in result.stdout + result.stderr

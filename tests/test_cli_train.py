@@ -79,7 +79,7 @@ def test_bad_toy_call_fails_in_seconds_in_a_fresh_process(tmp_path):
                            str(tmp_path / "notes.txt")], env=env, capture_output=True, text=True, timeout=300)
     elapsed = time.monotonic() - t0
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "is a file" in " ".join(proc.stdout.split()) and "Traceback" not in proc.stderr
+    assert "is a file" in " ".join(proc.stderr.split()) and "Traceback" not in proc.stderr
     assert elapsed < 30, f"took {elapsed:.0f} s"  # imports only (the toy-quick base alone takes ~40 s here)
     assert not cache.exists()
 

@@ -4,7 +4,13 @@ once per starved episode, never on a healthy run."""
 import pytest
 import yaml
 
-from siri_rl.guard import GuardError, NoLearningGuard, frac_groups_with_reward_variance, guard_from_dict
+from siri_rl.guard import (
+    GuardError,
+    NoLearningGuard,
+    frac_groups_all_correct_and_wrong,
+    frac_groups_with_reward_variance,
+    guard_from_dict,
+)
 
 
 def test_frac_groups_with_reward_variance_on_known_groups():
@@ -112,6 +118,29 @@ def test_all_right_groups_blame_easy_data():
     guard = NoLearningGuard(rounds=2)
     message = guard.replay([_row(r, signal=0.0, clipped=0.0, accuracy=1.0) for r in range(2)])[-1].message
     assert "too easy" in message and "grader mismatch" not in message
+
+
+def test_groups_all_right_and_all_wrong_are_counted_apart():
+    rewards = [1, 1, 1, 0, 0, 0, 1, 0, 1, 1, 1]
+    groups = [0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 3]  # all right, all wrong, a spread, all right
+    assert frac_groups_all_correct_and_wrong(rewards, groups) == (0.5, 0.25)
+    assert frac_groups_with_reward_variance(rewards, groups) == 0.25  # the three shares add up to 1
+
+
+def test_a_trough_of_all_right_and_all_wrong_groups_is_not_blamed_on_easy_data():
+    """The toy's rounds near a trough: accuracy 0.62-0.81 and a fifth to a third of the completions cut by the cap,
+    every group all right or all wrong (the problems that do not fit the cap fail every time). The warning says
+    what it saw (both shares) and names the compression phase, not data that is too easy."""
+    guard = NoLearningGuard(rounds=4)
+    rows = [{**_row(93 + i, signal=0.0, clipped=c, accuracy=a, max_len=cap), "phase": "compressing",
+             "frac_groups_all_correct": a, "frac_groups_all_wrong": 1 - a}
+            for i, (a, c, cap) in enumerate([(0.62, 0.38, 54), (0.7, 0.3, 47), (0.75, 0.25, 41), (0.81, 0.19, 36)])]
+    message = guard.replay(rows)[-1].message
+    assert "0.62-0.81 of the groups all right, 0.19-0.38 all wrong" in message
+    assert "too easy" not in message and "compression phase" in message and "schedule.l_min" in message
+    # the same shares outside a compression phase: the cap or the data, not the schedule's design
+    expanding = guard.replay([{**r, "phase": "expanding"} for r in rows])[-1].message
+    assert "compression phase" not in expanding and "too easy" not in expanding
 
 
 def test_off_never_acts():

@@ -55,7 +55,9 @@ def test_starved_run_warns_once_with_the_numbers(answering_toy_model, tmp_path, 
     assert all(r["frac_groups_with_reward_variance"] == 0.0 for r in rows)
     # Default guard: 4 starved rounds warn once; the episode goes on without a second warning.
     assert [r["guard"] for r in rows] == ["starved"] * 3 + ["warn"] + ["starved"] * 2
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "no-learning guard" not in captured.out  # a warning: stderr, beside the round lines on stdout
+    out = captured.err
     lines = [line for line in out.splitlines() if "no-learning guard" in line]
     assert len(lines) == 1, out
     assert "rounds 0-3" in lines[0] and "L=4" in lines[0] and "below the shortest correct answer" in lines[0]
@@ -69,14 +71,16 @@ def test_healthy_run_does_not_warn(answering_toy_model, tmp_path, capsys):
     assert all(r["clipped_frac"] < 0.95 for r in rows)
     assert all(r["frac_groups_with_reward_variance"] > 0.05 for r in rows), [r["accuracy"] for r in rows]
     assert [r["guard"] for r in rows] == ["ok"] * 5
-    assert "no-learning guard" not in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "no-learning guard" not in captured.out + captured.err
 
 
 def test_guard_off_writes_no_verdict(answering_toy_model, tmp_path, capsys):
     cfg = config_from_dict(_config(answering_toy_model, l_max=4, rounds=4, guard="off"))
     _train(cfg, output_dir=tmp_path / "run")
     assert all("guard" not in r for r in _rows(tmp_path / "run"))
-    assert "no-learning guard" not in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "no-learning guard" not in captured.out + captured.err
 
 
 def _siri_train(*args: str) -> subprocess.CompletedProcess:

@@ -25,7 +25,7 @@ def test_rollout_stats_clips_against_the_cap_and_counts_groups_with_a_reward_spr
                         group_ids=[0, 0, 1, 1])
     assert row == {"max_len": 8, "completion_len_mean": 6.0, "completion_len_max": 8, "completion_len_min": 3,
                    "clipped_frac": 0.25, "num_completions": 4, "tokens_round": 24, "accuracy": 0.75,
-                   "frac_groups_with_reward_variance": 0.5}
+                   "frac_groups_with_reward_variance": 0.5, "frac_groups_all_correct": 0.5, "frac_groups_all_wrong": 0.0}
     assert "accuracy" not in rollout_stats([4], 8, [True])  # not scored yet (veRL without a reward loop)
     assert rollout_stats([], 8, [])["completion_len_mean"] == 0.0
     with pytest.raises(ValueError, match="one entry per completion"):

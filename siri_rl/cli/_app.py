@@ -18,7 +18,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console()  # results (tables, markdown, what was written): stdout
+# Errors and warnings: stderr, so that `siri schedule --json > caps.json` holds JSON or nothing.
+err_console = Console(stderr=True)
 
 
 @app.callback()
@@ -34,7 +36,7 @@ def fail(message: str) -> NoReturn:
     """
     line = Text("error:", style="bold red")
     line.append(" " + " ".join(str(message).splitlines()))
-    console.print(line, highlight=False, soft_wrap=True)
+    err_console.print(line, highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -44,13 +46,40 @@ _WRITE_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.EEXIST, errno.ENO
                  errno.EDQUOT}
 
 
-def check_output_dir(path: Path, option: str, *, shown: Path | None = None) -> None:
+# The files that mark a directory as the output of one command (the first files each writes). A command refuses to
+# write into a directory another command owns: its files would mix with the other's, and a failed command would
+# leave debris in results that were complete.
+OWNER_FILES = {
+    "siri train": ("metrics.jsonl", "config.yaml"),
+    "siri eval": ("eval_args.json", "samples.jsonl"),
+    "siri compare": ("comparison.json",),
+    "siri select": ("pareto.json", "selection.md"),
+    "siri analyze patterns": ("patterns.json",),
+    "siri analyze run": ("run.md",),
+}
+
+
+def owner_of(path: Path) -> tuple[str, str] | None:
+    """``(command, marker file)`` of the command whose output ``path`` holds, or None."""
+    for command, markers in OWNER_FILES.items():
+        for marker in markers:
+            if (Path(path) / marker).is_file():
+                return command, marker
+    return None
+
+
+def check_output_dir(path: Path, option: str, *, shown: Path | None = None, command: str | None = None) -> None:
     """Fail now, before anything is loaded, if ``path`` cannot be (or become) a directory this command writes into:
-    it or a parent is a regular file, or the nearest existing parent does not take new entries (a read-only
-    filesystem, no permission). Creates nothing: a probe directory is made in that parent and removed at once.
+    it or a parent is a regular file, the nearest existing parent does not take new entries (a read-only
+    filesystem, no permission), or (given the writing ``command``) it holds another command's output
+    (:data:`OWNER_FILES`). Creates nothing: a probe directory is made in that parent and removed at once.
     ``shown``: the path named in the message (default ``path``)."""
     shown = path if shown is None else shown
     target = Path(path).expanduser().absolute()
+    owner = owner_of(target) if command is not None and target.is_dir() else None
+    if owner is not None and owner[0] != command:
+        fail(f"{option} {shown} holds the output of `{owner[0]}` ({owner[1]}); {command} writes into a new or its "
+             "own directory: pick another path")
     existing = next(p for p in (target, *target.parents) if p.exists())
     if not existing.is_dir():
         fail(f"{option} {shown}: {existing} is a file, not a directory; pick another path")

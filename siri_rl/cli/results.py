@@ -93,7 +93,7 @@ def eval_(
     if model is None or out is None:
         fail("siri eval needs --model and --out (or --report-only DIR to recompute an existing results directory)")
         return
-    check_output_dir(out, "--out")
+    check_output_dir(out, "--out", command="siri eval")
     try:
         cfg = EvalConfig(
             model=model, out=out, benchmarks=benchmarks.split(","), n=n, temperature=temperature, top_p=top_p,
@@ -135,7 +135,7 @@ def compare(
             fail(f"--pair must look like 'NAME_A,NAME_B', got {text!r}")
             return
         pairs.append((parts[0], parts[1]))
-    check_output_dir(out, "--out")
+    check_output_dir(out, "--out", command="siri compare")
     try:
         run_compare(base, results, out, compact=compact, pairs=pairs, paper=paper)
     except EvalError as err:
@@ -163,7 +163,7 @@ def analyze_patterns(
     from siri_rl.analysis import PATTERNS_MD, run_patterns
     from siri_rl.results import EvalError
 
-    check_output_dir(out, "--out")
+    check_output_dir(out, "--out", command="siri analyze patterns")
     try:
         run_patterns(results, out, words.split(","), names.split(",") if names else None)
     except EvalError as err:
@@ -182,7 +182,7 @@ def analyze_run(
     from siri_rl.analysis import analysis_dir, run_analysis
     from siri_rl.results import EvalError
 
-    check_output_dir(analysis_dir(run_dir, out), "--out" if out else "RUN_DIR/analysis")
+    check_output_dir(analysis_dir(run_dir, out), "--out" if out else "RUN_DIR/analysis", command="siri analyze run")
     try:
         written = run_analysis(run_dir, out)
     except EvalError as err:
@@ -225,7 +225,7 @@ def select_(
     from siri_rl.results import EvalError
     from siri_rl.selection import SELECTION_MD, run_select
 
-    check_output_dir(out, "--out")
+    check_output_dir(out, "--out", command="siri select")
     settings = dict(benchmarks=benchmarks.split(","), n=n, temperature=temperature, top_p=top_p,
                     max_tokens=max_tokens, backend=backend, data_dir=data_dir, seed=seed, limit=limit,
                     batch_size=batch_size, tensor_parallel_size=tensor_parallel_size, dtype=dtype, device=device,

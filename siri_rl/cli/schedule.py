@@ -22,6 +22,9 @@ def _parse_stages(text: str) -> list[tuple[int, int]]:
 # `siri schedule` evaluates every round it shows (the checkpoint marks scan each cycle): 10^5 rounds take ~2 s,
 # 10^8 took minutes, far more than anyone reads.
 MAX_SCHEDULE_STEPS = 100_000
+# The image formats --plot takes: matplotlib's savefig picks the format from the suffix and refuses others
+# (matplotlib/backend_bases.py:2130-2134).
+PLOT_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp")
 
 
 @app.command()
@@ -45,6 +48,9 @@ def schedule(
              "the cap of any round is make_schedule(...)(round) in Python)")
     if plot is not None:
         check_output_file(plot, "--plot")
+        if plot.suffix.lower().lstrip(".") not in PLOT_FORMATS:
+            fail(f"--plot {plot}: the file name must end in an image format matplotlib writes "
+                 f"({', '.join('.' + f for f in PLOT_FORMATS)}), e.g. {plot.with_suffix('.png')}")
     kinds = list(CYCLIC_KINDS) if kind == "all" else [kind]
     try:
         built = {

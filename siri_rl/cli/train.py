@@ -103,6 +103,8 @@ def train(
     from siri_rl.run_dir import CONFIG_FILE, RunInterrupted
 
     run_dir = output_dir
+    if stop_after is not None and stop_after < 1:
+        fail(f"--stop-after must be a positive number of rounds, got {stop_after}; leave it out to train every round")
     try:
         cfg = _train_config(config, ctx.args, engine, output_dir, resume)
         if output_dir is None and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dry_run:
@@ -166,7 +168,7 @@ def _check_train_inputs(cfg, run_dir: Path, *, resume: bool) -> None:
     from siri_rl.models import check_model_source
     from siri_rl.toy import is_toy_data, is_toy_model
 
-    check_output_dir(run_dir, "--output-dir")
+    check_output_dir(run_dir, "--output-dir", command="siri train")
     if not is_toy_model(cfg):
         check_model_source(cfg.model.name_or_path, option="model.name_or_path")
     if not resume and not is_toy_data(cfg):  # a resumed run's directory exists already

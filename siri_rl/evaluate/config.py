@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ PAPER_TOP_P = 0.95
 PAPER_MAX_TOKENS = 16384
 
 BACKENDS = ("vllm", "transformers")
+DTYPES = ("auto", "bfloat16", "float16", "float32")  # what both backends take (torch dtype names)
 
 # Display names used in tables (Table 1 of the paper).
 BENCHMARK_TITLES = {"aime24": "AIME24", "aime25": "AIME25", "amc": "AMC", "math500": "MATH500"}
@@ -53,7 +55,15 @@ class EvalConfig:
     data_parallel_size: int = 1  # vllm: independent engines, each on its own tensor_parallel_size GPUs
 
     def __post_init__(self) -> None:
+        """Every argument checked here, before any model or data is loaded (``siri eval``, ``siri select`` and the
+        toy build one); a bad one is :class:`EvalError` naming the option."""
         self.out = Path(self.out)
+        # A local model folder is kept as an absolute path: eval_args.json must name what resolves again from any
+        # directory (`siri eval --report-only` loads the tokenizer from it). A hub id stays as typed.
+        if self.model and self.model != "-" and Path(self.model).expanduser().exists():
+            self.model = str(Path(self.model).expanduser().absolute())
+        if isinstance(self.benchmarks, str):
+            raise EvalError(f"benchmarks must be a list of names, got {self.benchmarks!r}")
         self.benchmarks = [b.strip() for b in self.benchmarks if b.strip()]
         if not self.benchmarks:
             raise EvalError("no benchmarks given; pass e.g. --benchmarks aime24,aime25,amc,math500")
@@ -70,8 +80,18 @@ class EvalConfig:
             raise EvalError("--n, --max-tokens and --batch-size must be positive integers")
         if self.limit is not None and self.limit < 1:
             raise EvalError("--limit must be a positive number of problems per benchmark")
-        if not (self.temperature >= 0 and 0 < self.top_p <= 1):
-            raise EvalError(f"need temperature >= 0 and 0 < top-p <= 1, got {self.temperature}, {self.top_p}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise EvalError(f"--temperature must be a finite number >= 0 (paper: {PAPER_TEMPERATURE}), got "
+                            f"{self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise EvalError(f"--top-p must be in (0, 1] (paper: {PAPER_TOP_P}), got {self.top_p}")
+        if self.dtype not in DTYPES:
+            raise EvalError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.grade_workers is not None and self.grade_workers < 1:
+            raise EvalError(f"--grade-workers must be a positive number of processes (default: the CPUs), got "
+                            f"{self.grade_workers}")
+        if not (math.isfinite(self.grade_timeout) and self.grade_timeout > 0):
+            raise EvalError(f"--grade-timeout must be a positive number of seconds per answer, got {self.grade_timeout}")
         self.budgets = resolve_budgets(self.budgets, self.max_tokens)
         self.group_by = [g.strip() for g in self.group_by if g.strip()]
         if self.data_parallel_size < 1:

@@ -18,14 +18,17 @@ from siri_rl.evaluate.backends import TransformersBackend, VLLMBackend
 from siri_rl.evaluate.config import EvalConfig
 from siri_rl.evaluate.plan import plan_units
 from siri_rl.evaluate.report import write_summary
-from siri_rl.evaluate.summary import grade_records, summarize_run
+from siri_rl.evaluate.summary import grade_records, problem_fields, summarize_run
 from siri_rl.results import (
     ARGS_FILE,
     SAMPLES_FILE,
+    SUMMARY_FIELDS,
     SUMMARY_JSON,
     EvalError,
     finished_samples,
     iter_samples,
+    read_eval_args,
+    read_json,
     sample_key,
     write_args,
 )
@@ -74,6 +77,20 @@ def progress_printer(bar: Any, task: Any, every: float = 30.0) -> Callable[[], N
     return log
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+
+
+def _tokenizer_reason(source: str, err: Exception) -> str:
+    """Why a tokenizer did not load, in one line: a local folder without tokenizer files says so (transformers'
+    own message ends in an empty list of the files it tried), else the first line of transformers' message."""
+    folder = Path(source).expanduser()
+    if folder.is_dir() and not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        return (f"the folder has no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}); save the base model's "
+                "tokenizer into it (tokenizer.save_pretrained)")
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def load_eval_problems(cfg: EvalConfig) -> dict[str, list[dict]]:
     """Benchmark name -> problems (``id``, ``problem``, ``answer``), first ``cfg.limit`` of each."""
     from siri_rl.data import load_benchmark
@@ -97,14 +114,15 @@ def run_eval(cfg: EvalConfig) -> dict:
     # bad model paths or benchmarks fail before the results directory is created
     check_model_source(cfg.model, option="--model")
     problems = load_eval_problems(cfg)
+    if cfg.group_by:
+        problem_fields(cfg)  # a --group-by field no problem has fails now, not after generating
     try:
         tokenizer = load_tokenizer(cfg.model)
     except (OSError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EvalError(f"cannot load the tokenizer of --model {cfg.model!r}: {reason}") from None
+        raise EvalError(f"cannot load the tokenizer of --model {cfg.model!r}: {_tokenizer_reason(cfg.model, e)}") from None
     # samples.jsonl is read twice per run: its keys here (where to resume), its records for the summary (holding
     # them in memory in between would take gigabytes at paper scale)
-    done = finished_samples(out, cfg.identity())
+    done = finished_samples(out, cfg.identity(), require=SUMMARY_FIELDS)  # a bad line fails before generating
     args_on_disk = bool(done)
     samples_path = out / SAMPLES_FILE
 
@@ -187,7 +205,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     have = (done | written) & wanted
     if len(have) < len(wanted):
         raise EvalError(f"{len(wanted) - len(have)} samples missing from {samples_path}; rerun to resume")
-    records = (r for r in iter_samples(samples_path) if sample_key(r) in wanted)
+    records = (r for r in iter_samples(samples_path, require=SUMMARY_FIELDS) if sample_key(r) in wanted)
     summary = summarize_run(records, cfg, tokenizer)
     summary["meta"]["generation"] = {
         "new_samples": todo,
@@ -218,41 +236,57 @@ def report_only(
     the first B token ids of each response. ``budgets`` default to those of the previous summary; the generation
     figures of the previous summary are kept.
     """
+    from siri_rl.models import check_model_source
     from siri_rl.prompts import load_tokenizer
 
     out = Path(result_dir)
     args_path, samples_path = out / ARGS_FILE, out / SAMPLES_FILE
     if not args_path.exists() or not samples_path.exists():
         raise EvalError(f"{out} is not a siri eval results directory (needs {ARGS_FILE} and {SAMPLES_FILE})")
+    ident = read_eval_args(out)
+    # the previous summary gives only defaults (budgets, generation figures): one that is not a summary is replaced
     try:
-        ident = json.loads(args_path.read_text())
-        old = json.loads((out / SUMMARY_JSON).read_text()) if (out / SUMMARY_JSON).exists() else {}
-    except json.JSONDecodeError as e:
-        raise EvalError(f"{out}: unreadable {ARGS_FILE} or {SUMMARY_JSON} ({e.msg}); fix or delete it") from None
-    old_cfg = old.get("meta", {}).get("config", {})
-    try:
-        cfg = EvalConfig(**{k: v for k, v in ident.items() if k in EvalConfig.__dataclass_fields__}, out=out,
-                         budgets=budgets if budgets is not None else old_cfg.get("budgets"), group_by=group_by,
-                         grade_workers=grade_workers, grade_timeout=grade_timeout, progress=False)
-    except TypeError as e:
-        raise EvalError(f"{args_path} does not hold siri eval arguments ({e})") from None
+        old = read_json(out / SUMMARY_JSON, "a siri eval summary") if (out / SUMMARY_JSON).exists() else {}
+    except EvalError:  # derived from samples.jsonl: rewritten below
+        old = {}
+    old = old if isinstance(old, dict) else {}
+    meta = old.get("meta") if isinstance(old.get("meta"), dict) else {}
+    old_cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    old_budgets = old_cfg.get("budgets")
+    if not (isinstance(old_budgets, list) and all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in old_budgets)):
+        old_budgets = None
+    stored = {k: v for k, v in ident.items() if k in EvalConfig.__dataclass_fields__}
+    try:  # the stored arguments alone first, so that an error names the file, not an option of this command
+        EvalConfig(**stored, out=out, progress=False)
+    except (TypeError, ValueError) as e:  # EvalError is a ValueError
+        raise EvalError(f"{args_path} does not hold siri eval arguments ({e}); restore it") from None
+    cfg = EvalConfig(**stored, out=out, budgets=budgets if budgets is not None else old_budgets, group_by=group_by,
+                     grade_workers=grade_workers, grade_timeout=grade_timeout, progress=False)
+    if cfg.group_by:
+        problem_fields(cfg)
     source = tokenizer_from or cfg.model
     if tokenizer is not None:
         source = getattr(tokenizer, "name_or_path", None) or "a tokenizer object"
+    if tokenizer is None:
+        try:  # a folder that is not here (a relative path stored by an older siri) fails now, not after hub retries
+            check_model_source(source, option="--model" if tokenizer_from else f"model in {args_path}")
+        except ValueError as e:  # DataError
+            raise EvalError(f"cannot load the tokenizer of {source!r} ({str(e).partition('; ')[0]}); pass --model "
+                            "with a folder or hub id that has the run's tokenizer") from None
     try:
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(source)
     except (OSError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = _tokenizer_reason(source, e)
         raise EvalError(f"cannot load the tokenizer of {source!r} ({reason}); pass --model with a folder or hub id "
                         "that has the run's tokenizer") from None
     wanted = set(cfg.benchmarks)
-    records = (r for r in iter_samples(samples_path) if r["benchmark"] in wanted)
+    records = (r for r in iter_samples(samples_path, require=SUMMARY_FIELDS) if r["benchmark"] in wanted)
     first = next(records, None)  # one read of samples.jsonl: its first record tells whether there are any
     if first is None:
         raise EvalError(f"{samples_path} holds no samples of {', '.join(cfg.benchmarks)}")
     summary = summarize_run(itertools.chain([first], records), cfg, tokenizer)
-    if "generation" in old.get("meta", {}):
-        summary["meta"]["generation"] = old["meta"]["generation"]
+    if "generation" in meta:
+        summary["meta"]["generation"] = meta["generation"]
     summary["meta"]["report_only"] = {"tokenizer": str(source)}
     write_summary(summary, out)
     return summary

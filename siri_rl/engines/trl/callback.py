@@ -369,7 +369,13 @@ class LengthScheduleCallback(TrainerCallback):
                 control.should_save = True
                 control.should_training_stop = True
         if state.is_world_process_zero:
-            (self.progress or RoundProgress(self.num_rounds, self.num_rounds)).print(f"warning: {verdict.message}")
+            if self.progress is not None and self.progress.console.is_terminal:  # above the live bar
+                self.progress.print(f"warning: {verdict.message}")
+            else:  # a log or a pipe: warnings on stderr, the round lines and results on stdout
+                from rich.console import Console
+
+                Console(stderr=True).print(f"warning: {verdict.message}", highlight=False, markup=False,
+                                           soft_wrap=True)
 
     def export_checkpoint(self, name: str, row: dict[str, Any]) -> Path:
         """Save the current policy as a Hugging Face model (+ tokenizer + model card) in ``checkpoints/<name>``.
