@@ -97,7 +97,7 @@ def test_guard_stop_ends_the_run_resumably_with_exit_3(answering_toy_model, tmp_
     run = tmp_path / "run"
     done = _siri_train("-c", str(config), "-o", str(run))
     assert done.returncode == 3, done.stdout + done.stderr
-    [line] = [x for x in done.stdout.splitlines() if x.startswith("stopped: ")]
+    [line] = [x for x in done.stderr.splitlines() if x.startswith("stopped: ")]
     assert "no-learning guard: for rounds 0-3" in line and "Stopped after round 3 of 8" in line
     assert "--resume" in line and "Traceback" not in done.stdout + done.stderr
     rows = _rows(run)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from siri_rl.cli._app import app, check_output_dir, console, fail
+from siri_rl.cli._app import app, check_output_dir, console, err_console, fail
 
 
 def _config_path(name: str) -> Path:
@@ -142,7 +142,7 @@ def train(
     except NoLearningStop as err:
         # training.guard: stop (siri_rl.guard): the input was fine, the run starved; 3 tells a job script so.
         if int(os.environ.get("RANK", "0")) == 0:
-            console.print(f"stopped: {err}", highlight=False, markup=False, soft_wrap=True)
+            err_console.print(f"stopped: {err}", highlight=False, markup=False, soft_wrap=True)  # not a result
         raise typer.Exit(3) from None
     except (ConfigError, DataError, EngineError) as err:
         fail(str(err))

@@ -53,6 +53,7 @@ from siri_rl.schedule import SCHEDULE_KEYS
 __all__ = ["build_overrides", "compose_config", "gpus_per_node", "run_logged", "train"]
 
 SUPPORTED_ROLLOUTS = ("vllm", "sglang")
+VLLM_MAX_NUM_SEQS = 256  # veRL's actor_rollout_ref.rollout.max_num_seqs
 # Checkpoint keys the recipe owns (see checkpoints.py): a verl: override of them would be silently replaced every
 # round (save_freq) or would delete trough/peak checkpoints (veRL's keep-newest-N rotation).
 OWNED_KEYS = {
@@ -108,7 +109,8 @@ def recipe_overrides(
             "actor_rollout_ref.actor.ppo_max_token_len_per_gpu": seq_len,
             "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu": 2 * seq_len,
             "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu": 2 * seq_len,
-            "actor_rollout_ref.rollout.max_num_batched_tokens": seq_len,
+            # vLLM requires max_num_batched_tokens >= max_num_seqs (veRL's default 256) (vllm/config/scheduler.py)
+            "actor_rollout_ref.rollout.max_num_batched_tokens": max(seq_len, VLLM_MAX_NUM_SEQS),
             "actor_rollout_ref.rollout.n": t.group_size,
             "actor_rollout_ref.rollout.temperature": t.temperature,
             "actor_rollout_ref.rollout.top_p": t.top_p,
