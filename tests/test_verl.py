@@ -614,9 +614,40 @@ def test_gpus_per_node_comes_from_the_config_or_this_machine(tmp_path):
         assert launch.gpus_per_node(experiment("/m")) == torch.cuda.device_count()
     else:
         assert launch.gpus_per_node(experiment("/m"), dry_run=True) is None
-        with pytest.raises(ConfigError, match=r"no CUDA GPU is visible .* `verl.trainer.n_gpus_per_node=8`"):
+        with pytest.raises(ConfigError, match=r"no CUDA GPU is visible .* `verl.trainer.n_gpus_per_node=8`.*"
+                                              r"`training.device: cpu`"):
             train(experiment("/m"), output_dir=tmp_path / "run")
         assert not (tmp_path / "run").exists()
+
+
+def test_cpu_device_adds_the_cpu_overrides_and_environment_and_dry_run_shows_them(tmp_path):
+    """training.device cpu (and only it: auto without GPUs stops, above) runs veRL on the CPU: one training process
+    declared to Ray as a GPU resource, FSDP2, sdpa, fp32, no vLLM sleep mode; the dry run shows the environment
+    that selects siri's CPU platform. A verl: section's GPU count is the Ray resource count too."""
+    from siri_rl.engines.verl import train
+    from siri_rl.engines.verl.cpu import CPU_ENV
+
+    cpu = experiment("/m", training={"device": "cpu"})
+    assert launch.gpus_per_node(cpu) == 1
+    composed = launch.compose_config(overrides_for(cpu, tmp_path))
+    assert composed.trainer.n_gpus_per_node == 1 and composed.ray_kwargs.ray_init.num_gpus == 1
+    a = composed.actor_rollout_ref
+    assert (a.actor.strategy, a.model.override_config.attn_implementation, a.rollout.dtype) == \
+        ("fsdp2", "sdpa", "float32")
+    assert a.rollout.enable_sleep_mode is False and a.rollout.agent.num_workers == 1
+    assert a.rollout.max_num_batched_tokens >= a.rollout.max_num_seqs  # vLLM's own check
+    two = experiment("/m", training={"device": "cpu"}, verl={"trainer.n_gpus_per_node": 2})
+    assert launch.compose_config(overrides_for(two, tmp_path)).ray_kwargs.ray_init.num_gpus == 2
+    gpu = launch.compose_config(overrides_for(experiment("/m", verl={"trainer.n_gpus_per_node": 8}), tmp_path))
+    assert gpu.actor_rollout_ref.actor.strategy == "fsdp" and gpu.ray_kwargs.ray_init.get("num_gpus") is None
+
+    (tmp_path / "t.jsonl").write_text('{"problem": "1+1", "answer": "2"}\n')
+    info = train(experiment("/m", training={"device": "cpu"}), output_dir=tmp_path / "run", dry_run=True)
+    assert info["environment"] == CPU_ENV == {"VERL_PLATFORM": "cpu", "VERL_ENGINE_DEVICE": "cuda",
+                                              "VLLM_TARGET_DEVICE": "cpu"}
+    assert "actor_rollout_ref.actor.strategy=fsdp2" in info["overrides"]
+    assert info["verl_config"]["actor_rollout_ref"]["rollout"]["dtype"] == "float32"
+    assert not (tmp_path / "run").exists()
 
 
 
