@@ -14,7 +14,6 @@ toy:  {train_problems: 4096, base: {...}, eval: {per_difficulty: 32}}   # the em
 trl:  {...}                   # passed through to trl.GRPOConfig (validated by the TRL engine)
 verl: {...}                   # Hydra overrides for veRL (validated by veRL's own composition)
 ```
-
 Overrides on the command line: ``schedule.cycle=320`` or ``--schedule.cycle 320`` (values parsed as YAML).
 """
 
@@ -304,8 +303,7 @@ def _schedule(section: dict[str, Any]) -> LengthSchedule | AdaptiveSchedule:
     return schedule_from_dict(section)
 
 
-def _is_number(value: Any) -> bool:
-    """A finite int or float (YAML's ``.inf``/``.nan`` and booleans are not)."""
+def _is_number(value: Any) -> bool:  # a finite int or float (YAML's .inf/.nan and booleans are not)
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
@@ -335,12 +333,11 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
         raise ConfigError(f"{where}training.top_p must be in (0, 1] (1: no nucleus cut), got {t.top_p!r}")
     if not _is_number(t.kl_coef) or t.kl_coef < 0:
         raise ConfigError(f"{where}training.kl_coef must be a number >= 0 (0: no KL term), got {t.kl_coef!r}")
-    if t.save_every is not None and (isinstance(t.save_every, bool) or not isinstance(t.save_every, int)
-                                     or t.save_every < 1):
+    if t.save_every is not None and (type(t.save_every) is not int or t.save_every < 1):  # a bool is no count
         raise ConfigError(f"{where}training.save_every must be a positive number of rounds, or null for none, got "
                           f"{t.save_every!r}")
     mpl = cfg.data.max_prompt_length
-    if isinstance(mpl, bool) or not isinstance(mpl, int) or mpl < 1:
+    if type(mpl) is not int or mpl < 1:
         raise ConfigError(f"{where}data.max_prompt_length must be a positive number of tokens, got {mpl!r}")
     toy, ev = cfg.toy, cfg.toy.eval
     for name, value in (("toy.train_problems", toy.train_problems), ("toy.eval.per_difficulty", ev.per_difficulty),

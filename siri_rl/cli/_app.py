@@ -12,6 +12,9 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from siri_rl.results import ARGS_FILE, SAMPLES_FILE
+from siri_rl.run_dir import CONFIG_FILE, METRICS_FILE
+
 app = typer.Typer(
     help="SIRI: iterative RL with interleaved length compression for reasoning models.",
     no_args_is_help=True,
@@ -50,8 +53,8 @@ _WRITE_ERRNOS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.EEXIST, errno.ENO
 # write into a directory another command owns: its files would mix with the other's, and a failed command would
 # leave debris in results that were complete.
 OWNER_FILES = {
-    "siri train": ("metrics.jsonl", "config.yaml"),
-    "siri eval": ("eval_args.json", "samples.jsonl"),
+    "siri train": (METRICS_FILE, CONFIG_FILE),
+    "siri eval": (ARGS_FILE, SAMPLES_FILE),
     "siri compare": ("comparison.json",),
     "siri select": ("pareto.json", "selection.md"),
     "siri analyze patterns": ("patterns.json",),
