@@ -172,7 +172,7 @@ def test_failed_verl_run_is_one_line_naming_the_log(tmp_path, tiny_qwen2_dir, sh
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out[-3000:]
     assert "siri_rl/cli/" not in out and "RuntimeError" not in out, out[-3000:]
-    line = proc.stdout.strip().splitlines()[-1]
+    line = proc.stderr.strip().splitlines()[-1]  # siri's error line: the last on stderr (veRL's output on stdout)
     assert line.startswith("error: veRL exited with status 1 (ValueError: Total available GPUs 0"), line
     assert f"full log: {run.resolve()}/verl/train.log" in line and "rerun the same command" in line
     assert "Total available GPUs 0" in (run / "verl" / "train.log").read_text()
