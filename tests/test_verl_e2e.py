@@ -107,8 +107,18 @@ def experiment(model: Path, tmp: Path, *, engine: str = "verl", **sections) -> P
     return path
 
 
+# torch.distributed's rendezvous variables: an in-process engine of an earlier test (colocated vLLM) leaves them in
+# this process's environment, with its store still listening on MASTER_PORT; a command run from a shell has none.
+RENDEZVOUS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def command_env(marker: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in RENDEZVOUS}
+    return dict(env, SIRI_E2E_MARKER=marker, VLLM_CPU_KVCACHE_SPACE="1")
+
+
 def siri(*args, marker: str | None = None, timeout: int = 900, **popen) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SIRI_E2E_MARKER=marker or uuid.uuid4().hex, VLLM_CPU_KVCACHE_SPACE="1")
+    env = command_env(marker or uuid.uuid4().hex)
     return subprocess.run([sys.executable, "-m", "siri_rl.cli", *map(str, args)], env=env, capture_output=True,
                           text=True, timeout=timeout, **popen)
 
@@ -211,7 +221,7 @@ def test_verl_kill_9_then_resume_ends_like_the_uninterrupted_run(verl_run, answe
     saves and exports."""
     config = experiment(answering_r1_model, tmp_path)
     run, marker = tmp_path / "run", uuid.uuid4().hex
-    env = dict(os.environ, SIRI_E2E_MARKER=marker, VLLM_CPU_KVCACHE_SPACE="1")
+    env = command_env(marker)
     log = open(tmp_path / "killed.log", "w")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "siri_rl.cli", "train", "-c", str(config), "-o", str(run)],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
