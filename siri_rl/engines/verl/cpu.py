@@ -14,23 +14,25 @@ from typing import Any
 from siri_rl.config import ConfigError, ExperimentConfig
 
 GPUS_KEY = "trainer.n_gpus_per_node"
+RAY_GPUS_KEY = "+ray_kwargs.ray_init.num_gpus"
 
 # The environment of the launch (inherited by Ray's local cluster and every worker): siri's CPU platform
 # (siri_rl/engines/verl/plugin.py); veRL's FSDP engines are registered for device "cuda" only
 # (verl/workers/engine/base.py:405-426: VERL_ENGINE_DEVICE is veRL's public override of the lookup), and they run
 # on whatever device the platform names; vLLM's CPU build (VLLM_TARGET_DEVICE, vllm/platforms/__init__.py:179).
 CPU_ENV = {"VERL_PLATFORM": "cpu", "VERL_ENGINE_DEVICE": "cuda", "VLLM_TARGET_DEVICE": "cpu"}
-CPU_KV_CACHE_GIB = "1"
-CPU_RAY_LOGICAL_CPUS = 16  # VLLM_CPU_KVCACHE_SPACE unless set: vLLM's CPU KV cache, in GiB
+CPU_KV_CACHE_GIB = "1"  # VLLM_CPU_KVCACHE_SPACE unless set: vLLM's CPU KV cache, in GiB
+CPU_RAY_LOGICAL_CPUS = 16
 
 
 def cpu_overrides(gpus: int) -> dict[str, Any]:
     """What veRL 0.9.1 needs to train on the CPU, applied before the config's own ``verl:`` section. ``gpus``:
-    training processes (FSDP ranks), declared to Ray as that many ``GPU`` resources on the CPU, because veRL's
-    resource pools count GPUs only (verl/single_controller/ray/base.py:210-240)."""
+    training processes (FSDP ranks). They are declared to Ray as as many ``GPU`` resources on the CPU, because veRL's
+    resource pools count GPUs only (verl/single_controller/ray/base.py:210-240); that count follows the final
+    ``trainer.n_gpus_per_node`` (:data:`RAY_GPUS_KEY`, set by ``launch.build_overrides`` after the ``verl:``
+    section)."""
     return {
         GPUS_KEY: gpus,
-        "+ray_kwargs.ray_init.num_gpus": gpus,
         # Logical CPUs for Ray's bookkeeping, not cores: each training process's placement bundle asks for 3
         # (verl/single_controller/ray/base.py), beside the trainer, agent-loop, reward and vLLM server actors.
         "ray_kwargs.ray_init.num_cpus": CPU_RAY_LOGICAL_CPUS,

@@ -32,6 +32,7 @@ from siri_rl.engines.verl.checkpoints import (
 from siri_rl.engines.verl.cpu import (
     CPU_ENV,
     GPUS_KEY,
+    RAY_GPUS_KEY,
     check_cpu_plugin,
     cpu_environment,
     cpu_overrides,
@@ -158,7 +159,7 @@ def build_overrides(
             raise ConfigError(f"verl: {key} is set by siri's save plan ({why}); remove it from the verl: section")
     o.update(cfg.verl or {})
     if on_cpu(cfg):  # Ray's GPU resources on the CPU: one per training process, however many the verl: section sets
-        o.set("+ray_kwargs.ray_init.num_gpus", o.get(GPUS_KEY))
+        o.set(RAY_GPUS_KEY, o.get(GPUS_KEY))
     name = o.get("actor_rollout_ref.rollout.name")  # None: the recipe's vllm
     if name is not None and name not in SUPPORTED_ROLLOUTS:
         raise ConfigError(
@@ -336,8 +337,7 @@ def train(
         }
 
     composed = compose_config(overrides)  # fail fast, before any data is downloaded
-    env = cpu_environment() if on_cpu(cfg) else None
-    if env is not None:
+    if env := (cpu_environment() if on_cpu(cfg) else None):
         check_cpu_plugin(env)
     rollout = composed.actor_rollout_ref.rollout.name
     import importlib.util
@@ -367,7 +367,7 @@ def train(
         "command": command,
     }
     (run / "verl" / "plan.json").write_text(json.dumps(plan, indent=2))
-    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in CPU_ENV.items()) if on_cpu(cfg) else ""
+    exports = "".join(f"export {k}={shlex.quote(env[k])}\n" for k in (*CPU_ENV, "VLLM_CPU_KVCACHE_SPACE")) if env else ""
     (run / "verl" / "launch.sh").write_text("#!/usr/bin/env bash\nset -e\n" + exports + format_command(command) + "\n")
     try:
         run_logged(command, run / "verl" / LOG_FILE, env=env)

@@ -137,7 +137,7 @@ def _register_cpu_platform() -> None:
             return True
 
         def is_platform_available(self, use_smi_check=False) -> bool:
-            return os.environ.get("VERL_PLATFORM", "").strip().lower() == CPU_PLATFORM
+            return cpu_platform_selected()
 
         def current_device(self) -> str:
             # veRL moves tensors with .to(get_device_id()) (verl/utils/device.py:114-120): an int is an accelerator
