@@ -107,7 +107,7 @@ class ToyConfig:
     """``toy:``: the embedded toy (:mod:`siri_rl.toy`), read where ``model.name_or_path`` or ``data.train`` is
     ``toy``. ``base`` is the base model's spec, checked by :meth:`siri_rl.toy.model.ToyBaseSpec.from_dict`."""
 
-    torch_threads: int | None = None  # CPU threads for torch (default: torch's own choice)
+    torch_threads: int | str | None = None  # CPU threads for torch: a number, auto (the idle CPUs), null (torch's)
     train_problems: int = 4096  # generated training problems (seeded by training.seed)
     base: dict[str, Any] = field(default_factory=dict)
     eval: ToyEvalConfig = field(default_factory=ToyEvalConfig)
@@ -341,9 +341,13 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
         raise ConfigError(f"{where}data.max_prompt_length must be a positive number of tokens, got {mpl!r}")
     toy, ev = cfg.toy, cfg.toy.eval
     for name, value in (("toy.train_problems", toy.train_problems), ("toy.eval.per_difficulty", ev.per_difficulty),
-                        ("toy.eval.n", ev.n), ("toy.eval.max_len", ev.max_len), ("toy.torch_threads", toy.torch_threads)):
+                        ("toy.eval.n", ev.n), ("toy.eval.max_len", ev.max_len)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"{where}{name} must be a positive integer, got {value!r}")
+    threads = toy.torch_threads
+    if threads not in (None, "auto") and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"{where}toy.torch_threads must be a positive integer, auto (the CPUs no other process is "
+                          f"using) or null (torch's default), got {threads!r}")
     if isinstance(ev.temperature, bool) or not isinstance(ev.temperature, (int, float)) or ev.temperature < 0:
         raise ConfigError(f"{where}toy.eval.temperature must be a number >= 0, got {ev.temperature!r}")
     if not isinstance(toy.base, dict):

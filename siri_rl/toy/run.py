@@ -22,6 +22,7 @@ from rich.table import Table
 
 from siri_rl.config import ExperimentConfig
 from siri_rl.run_dir import METRICS_FILE, RunInterrupted, read_checkpoint_cards, read_metric_rows
+from siri_rl.toy.cpu import AUTO
 
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
 EVAL_SUBDIR = "eval"  # RUN/eval/<checkpoint>/: a `siri eval` results directory per model (resumable, for compare)
@@ -30,6 +31,24 @@ GROUP_FIELD = "difficulty"  # the problem field the per-difficulty columns break
 EVAL_BATCH = 128  # rows per generate call
 # Words that open a verification segment of the toy's traces ("wait, let me check:", "alternatively:").
 CHECK_WORDS = ("wait", "alternatively")
+
+
+# What a toy run's numbers do not depend on: its names, the thread count (a different floating-point order, like
+# another seed), the two seeds the headline is measured over, and the in-training validation (which never touches
+# training).
+_NOT_MEASURED = {"name", "description", "hardware", "validation", "eval"}
+
+
+def settings_key(cfg: ExperimentConfig) -> str:
+    """A short hash of everything in ``cfg`` that decides a toy run's numbers except ``training.seed`` and
+    ``toy.base.seed``: ``summary.json`` records it, and docs/benchmarks.md's seed table names the key it measured."""
+    import hashlib
+
+    d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_MEASURED}
+    d["training"] = {k: v for k, v in d["training"].items() if k != "seed"}
+    d["toy"] = {k: v for k, v in d["toy"].items() if k != "torch_threads"}
+    d["toy"]["base"] = {k: v for k, v in d["toy"]["base"].items() if k != "seed"}
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def eval_settings(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -155,6 +174,35 @@ def _percent_change(value: float) -> str:
     return f"{rounded:+d}%" if rounded else "0%"
 
 
+def plan_text(cfg: ExperimentConfig, *, resume: bool = False) -> str:
+    """What ``siri train`` on a toy config does and roughly how long each phase takes on an idle 2-core machine:
+    the first lines it prints."""
+    from siri_rl.toy import toy_spec
+    from siri_rl.toy.cpu import expected_seconds
+    from siri_rl.toy.model import cache_root
+
+    spec, t, s = toy_spec(cfg), cfg.training, cfg.schedule
+    cached = (cache_root() / spec.key() / "toy_spec.json").is_file()
+    est = expected_seconds(cfg, base_cached=cached)
+    shape = (f"L = {s.l_max} tokens" if s.kind == "constant" else
+             f"{s.kind} L {s.l_max} <-> {s.l_min} tokens, cycle {s.cycle} rounds" if s.l_min else s.kind)
+    ev = eval_settings(cfg)
+    named = len(s.checkpoints(t.rounds))
+    models = f"{named} checkpoints (each trough and peak)" if named else "the final model"
+
+    def minutes(sec: float) -> str:
+        return f"~{sec / 60:.0f} min" if sec >= 90 else f"~{sec:.0f} s"
+
+    base = "cached" if cached else f"{minutes(est['base'])}, first run only"
+    verb = "continues" if resume else "runs"
+    return (f"{cfg.name}: {verb} {t.rounds} rounds of RL ({shape}; {t.prompts_per_round} problems x "
+            f"{t.group_size} samples a round) on a tiny base model of the toy task, then evaluates the base model and "
+            f"{models} on {ev['per_difficulty'] * len(spec.levels)} held-out problems at cap "
+            f"{ev['max_len']}.\nOn an idle 2-core CPU: base model {base}; RL {minutes(est['rl'])}; evaluation "
+            f"{minutes(est['eval'])}. A busy machine takes longer; accuracy varies by seed and machine "
+            f"(docs/benchmarks.md).")
+
+
 def run_toy(
     cfg: ExperimentConfig,
     output_dir: str | Path,
@@ -185,11 +233,13 @@ def run_toy(
     import torch
     from transformers.utils import logging as hf_logging
 
-    if cfg.toy.torch_threads:
-        torch.set_num_threads(cfg.toy.torch_threads)
+    from siri_rl.toy.cpu import set_threads
+
     # The toy loads and saves a tiny model a dozen times: transformers' per-file bars would bury the round bar.
     hf_logging.disable_progress_bar()
-    console.print("[bold]toy base model[/] (built once, then cached) ...")
+    console.print(plan_text(cfg, resume=resume), highlight=False, soft_wrap=True)
+    console.print(f"[bold]toy base model[/] (built once, then cached), {set_threads(cfg.toy.torch_threads)} ...",
+                  highlight=False)
     try:
         base_dir = toy_model_path(cfg)
     except KeyboardInterrupt:
@@ -197,6 +247,8 @@ def run_toy(
                              "the same command again") from None
     t_base = time.time() - t0
     console.print(f"base model: {base_dir} ({t_base:.0f} s)", highlight=False, markup=False, soft_wrap=True)
+    if cfg.toy.torch_threads == AUTO:  # the machine may have got busier (or quieter) during the build
+        console.print(f"RL: {set_threads(AUTO)}", highlight=False)
     # The toy sits above the engine: it resolves its names ("toy") to a model directory and problems first.
     out = train(cfg, output_dir=run_dir, resume=resume, stop_after_rounds=stop_after_rounds, progress=True,
                 model_path=base_dir, train_rows=toy_train_rows(cfg) if is_toy_data(cfg) else None)
@@ -222,6 +274,10 @@ def run_toy(
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     summary = {
         "config": cfg.name,
+        "settings_key": settings_key(cfg),
+        "training_seed": cfg.training.seed,
+        "base_seed": toy_spec(cfg).seed,
+        "torch_threads": torch.get_num_threads(),
         "rounds": len(rows),
         "tokens_generated": rows[-1]["tokens_generated"] if rows else 0,
         "wall_s": round(wall, 1),
