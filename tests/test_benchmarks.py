@@ -118,3 +118,34 @@ def test_vllm_throughput_benchmark_runs(tmp_path, vllm_env, shared_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     train = json.loads(out.read_text())["train"]
     assert train["vllm"]["rounds"] == train["transformers"]["rounds"] == 2
+
+
+@pytest.mark.slow
+def test_toy_seeds_benchmark_runs_and_counts_claims_per_seed(tmp_path):
+    runs = tmp_path / "runs"
+    stdout = bench("toy_seeds.py", "run", "--out", str(runs), "--seeds", "0,1", "--base-seeds", "0", *TINY_TOY,
+                   tmp_path=tmp_path)
+    summary = json.loads((runs / "seeds.json").read_text())
+    assert [(r["config"], r["seed"]) for r in summary["runs"]] == [
+        ("toy", 0), ("toy", 1), ("toy-constant", 0), ("toy-constant", 1), ("toy-constant-min", 0),
+        ("toy-constant-min", 1)]
+    group = summary["groups"]["base0"]
+    assert group["runs"] == 2 and all(c["of"] == 2 for c in group["claims"].values())
+    assert group["checkpoints"]["base"]["acc"]["n"] == 2 and "| seeds where it holds |" in stdout
+    assert (runs / "seeds.png").stat().st_size > 10_000
+    # a second `run` finds every run finished and only reports
+    again = bench("toy_seeds.py", "run", "--out", str(runs), "--seeds", "0,1", "--base-seeds", "0", *TINY_TOY,
+                  tmp_path=tmp_path)
+    assert again.count("done, skipped") == 6
+
+
+@pytest.mark.slow
+def test_toy_threads_benchmark_runs(tmp_path):
+    out = tmp_path / "threads"
+    tiny = [o for o in TINY_TOY if not o.startswith(("training.rounds", "toy.torch_threads"))]
+    stdout = bench("toy_threads.py", "--out", str(out), "--sft-steps", "2", "--rounds", "2", "--repeats", "1", *tiny,
+                   tmp_path=tmp_path)
+    cells = json.loads((out / "threads.json").read_text())["cells"]
+    assert sorted(cells) == sorted(f"{piece}|{load}|{threads}" for piece in ("sft", "rl") for load in ("idle", "busy")
+                                   for threads in ("1", "2", "default"))
+    assert all(len(v) == 1 and v[0] > 0 for v in cells.values()) and "| RL round | busy | 1 |" in stdout
