@@ -344,7 +344,7 @@ def test_manager_round_metrics_are_the_trl_engines_fields():
     from verl.protocol import DataProto
 
     from siri_rl.engines.verl.manager import round_metrics
-    from siri_rl.run_dir import rollout_stats
+    from siri_rl.metrics import rollout_stats
 
     prompt_width, lengths = 3, [8, 8, 5, 2]  # responses of 2 prompts x 2; L = 8
     mask = torch.tensor([[1] * prompt_width + [1] * n + [0] * (8 - n) for n in lengths])

@@ -66,7 +66,8 @@ from siri_rl.adaptive import AdaptiveSchedule, adaptive_from_dict
 from siri_rl.engines.verl.checkpoints import exports_from_rows, prune_checkpoints, save_plan
 from siri_rl.engines.verl.reward import ENDED_KEY, MAX_LEN_KEY
 from siri_rl.guard import NoLearningGuard, guard_from_dict
-from siri_rl.run_dir import append_metrics_row, rollout_stats, truncate_metrics
+from siri_rl.metrics import rollout_stats
+from siri_rl.run_dir import append_metrics_row, truncate_metrics
 from siri_rl.schedule import SCHEDULE_KEYS, LengthSchedule, schedule_from_dict
 
 
