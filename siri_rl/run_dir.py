@@ -6,6 +6,7 @@
     RUN/checkpoints/<name>/          trough/peak (SIRI-low/-high) or ``final`` Hugging Face models, each with a
                                      ``siri_checkpoint.json`` (:func:`write_checkpoint_card`, :func:`read_checkpoint_cards`)
     RUN/dynamics.png                 accuracy and length against the cap (:func:`write_dynamics_plot`, Figure 4)
+    RUN/trajectory.png               held-out accuracy against length over the run (Figure 1; with validation)
     RUN/validation.jsonl             one row per (validation, benchmark) (:func:`append_validation_rows`,
                                      :func:`read_validation_rows`); ``round`` r: the policy after r rounds
     RUN/validation/round-RRRRR/      each validation's samples, a ``siri eval`` results directory
@@ -44,6 +45,7 @@ CONFIG_FILE = "config.yaml"
 CHECKPOINTS = "checkpoints"  # RUN/checkpoints/<name>: the exported models siri eval reads
 CHECKPOINT_CARD = "siri_checkpoint.json"  # written last: an export folder without it is incomplete
 DYNAMICS_PNG = "dynamics.png"
+TRAJECTORY_PNG = "trajectory.png"  # held-out accuracy against length, the validations in order (Figure 1)
 VALIDATION_FILE = "validation.jsonl"
 VALIDATION_DIR = "validation"  # RUN/validation/round-RRRRR: one `siri eval` results directory per validation
 # A validation row: ``round`` (the policy after that many rounds; 0 = the base model), ``benchmark``, ``acc``
@@ -236,18 +238,30 @@ def truncate_metrics(path: str | Path, done_rounds: int, *, rows: list[dict[str,
     return kept
 
 
+def checkpoint_marks(run_dir: str | Path) -> dict[int, str]:
+    """``{round: "low"|"high"}``: the SIRI-low (``*-compressed``) and SIRI-high (``*-expanded``) exports of a run,
+    at the round of the policy they hold (a card's ``step`` + 1, the rounds trained), as validations count."""
+    kinds = (("compressed", "low"), ("expanded", "high"))
+    return {c.step + 1: kind for c in read_checkpoint_cards(run_dir) for word, kind in kinds if word in c.name}
+
+
 def write_dynamics_plot(run_dir: str | Path, rows: Sequence[Mapping[str, Any]] | None = None, *,
                         title: str | None = None) -> Path | None:
     """Draw ``RUN/dynamics.png`` (accuracy and mean length against the scheduled cap, Figure 4) from the run's
-    rows (read from ``RUN/metrics.jsonl`` when not given); None when there is no row to draw. Main process only."""
-    from siri_rl.plots import plot_training_dynamics
+    rows (read from ``RUN/metrics.jsonl`` when not given), with the held-out validation of ``validation.jsonl``
+    where there is one, and then ``RUN/trajectory.png`` (Figure 1's accuracy-length view of the validations);
+    None when there is no row to draw. Main process only."""
+    from siri_rl.plots import plot_training_dynamics, plot_trajectory
 
     run_dir = Path(run_dir)
     rows = read_metric_rows(run_dir / METRICS_FILE) if rows is None else rows
     if not rows:
         return None
-    return plot_training_dynamics(rows, run_dir / DYNAMICS_PNG, title=title)
-
+    validation, marks = read_validation_rows(run_dir), checkpoint_marks(run_dir)
+    if validation:
+        plot_trajectory(validation, run_dir / TRAJECTORY_PNG, marks=marks,
+                        title=f"{title}: held-out accuracy against length" if title else None)
+    return plot_training_dynamics(rows, run_dir / DYNAMICS_PNG, title=title, validation=validation, marks=marks)
 
 # --- validation.jsonl -------------------------------------------------------------------------------------------
 
