@@ -218,3 +218,35 @@ def test_the_engine_refuses_a_validation_section_without_a_validator(answering_t
     cfg = _cfg(answering_toy_model, heldout)
     with pytest.raises(ConfigError, match="validation: is run by `siri train`"):
         train(cfg, output_dir=tmp_path / "run", train_rows=toy_train_rows(cfg), progress=False)
+
+
+# --- the veRL engine's side (its end-to-end run is in tests/test_verl_e2e.py) ---------------------------------------
+
+
+def test_verl_validation_overrides_set_veRLs_own_validation_loop(tmp_path):
+    from siri_rl.engines.verl.validation import validation_overrides
+
+    cfg = config_from_dict({**BASE, "schedule": {"kind": "constant", "l_max": 64}, "training": {"rounds": 10},
+                            "validation": {"benchmarks": ["aime24"], "every": 4, "n": 8, "at_start": False}})
+    o = validation_overrides(cfg, tmp_path / "metrics.jsonl")
+    assert (o["trainer.test_freq"], o["trainer.val_before_train"], o["actor_rollout_ref.rollout.val_kwargs.n"],
+            o["actor_rollout_ref.rollout.val_kwargs.do_sample"], o["siri.validation.max_tokens"],
+            o["siri.validation.run_dir"]) == (4, False, 8, True, 64, str(tmp_path))
+    assert validation_overrides(config_from_dict(BASE), None) == {}
+    with pytest.raises(ConfigError, match="validation.max_tokens=128 is above schedule.l_max=64"):
+        validation_overrides(config_from_dict({**cfg.to_dict(), "validation": {"benchmarks": ["aime24"],
+                                                                               "max_tokens": 128}}), None)
+
+
+def test_verl_validation_rows_per_benchmark_leave_out_veRLs_padding():
+    from siri_rl.engines.verl.validation import validation_rows
+
+    # two problems of "a" (2 samples each), one of "b"; the last row is veRL's padding, a copy of the first
+    rows = validation_rows(6, lengths=[4, 10, 10, 3, 7, 4], ended=[True, False, True, True, True, True],
+                           rewards=[1.0, 0.0, 0.0, 0.0, 1.0, 1.0], sources=["a", "a", "a", "a", "b", "a"],
+                           uids=["p", "p", "q", "q", "r", "p"], n=2, max_tokens=10, temperature=0.6)
+    a, b = rows
+    assert (a["benchmark"], a["round"], a["acc"], a["mean_len"], a["truncated_frac"], a["problems"]) == (
+        "a", 6, 25.0, 6.75, 0.25, 2)
+    assert (b["benchmark"], b["acc"], b["problems"]) == ("b", 100.0, 1)
+    assert set(a) == set(VALIDATION_FIELDS)

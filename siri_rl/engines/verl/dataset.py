@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from siri_rl.data import load_benchmark, load_problems
+from siri_rl.data import benchmark_name, load_benchmark, load_problems
 from siri_rl.errors import DataError
 from siri_rl.prompts import INSTRUCTION, build_messages
 
@@ -99,7 +99,8 @@ def load_run_problems(cfg: ExperimentConfig) -> tuple[list[dict[str, Any]], list
         problems = problems[: d.max_problems]
     v = cfg.validation
     if v.benchmarks:
-        val = [row for name in v.benchmarks for row in load_benchmark(name, v.data_dir)[: v.limit]]
+        val = [{**row, "benchmark": benchmark_name(name)} for name in v.benchmarks
+               for row in load_benchmark(name, v.data_dir)[: v.limit]]
     else:
         val = problems[:64]
     return problems, val
