@@ -68,7 +68,10 @@ class Validator:
             model=str(model or cfg.model.name_or_path), out=self.run_dir, benchmarks=list(benchmarks or v.benchmarks),
             n=v.n, temperature=v.temperature, top_p=v.top_p, max_tokens=v.max_tokens or cfg.schedule.l_max,
             data_dir=v.data_dir, seed=v.seed, limit=v.limit, require_think_end=cfg.data.require_think_end,
-            batch_size=BATCH_SIZE, progress=False)
+            batch_size=BATCH_SIZE, progress=False,
+            # the accuracy-vs-budget curve regrades every response at each shorter budget: one point here (the
+            # fixed cap) keeps a validation at its generation's cost; `siri eval --report-only --budgets` adds it
+            budgets=[v.max_tokens or cfg.schedule.l_max])
         self._problems: dict[str, list[dict]] | None = None
         self._prompt_ids: dict[tuple[str, str], list[int]] = {}
 
