@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # The keys of the section, named in the one-line error an old config's veRL-only `eval:` section gets.
-KEYS = ("benchmarks", "every", "n", "temperature", "top_p", "max_tokens", "limit", "at_start", "seed", "data_dir")
+KEYS = ("benchmarks", "every", "n", "temperature", "top_p", "max_tokens", "limit", "at_start", "seed", "batch_size",
+        "data_dir")
 
 
 @dataclass
@@ -39,6 +40,7 @@ class ValidationSection:
     limit: int | None = None  # first K problems of each benchmark
     at_start: bool = True  # validate the base model before round 0 (Figure 4's first point)
     seed: int = 0  # seeds the samples as `siri eval --seed` does
+    batch_size: int = 64  # rows per generate call without vLLM, as `siri eval --batch-size` (its default)
     data_dir: str | None = None  # local benchmark files (default $SIRI_DATA_DIR, then the hub)
 
 
@@ -53,6 +55,8 @@ def validation_problem(v: ValidationSection) -> str | None:
         return f"validation.benchmarks must be a list of benchmark names or files, e.g. [aime24], got {v.benchmarks!r}"
     if len(set(v.benchmarks)) != len(v.benchmarks):
         return f"validation.benchmarks lists a benchmark twice: {v.benchmarks}"
+    if not _count(v.batch_size):
+        return f"validation.batch_size must be a positive number of rows per generate call, got {v.batch_size!r}"
     for name in ("every", "max_tokens", "limit"):
         value = getattr(v, name)
         if value is not None and not _count(value):

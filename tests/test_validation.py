@@ -38,6 +38,7 @@ BASE = {"schedule": {"kind": "constant", "l_max": 16}, "model": {"name_or_path":
     ({"benchmarks": ["aime24"], "limit": -3}, "validation.limit must be a positive integer"),
     ({"benchmarks": ["aime24"], "at_start": "yes"}, "validation.at_start must be true or false"),
     ({"benchmarks": ["aime24"], "seed": 1.5}, "validation.seed must be an integer"),
+    ({"benchmarks": ["aime24"], "batch_size": 0}, "validation.batch_size must be a positive number"),
     ({"benchmarks": ["aime24"], "evry": 4}, r"unknown key\(s\) validation.evry"),
 ])
 def test_bad_validation_values_fail_at_load_with_one_line(section, match):

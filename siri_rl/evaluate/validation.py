@@ -27,8 +27,6 @@ from siri_rl.run_dir import (
 from siri_rl.sampling import Completion
 from siri_rl.validation import validation_due
 
-BATCH_SIZE = 64  # `siri eval`'s default --batch-size: a transformers validation batches as `siri eval` does
-
 Calls = list[tuple[int, list[Unit]]]  # (seed, units) of each generate call, as plan_units gives them
 
 
@@ -68,7 +66,7 @@ class Validator:
             model=str(model or cfg.model.name_or_path), out=self.run_dir, benchmarks=list(benchmarks or v.benchmarks),
             n=v.n, temperature=v.temperature, top_p=v.top_p, max_tokens=v.max_tokens or cfg.schedule.l_max,
             data_dir=v.data_dir, seed=v.seed, limit=v.limit, require_think_end=cfg.data.require_think_end,
-            batch_size=BATCH_SIZE, progress=False,
+            batch_size=v.batch_size, progress=False,
             # the accuracy-vs-budget curve regrades every response at each shorter budget: one point here (the
             # fixed cap) keeps a validation at its generation's cost; `siri eval --report-only --budgets` adds it
             budgets=[v.max_tokens or cfg.schedule.l_max])
