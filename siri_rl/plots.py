@@ -180,7 +180,10 @@ def plot_trajectory(validation: Sequence[Mapping[str, Any]], path: str | Path, *
                        linewidth=0.6 if kind else 0)
             if kind:
                 text = "base" if kind == "base" else f"{kind} r{r}"
-                ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+                # SIRI-low labels below the point, the others above: a trough and a peak that land on one point
+                # (a policy that stopped changing) stay readable
+                ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, -11 if kind == "low" else 4),
+                            fontsize=8)
     ax.set_xlabel("held-out mean response length (tokens)")
     ax.set_ylabel("held-out pass@1 (%)")
     ax.grid(alpha=0.3)
