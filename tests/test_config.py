@@ -75,7 +75,7 @@ def test_parse_overrides_forms():
         ("engine=jax", "engine must be one of"),
         ("model.name_or_path=", "model.name_or_path is required"),
         # validation: and toy: are typed like the other sections: a typo fails instead of being ignored
-        ("validation.benchmark=[aime24]", r"unknown key\(s\) validation.benchmark; allowed: at_start, benchmarks"),
+        ("validation.benchmark=[aime24]", r"unknown key\(s\) validation.benchmark; allowed: at_start, batch_size, benchmarks"),
         ("eval.benchmarks=[aime24]", "the eval: section is now validation:"),
         ("toy.trian_problems=64", r"unknown key\(s\) toy.trian_problems"),
         ("toy.eval.per_dificulty=4", r"unknown key\(s\) toy.eval.per_dificulty"),
