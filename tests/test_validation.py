@@ -234,9 +234,10 @@ def test_verl_validation_overrides_set_veRLs_own_validation_loop(tmp_path):
             o["actor_rollout_ref.rollout.val_kwargs.do_sample"], o["siri.validation.max_tokens"],
             o["siri.validation.run_dir"]) == (4, False, 8, True, 64, str(tmp_path))
     assert validation_overrides(config_from_dict(BASE), None) == {}
-    with pytest.raises(ConfigError, match="validation.max_tokens=128 is above schedule.l_max=64"):
-        validation_overrides(config_from_dict({**cfg.to_dict(), "validation": {"benchmarks": ["aime24"],
-                                                                               "max_tokens": 128}}), None)
+    wide = validation_overrides(config_from_dict({**cfg.to_dict(), "validation": {"benchmarks": ["aime24"],
+                                                                                  "max_tokens": 128}}), None)
+    # a fixed cap above L_max widens veRL's padded response width and its token budgets (prompt 1024 + 128)
+    assert (wide["data.max_response_length"], wide["actor_rollout_ref.actor.ppo_max_token_len_per_gpu"]) == (128, 1152)
 
 
 def test_verl_validation_rows_per_benchmark_leave_out_veRLs_padding():

@@ -6,7 +6,7 @@ veRL validates before training (``trainer.val_before_train``) and after every ``
 last one (``ray_trainer.py:1438``, ``:1727-1728``), sampling ``val_kwargs.n`` responses per problem of the
 validation parquet (``ray_trainer.py:617-619``) in one batch (``data.val_batch_size: null``) through the agent-loop
 manager with ``meta_info["validate"]`` and ``["global_steps"]`` (``:627-634``), the rounds trained so far. The
-manager caps that batch at ``validation.max_tokens`` (at most L_max, veRL's padded response width) and turns the
+manager caps that batch at ``validation.max_tokens`` (a cap above L_max widens veRL's padded response width) and turns the
 scored batch into one row per benchmark. veRL seeds its sampling itself: ``validation.seed`` is not used here.
 """
 
@@ -16,8 +16,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from siri_rl.config import ConfigError, ExperimentConfig
+from siri_rl.config import ExperimentConfig
 from siri_rl.metrics import bootstrap_ci, name_seed, pass_at_1
+
+VLLM_MAX_NUM_SEQS = 256  # veRL's rollout.max_num_seqs: vLLM needs max_num_batched_tokens >= it (launch.py's too)
 
 
 def validation_overrides(cfg: ExperimentConfig, metrics_path: str | Path | None) -> dict[str, Any]:
@@ -26,10 +28,16 @@ def validation_overrides(cfg: ExperimentConfig, metrics_path: str | Path | None)
     if not v.benchmarks:
         return {}
     max_tokens = v.max_tokens or cfg.schedule.l_max
+    wider: dict[str, Any] = {}
     if max_tokens > cfg.schedule.l_max:
-        raise ConfigError(f"validation.max_tokens={max_tokens} is above schedule.l_max={cfg.schedule.l_max}: veRL pads "
-                          "every response to L_max (data.max_response_length); lower validation.max_tokens")
-    return {
+        # veRL pads every response to data.max_response_length (L_max by default, launch.recipe_overrides): a fixed
+        # cap above L_max widens it and the token budgets that follow from it; training requests keep their L.
+        seq = cfg.data.max_prompt_length + max_tokens
+        wider = {"data.max_response_length": max_tokens, "actor_rollout_ref.actor.ppo_max_token_len_per_gpu": seq,
+                 "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu": 2 * seq,
+                 "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu": 2 * seq,
+                 "actor_rollout_ref.rollout.max_num_batched_tokens": max(seq, VLLM_MAX_NUM_SEQS)}
+    return wider | {
         "trainer.test_freq": v.every or cfg.training.rounds,  # every k steps, and veRL's last step in any case
         "trainer.val_before_train": v.at_start,
         "data.val_batch_size": None,  # one batch: one manager call per validation
