@@ -286,15 +286,21 @@ def analysis_dir(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
 def run_analysis(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     """Plots of a training run into ``out`` (default ``RUN/analysis``): dynamics.png (Figure 4, via
-    :func:`siri_rl.plots.plot_training_dynamics`), entropy.png (Figure 9) and tokens.png where the metrics have
+    :func:`siri_rl.plots.plot_training_dynamics`, with the held-out validation of ``RUN/validation.jsonl`` and
+    then trajectory.png, Figure 1, where the run has one), entropy.png (Figure 9) and tokens.png where the metrics have
     them, plus run.md. Returns the files written."""
-    from siri_rl.plots import plot_training_dynamics
+    from siri_rl.plots import plot_training_dynamics, plot_trajectory
+    from siri_rl.run_dir import TRAJECTORY_PNG, checkpoint_marks, read_validation_rows
 
     rows = read_metrics(run_dir)
     out = analysis_dir(run_dir, out)
     out.mkdir(parents=True, exist_ok=True)
-    written = [plot_training_dynamics(rows, out / DYNAMICS_PNG,
+    run = Path(run_dir) if Path(run_dir).is_dir() else Path(run_dir).parent
+    validation, marks = read_validation_rows(run), checkpoint_marks(run)
+    written = [plot_training_dynamics(rows, out / DYNAMICS_PNG, validation=validation, marks=marks,
                                       title="Accuracy and response length against the length schedule")]
+    if validation:  # held-out validation during training: Figure 1's view too
+        written.append(plot_trajectory(validation, out / TRAJECTORY_PNG, marks=marks))
     if any(r.get("entropy") is not None for r in rows):
         written.append(plot_entropy(rows, out / ENTROPY_PNG))
     if cumulative_tokens(rows) is not None:

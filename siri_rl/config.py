@@ -9,7 +9,7 @@ model:    {name_or_path: deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B, dtype: bfloa
 data:     {train: agentica-org/DeepScaleR-Preview-Dataset}
 schedule: {kind: cosine, l_max: 16384, l_min: 8192, cycle: 640}
 training: {rounds: 1920, prompts_per_round: 128, group_size: 8, learning_rate: 1.0e-6}
-eval: {benchmarks: [aime24, amc]}   # veRL's in-training validation sets
+validation: {benchmarks: [aime24], every: 40, n: 32}   # held-out validation during training
 toy:  {train_problems: 4096, base: {...}, eval: {per_difficulty: 32}}   # the embedded toy (siri_rl.toy)
 trl:  {...}                   # passed through to trl.GRPOConfig (validated by the TRL engine)
 verl: {...}                   # Hydra overrides for veRL (validated by veRL's own composition)
@@ -34,6 +34,8 @@ from siri_rl.adaptive import AdaptiveSchedule, adaptive_from_dict
 from siri_rl.data import DEFAULT_TRAIN_DATASET
 from siri_rl.guard import GuardError, guard_from_dict
 from siri_rl.schedule import LengthSchedule, ScheduleError, schedule_from_dict
+from siri_rl.validation import KEYS as VALIDATION_KEYS
+from siri_rl.validation import ValidationSection, validation_problem
 
 ENGINES = ("trl", "verl")  # the engines `engine:` may name; siri_rl.engines dispatches to them
 
@@ -84,14 +86,6 @@ class TrainingConfig:
 
 
 @dataclass
-class EvalSection:
-    """``eval:``: benchmarks veRL validates on during training (``siri eval`` takes its own options)."""
-
-    benchmarks: list[str] = field(default_factory=list)  # names or files, as ``siri eval --benchmarks``
-    data_dir: str | None = None  # local benchmark files (default $SIRI_DATA_DIR, then the hub)
-
-
-@dataclass
 class ToyEvalConfig:
     """``toy.eval``: the toy's fixed-cap evaluation of the base model and every checkpoint (``siri eval``'s code)."""
 
@@ -125,7 +119,7 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
-    eval: EvalSection = field(default_factory=EvalSection)
+    validation: ValidationSection = field(default_factory=ValidationSection)
     toy: ToyConfig = field(default_factory=ToyConfig)
     trl: dict[str, Any] = field(default_factory=dict)
     verl: dict[str, Any] = field(default_factory=dict)
@@ -144,7 +138,7 @@ class ExperimentConfig:
             "training": asdict(self.training),
         }
         # Sections most configs leave out are written only where they say something.
-        for section, default in (("eval", EvalSection()), ("toy", ToyConfig())):
+        for section, default in (("validation", ValidationSection()), ("toy", ToyConfig())):
             if getattr(self, section) != default:
                 out[section] = asdict(getattr(self, section))
         for section in FREE_SECTIONS:
@@ -153,8 +147,8 @@ class ExperimentConfig:
         return out
 
 
-TYPED_SECTIONS = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig, "eval": EvalSection,
-                  "toy": ToyConfig}
+TYPED_SECTIONS = {"model": ModelConfig, "data": DataConfig, "training": TrainingConfig,
+                  "validation": ValidationSection, "toy": ToyConfig}
 FREE_SECTIONS = ("trl", "verl")  # passed through to the engine, which validates them
 TOP_LEVEL = ("name", "description", "hardware", "engine", "extends", "schedule", *TYPED_SECTIONS, *FREE_SECTIONS)
 
@@ -268,6 +262,9 @@ def _typed(section: str, cls: type, values: Any) -> Any:
 def config_from_dict(data: dict[str, Any], source: str | None = None) -> ExperimentConfig:
     """Validate a config mapping and build an :class:`ExperimentConfig` (raises :class:`ConfigError`)."""
     where = f"{source}: " if source else ""
+    if "eval" in data:
+        raise ConfigError(f"{where}the eval: section is now validation: (both engines), with the keys "
+                          f"{', '.join(VALIDATION_KEYS)}; rename eval: to validation:")
     unknown = sorted(set(data) - set(TOP_LEVEL))
     if unknown:
         raise ConfigError(f"{where}unknown top-level key(s) {', '.join(unknown)}; allowed: {', '.join(TOP_LEVEL)}")
@@ -352,9 +349,9 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
         raise ConfigError(f"{where}toy.eval.temperature must be a number >= 0, got {ev.temperature!r}")
     if not isinstance(toy.base, dict):
         raise ConfigError(f"{where}toy.base must be a mapping of the base model's spec, got {toy.base!r}")
-    if isinstance(cfg.eval.benchmarks, str) or not isinstance(cfg.eval.benchmarks, list):
-        raise ConfigError(f"{where}eval.benchmarks must be a list of benchmark names, e.g. [aime24, amc], got "
-                          f"{cfg.eval.benchmarks!r}")
+    problem = validation_problem(cfg.validation)
+    if problem:
+        raise ConfigError(f"{where}{problem}")
     try:
         check_context(cfg, local_config=False)  # the model may not be on this machine yet: the engine checks it
     except ConfigError as err:
@@ -362,8 +359,8 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
 
 
 def check_context(cfg: ExperimentConfig, model_context: int | None = None, *, local_config: bool = True) -> None:
-    """The context budget: the longest prompt (``data.max_prompt_length``) plus the largest cap L_max must fit the
-    model's context, in tokens. The context is ``model.max_context`` if set, else ``model_context`` (a loaded
+    """The context budget: the longest prompt (``data.max_prompt_length``) plus the largest cap L_max (or the
+    validation's ``max_tokens``, if larger) must fit the model's context, in tokens. The context is ``model.max_context`` if set, else ``model_context`` (a loaded
     model's ``max_position_embeddings``), else, with ``local_config``, the ``max_position_embeddings`` of a local
     ``config.json`` in ``model.name_or_path`` (never downloads). No known context: nothing to check.
     The one check of this rule: the config loader (``model.max_context`` only) and the engines call it."""
@@ -380,11 +377,12 @@ def check_context(cfg: ExperimentConfig, model_context: int | None = None, *, lo
             source = f"max_position_embeddings of {local}"
     if limit is None:
         return
-    need = cfg.schedule.l_max + cfg.data.max_prompt_length
+    key, longest = max((("schedule.l_max", cfg.schedule.l_max), ("validation.max_tokens", cfg.validation.max_tokens
+                                                                     or 0)), key=lambda kv: kv[1])
+    need = longest + cfg.data.max_prompt_length
     if need > limit:
-        raise ConfigError(f"schedule.l_max ({cfg.schedule.l_max}) + data.max_prompt_length "
-                          f"({cfg.data.max_prompt_length}) = {need} tokens exceeds the model's context ({limit}, {source}); lower "
-                          "schedule.l_max or data.max_prompt_length")
+        raise ConfigError(f"{key} ({longest}) + data.max_prompt_length ({cfg.data.max_prompt_length}) = {need} tokens "
+                          f"exceeds the model's context ({limit}, {source}); lower {key} or data.max_prompt_length")
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:

@@ -12,6 +12,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from siri_rl.guard import frac_groups_all_correct_and_wrong, frac_groups_with_reward_variance
+
 
 def pass_at_1(per_problem_correct: Sequence[Sequence[bool]]) -> float:
     """Mean accuracy over samples, averaged over problems (a fraction in [0, 1]).
@@ -306,3 +308,48 @@ def sampling_se_of_mean(n: Sequence[int], sums: Sequence[float], sumsq: Sequence
     for ni, s, s2 in zip(n, sums, sumsq):
         total += ni * max(0.0, (s2 - s * s / ni) / (ni - 1))
     return math.sqrt(total) / sum(n)
+
+
+def rollout_stats(
+    lengths: Sequence[int],
+    max_len: int,
+    ended: Sequence[bool],
+    *,
+    rewards: Sequence[float] | None = None,
+    group_ids: Sequence[Any] | None = None,
+) -> dict[str, Any]:
+    """The rollout statistics of one round for its ``metrics.jsonl`` row, the same fields from either engine.
+
+    Args:
+        lengths: completion lengths of every completion of the round (tokens, all processes).
+        max_len: the round's cap L (tokens).
+        ended: per completion, whether it ended on its own (an EOS); one that ended exactly at L is not clipped.
+        rewards: per completion reward (SIRI's is 0/1, so the mean is the training accuracy); None: not scored yet.
+        group_ids: per completion, its prompt's group (GRPO's G completions of one prompt); with ``rewards`` gives
+            ``frac_groups_with_reward_variance``, the share of groups whose rewards differ (the groups with a
+            nonzero group-normalised advantage, the ones that teach anything), and ``frac_groups_all_correct`` /
+            ``frac_groups_all_wrong``, the shares whose completions were all rewarded / all unrewarded.
+
+    Returns ``max_len``, ``completion_len_mean/max/min`` (tokens), ``clipped_frac`` (share that hit L without
+    ending: against L, not against the padded width L_max), ``num_completions``, ``tokens_round`` (tokens
+    generated this round) and, given rewards, ``accuracy`` (+ ``frac_groups_with_reward_variance``).
+    """
+    n = len(lengths)
+    if len(ended) != n or (rewards is not None and len(rewards) != n) or (group_ids is not None and len(group_ids) != n):
+        raise ValueError("rollout_stats: lengths, ended, rewards and group_ids must have one entry per completion")
+    row: dict[str, Any] = {
+        "max_len": int(max_len),
+        "completion_len_mean": sum(lengths) / n if n else 0.0,
+        "completion_len_max": int(max(lengths, default=0)),
+        "completion_len_min": int(min(lengths, default=0)),
+        "clipped_frac": sum(1 for x, e in zip(lengths, ended) if x >= max_len and not e) / n if n else 0.0,
+        "num_completions": n,
+        "tokens_round": int(sum(lengths)),
+    }
+    if rewards is not None:
+        row["accuracy"] = float(sum(rewards)) / n if n else 0.0
+        if group_ids is not None and n:
+            row["frac_groups_with_reward_variance"] = frac_groups_with_reward_variance(rewards, group_ids)
+            right, wrong = frac_groups_all_correct_and_wrong(rewards, group_ids)
+            row["frac_groups_all_correct"], row["frac_groups_all_wrong"] = right, wrong
+    return row

@@ -1,11 +1,15 @@
 """The run directory, the one place that names and writes what ``siri train`` leaves behind (either engine):
 
     RUN/config.yaml                  the resolved config the run was started with (:func:`write_run_config`)
-    RUN/metrics.jsonl                one JSON row per rollout round (:func:`rollout_stats`, :func:`append_metrics_row`,
+    RUN/metrics.jsonl                one JSON row per rollout round (:func:`~siri_rl.metrics.rollout_stats`, :func:`append_metrics_row`,
                                      read back with :func:`read_metric_rows`)
     RUN/checkpoints/<name>/          trough/peak (SIRI-low/-high) or ``final`` Hugging Face models, each with a
                                      ``siri_checkpoint.json`` (:func:`write_checkpoint_card`, :func:`read_checkpoint_cards`)
     RUN/dynamics.png                 accuracy and length against the cap (:func:`write_dynamics_plot`, Figure 4)
+    RUN/trajectory.png               held-out accuracy against length over the run (Figure 1; with validation)
+    RUN/validation.jsonl             one row per (validation, benchmark) (:func:`append_validation_rows`,
+                                     :func:`read_validation_rows`); ``round`` r: the policy after r rounds
+    RUN/validation/round-RRRRR/      each validation's samples, a ``siri eval`` results directory
 
 and the resume policy both engines (and the toy above them) follow:
 
@@ -25,6 +29,7 @@ and the resume policy both engines (and the toy above them) follow:
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +38,6 @@ from typing import Any
 import yaml
 
 from siri_rl.config import ConfigError, ExperimentConfig, config_from_dict
-from siri_rl.guard import frac_groups_all_correct_and_wrong, frac_groups_with_reward_variance
 from siri_rl.results import replace_atomically
 
 METRICS_FILE = "metrics.jsonl"
@@ -41,6 +45,14 @@ CONFIG_FILE = "config.yaml"
 CHECKPOINTS = "checkpoints"  # RUN/checkpoints/<name>: the exported models siri eval reads
 CHECKPOINT_CARD = "siri_checkpoint.json"  # written last: an export folder without it is incomplete
 DYNAMICS_PNG = "dynamics.png"
+TRAJECTORY_PNG = "trajectory.png"  # held-out accuracy against length, the validations in order (Figure 1)
+VALIDATION_FILE = "validation.jsonl"
+VALIDATION_DIR = "validation"  # RUN/validation/round-RRRRR: one `siri eval` results directory per validation
+# A validation row: ``round`` (the policy after that many rounds; 0 = the base model), ``benchmark``, ``acc``
+# (pass@1, %), ``acc_ci`` ([low, high], 95%, as `siri eval`), ``mean_len`` (response tokens), ``truncated_frac``
+# (share that hit max_tokens), ``n`` (samples per problem), ``problems``, ``max_tokens``, ``temperature``.
+VALIDATION_FIELDS = ("round", "benchmark", "acc", "acc_ci", "mean_len", "truncated_frac", "n", "problems",
+                     "max_tokens", "temperature")
 UNSET = "(unset)"
 
 
@@ -146,51 +158,6 @@ def _show(value: Any) -> str:
 # --- metrics.jsonl ---------------------------------------------------------------------------------------------
 
 
-def rollout_stats(
-    lengths: Sequence[int],
-    max_len: int,
-    ended: Sequence[bool],
-    *,
-    rewards: Sequence[float] | None = None,
-    group_ids: Sequence[Any] | None = None,
-) -> dict[str, Any]:
-    """The rollout statistics of one round for its ``metrics.jsonl`` row, the same fields from either engine.
-
-    Args:
-        lengths: completion lengths of every completion of the round (tokens, all processes).
-        max_len: the round's cap L (tokens).
-        ended: per completion, whether it ended on its own (an EOS); one that ended exactly at L is not clipped.
-        rewards: per completion reward (SIRI's is 0/1, so the mean is the training accuracy); None: not scored yet.
-        group_ids: per completion, its prompt's group (GRPO's G completions of one prompt); with ``rewards`` gives
-            ``frac_groups_with_reward_variance``, the share of groups whose rewards differ (the groups with a
-            nonzero group-normalised advantage, the ones that teach anything), and ``frac_groups_all_correct`` /
-            ``frac_groups_all_wrong``, the shares whose completions were all rewarded / all unrewarded.
-
-    Returns ``max_len``, ``completion_len_mean/max/min`` (tokens), ``clipped_frac`` (share that hit L without
-    ending: against L, not against the padded width L_max), ``num_completions``, ``tokens_round`` (tokens
-    generated this round) and, given rewards, ``accuracy`` (+ ``frac_groups_with_reward_variance``).
-    """
-    n = len(lengths)
-    if len(ended) != n or (rewards is not None and len(rewards) != n) or (group_ids is not None and len(group_ids) != n):
-        raise ValueError("rollout_stats: lengths, ended, rewards and group_ids must have one entry per completion")
-    row: dict[str, Any] = {
-        "max_len": int(max_len),
-        "completion_len_mean": sum(lengths) / n if n else 0.0,
-        "completion_len_max": int(max(lengths, default=0)),
-        "completion_len_min": int(min(lengths, default=0)),
-        "clipped_frac": sum(1 for x, e in zip(lengths, ended) if x >= max_len and not e) / n if n else 0.0,
-        "num_completions": n,
-        "tokens_round": int(sum(lengths)),
-    }
-    if rewards is not None:
-        row["accuracy"] = float(sum(rewards)) / n if n else 0.0
-        if group_ids is not None and n:
-            row["frac_groups_with_reward_variance"] = frac_groups_with_reward_variance(rewards, group_ids)
-            right, wrong = frac_groups_all_correct_and_wrong(rewards, group_ids)
-            row["frac_groups_all_correct"], row["frac_groups_all_wrong"] = right, wrong
-    return row
-
-
 def append_metrics_row(run_dir_or_file: str | Path, row: Mapping[str, Any]) -> None:
     """Append one round's row to ``RUN/metrics.jsonl`` (or the given ``.jsonl`` path), one line in one write.
 
@@ -271,17 +238,85 @@ def truncate_metrics(path: str | Path, done_rounds: int, *, rows: list[dict[str,
     return kept
 
 
+def checkpoint_marks(run_dir: str | Path) -> dict[int, str]:
+    """``{round: "low"|"high"}``: the SIRI-low (``*-compressed``) and SIRI-high (``*-expanded``) exports of a run,
+    at the round of the policy they hold (a card's ``step`` + 1, the rounds trained), as validations count."""
+    kinds = (("compressed", "low"), ("expanded", "high"))
+    return {c.step + 1: kind for c in read_checkpoint_cards(run_dir) for word, kind in kinds if word in c.name}
+
+
 def write_dynamics_plot(run_dir: str | Path, rows: Sequence[Mapping[str, Any]] | None = None, *,
                         title: str | None = None) -> Path | None:
     """Draw ``RUN/dynamics.png`` (accuracy and mean length against the scheduled cap, Figure 4) from the run's
-    rows (read from ``RUN/metrics.jsonl`` when not given); None when there is no row to draw. Main process only."""
-    from siri_rl.plots import plot_training_dynamics
+    rows (read from ``RUN/metrics.jsonl`` when not given), with the held-out validation of ``validation.jsonl``
+    where there is one, and then ``RUN/trajectory.png`` (Figure 1's accuracy-length view of the validations);
+    None when there is no row to draw. Main process only."""
+    from siri_rl.plots import plot_training_dynamics, plot_trajectory
 
     run_dir = Path(run_dir)
     rows = read_metric_rows(run_dir / METRICS_FILE) if rows is None else rows
     if not rows:
         return None
-    return plot_training_dynamics(rows, run_dir / DYNAMICS_PNG, title=title)
+    validation, marks = read_validation_rows(run_dir), checkpoint_marks(run_dir)
+    if validation:
+        plot_trajectory(validation, run_dir / TRAJECTORY_PNG, marks=marks,
+                        title=f"{title}: held-out accuracy against length" if title else None)
+    return plot_training_dynamics(rows, run_dir / DYNAMICS_PNG, title=title, validation=validation, marks=marks)
+
+# --- validation.jsonl -------------------------------------------------------------------------------------------
+
+
+def validation_results_dir(run_dir: str | Path, round_: int) -> Path:
+    """``RUN/validation/round-RRRRR``: the ``siri eval`` results directory of the validation after ``round_``
+    rounds (``siri compare`` and ``siri analyze patterns`` read it)."""
+    return Path(run_dir) / VALIDATION_DIR / f"round-{int(round_):05d}"
+
+
+def append_validation_rows(run_dir: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Append one validation's rows (one per benchmark, :data:`VALIDATION_FIELDS`) to ``RUN/validation.jsonl``
+    in one write, after its results directory is complete. The one writer of the file; main process only."""
+    path = Path(run_dir) / VALIDATION_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write("".join(json.dumps({k: row[k] for k in VALIDATION_FIELDS}) + "\n" for row in rows))
+
+
+def read_validation_rows(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of ``RUN/validation.jsonl`` in (round, file) order; the one reader of the file. A missing file has
+    no rows; a broken last line (a kill mid-write) is skipped; any other bad line raises :class:`ConfigError`
+    naming it. Of rows repeating a (round, benchmark) the last one counts."""
+    path = Path(run_dir) / VALIDATION_FILE
+    lines = path.read_bytes().splitlines() if path.exists() else []
+    rows: dict[tuple[int, str], dict[str, Any]] = {}
+    for i, raw in enumerate(lines, 1):
+        try:
+            row = json.loads(raw.decode("utf-8")) if raw.strip() else None
+        except ValueError:
+            if i == len(lines):
+                break
+            raise ConfigError(f"{path}:{i} is not UTF-8 JSON; fix or delete that line") from None
+        if row is None:
+            continue
+        if not isinstance(row, dict) or type(row.get("round")) is not int or not isinstance(row.get("benchmark"), str):
+            raise ConfigError(f"{path}:{i} is not a validation row (an object with an integer round and a benchmark)"
+                              "; fix or delete that line")
+        rows[(row["round"], row["benchmark"])] = row
+    return sorted(rows.values(), key=lambda r: r["round"])
+
+
+def truncate_validation(run_dir: str | Path, done_rounds: int) -> list[dict[str, Any]]:
+    """The resume policy for validations: keep the rows of rounds ``<= done_rounds`` (the resumed checkpoint's
+    policy and earlier ones) and rewrite the file atomically; remove the results directories of the validations
+    without rows (later rounds, or one a kill cut short: it is redone). Main process only; returns the kept rows."""
+    run_dir = Path(run_dir)
+    kept = [row for row in read_validation_rows(run_dir) if row["round"] <= done_rounds]
+    if (run_dir / VALIDATION_FILE).exists():
+        _write_atomic(run_dir / VALIDATION_FILE, "".join(json.dumps(row) + "\n" for row in kept))
+    rounds = {row["round"] for row in kept}
+    for folder in (run_dir / VALIDATION_DIR).glob("round-*"):
+        if not (folder.name[6:].isdigit() and int(folder.name[6:]) in rounds):
+            shutil.rmtree(folder, ignore_errors=True)
+    return kept
 
 
 # --- checkpoint cards -----------------------------------------------------------------------------------------

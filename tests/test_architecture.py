@@ -14,7 +14,7 @@ MAX_LINES = 400
 
 # The engine-free core: what SIRI *is* and the two directories everything revolves around.
 CORE = {"schedule", "adaptive", "guard", "reward", "_verify_worker", "data", "prompts", "errors", "metrics", "config",
-        "plots", "run_dir", "results", "models", "grader", "paper"}
+        "plots", "run_dir", "results", "models", "grader", "paper", "validation", "sampling"}
 
 
 def module_name(path: Path, root: Path = PKG) -> str:
@@ -166,7 +166,10 @@ def test_the_run_and_results_directories_have_one_home():
     assert _definitions("append_metrics_row") == ["run_dir.py"]
     assert _definitions("read_metric_rows") == ["run_dir.py"]
     assert _definitions("write_checkpoint_card") == ["run_dir.py"]
+    assert _definitions("append_validation_rows") == ["run_dir.py"]
+    assert _definitions("read_validation_rows") == ["run_dir.py"]
     for name, home in (("metrics.jsonl", "run_dir.py"), ("siri_checkpoint.json", "run_dir.py"),
+                       ("validation.jsonl", "run_dir.py"),
                        ("samples.jsonl", "results.py"), ("eval_args.json", "results.py")):
         named = [str(p.relative_to(PKG)) for p in FILES if name in _code_strings(p)]
         assert named == [home], f"{name!r} spelled out in {named}; import the name from siri_rl.{home[:-3]}"

@@ -68,6 +68,14 @@ def test_train_overhead_benchmark_runs(tmp_path, tiny_toy_model):
     assert result["rounds_measured"] == {"bare": 1, "siri": 1} and result["ratio_median"] > 0
 
 
+def test_validation_cost_benchmark_runs(tmp_path, tiny_toy_model):
+    out = tmp_path / "validation.json"
+    bench("validation_cost.py", "--model", str(tiny_toy_model), "--rounds", "2", "--every", "1",
+          "--per-difficulty", "1", "--cap", "8", "--threads", "1", "--json", str(out), tmp_path=tmp_path)
+    result = json.loads(out.read_text())
+    assert result["validations"] == 3 and result["same_numbers"] and result["validation_samples"] == 6
+
+
 @pytest.mark.slow
 def test_toy_compare_and_toy_spiral_report_run(tmp_path):
     runs = tmp_path / "runs"

@@ -74,13 +74,14 @@ def test_parse_overrides_forms():
         ("schedule.l_max=32768", r"exceeds the model's context \(20000, model.max_context\)"),
         ("engine=jax", "engine must be one of"),
         ("model.name_or_path=", "model.name_or_path is required"),
-        # eval: and toy: are typed like the other sections: a typo fails instead of being ignored
-        ("eval.benchmark=[aime24]", r"unknown key\(s\) eval.benchmark; allowed: benchmarks, data_dir"),
+        # validation: and toy: are typed like the other sections: a typo fails instead of being ignored
+        ("validation.benchmark=[aime24]", r"unknown key\(s\) validation.benchmark; allowed: at_start, batch_size, benchmarks"),
+        ("eval.benchmarks=[aime24]", "the eval: section is now validation:"),
         ("toy.trian_problems=64", r"unknown key\(s\) toy.trian_problems"),
         ("toy.eval.per_dificulty=4", r"unknown key\(s\) toy.eval.per_dificulty"),
         ("toy.eval.n=0", "toy.eval.n must be a positive integer"),
         ("toy.eval=3", "section 'toy.eval' must be a mapping"),
-        ("eval.benchmarks=aime24", "eval.benchmarks must be a list"),
+        ("validation.benchmarks=aime24", "validation.benchmarks must be a list"),
         ("training.learning_rate=fast", "training.learning_rate must be a positive number, got 'fast'"),
         ("training.temperature=0", "training.temperature must be a positive number, got 0"),
     ],
@@ -104,10 +105,10 @@ def test_missing_file_bad_yaml_and_cycles(tmp_path):
 
 def test_typed_eval_and_toy_sections_round_trip(tmp_path):
     write(tmp_path / "base.yaml", BASE)
-    cfg = load_config(tmp_path / "base.yaml", ["eval.benchmarks=[aime24]", "toy.eval.max_len=64"])
-    assert cfg.eval.benchmarks == ["aime24"] and cfg.toy.eval.max_len == 64 and cfg.toy.train_problems == 4096
+    cfg = load_config(tmp_path / "base.yaml", ["validation.benchmarks=[aime24]", "toy.eval.max_len=64"])
+    assert cfg.validation.benchmarks == ["aime24"] and cfg.toy.eval.max_len == 64 and cfg.toy.train_problems == 4096
     data = cfg.to_dict()
-    assert data["eval"] == {"benchmarks": ["aime24"], "data_dir": None}
+    assert data["validation"]["benchmarks"] == ["aime24"] and data["validation"]["every"] is None
     assert data["toy"]["eval"]["max_len"] == 64
     assert config_from_dict(data).to_dict() == data  # what a run directory stores reads back the same
     assert "toy" not in load_config(tmp_path / "base.yaml").to_dict()  # a section left out stays out

@@ -52,6 +52,9 @@ def test_paper_configs_match_the_paper(name):
     t = cfg.training
     assert (t.rounds, t.prompts_per_round, t.learning_rate, t.temperature, t.kl_coef) == (1920, 128, 1e-6, 1.0, 0.0)
     assert cfg.schedule.l_max == 16384 and cfg.trl["use_vllm"] and cfg.trl["vllm_mode"] == "colocate"
+    v = cfg.validation  # held-out AIME24 during training, as §5.1 (32 samples) at L_max, every 40 rounds
+    assert (v.benchmarks, v.n, v.temperature, v.max_tokens, v.every, v.at_start) == (["aime24"], 32, 0.6, 16384, 40,
+                                                                                     True)
     if "dapo-deepscaler" in name:
         assert cfg.schedule(319) == 8192 and cfg.schedule(320) == 16384
     elif "constant" in name:

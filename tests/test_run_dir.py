@@ -8,12 +8,12 @@ import json
 import pytest
 
 from siri_rl.config import ConfigError
+from siri_rl.metrics import rollout_stats
 from siri_rl.run_dir import (
     CHECKPOINT_CARD,
     append_metrics_row,
     read_checkpoint_cards,
     read_metric_rows,
-    rollout_stats,
     truncate_metrics,
     write_checkpoint_card,
 )

@@ -115,3 +115,63 @@ def test_vllm_rollouts_follow_the_cap_and_the_updated_policy(vllm_toy_model, vll
     seqs = torch.randint(10, 30, (4, 20)).tolist()
     moved = (_completion_logps(vllm_toy_model, seqs, 8) - _completion_logps(card["dir"], seqs, 8)).abs().mean()
     assert moved > 10 * max(diffs), (float(moved), diffs)
+
+
+def test_validation_through_the_colocated_engine_matches_siri_eval_within_the_interval(vllm_toy_model, vllm_env,
+                                                                                       tmp_path):
+    """``validation:`` with ``trl.use_vllm``: the trainer's own vLLM engine samples the held-out problems at the
+    fixed cap (seeded per sample), after the rounds' weights are pushed to it; the last validation agrees with
+    ``siri eval --backend vllm`` of the final checkpoint within the sampling interval, and the rollouts still
+    follow the schedule's caps."""
+    import os
+    import subprocess
+    import sys
+
+    from siri_rl.engines.trl import train
+    from siri_rl.evaluate.validation import Validator
+    from siri_rl.run_dir import read_validation_rows, validation_results_dir
+    from siri_rl.toy import toy_train_rows
+
+    held = tmp_path / "held.jsonl"
+    held.write_text("".join(json.dumps({"id": f"p{i}", "problem": f"Compute {i} + 2.", "answer": str(i + 2)}) + "\n"
+                            for i in range(8)))
+    cfg = config_from_dict({
+        "name": "val-vllm",
+        "model": {"name_or_path": str(vllm_toy_model), "dtype": "float32"},
+        "data": {"train": "toy", "max_prompt_length": 64},
+        "schedule": {"kind": "cosine", "l_max": 12, "l_min": 4, "cycle": 4},
+        "training": {"rounds": 4, "prompts_per_round": 2, "group_size": 4, "learning_rate": 0.05, "device": "cpu",
+                     "seed": 1},
+        "toy": {"train_problems": 64},
+        "validation": {"benchmarks": [str(held)], "every": 2, "n": 8, "temperature": 1.0, "top_p": 1.0,
+                       "max_tokens": 16, "seed": 5},
+        "trl": {"use_vllm": True, "vllm_mode": "colocate", "generation_kwargs": {"ignore_eos": True}},
+    })
+    run = tmp_path / "run"
+    if _vllm_repacks_linear_weights(vllm_toy_model):
+        pytest.xfail("vLLM repacks linear weights on this CPU, TRL's colocated sync cannot run here")
+    train(cfg, output_dir=run, progress=False, train_rows=toy_train_rows(cfg), validator=Validator(cfg, run))
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["completion_len_max"] for r in rows] == [cfg.schedule(s) for s in range(4)]  # the caps, untouched
+    val = read_validation_rows(run)
+    assert [r["round"] for r in val] == [0, 2, 4]
+    args = json.loads((validation_results_dir(run, 4) / "eval_args.json").read_text())
+    assert args["backend"] == "vllm" and args["max_tokens"] == 16
+    lengths = {json.loads(x)["response_tokens"] for x in (validation_results_dir(run, 4) / "samples.jsonl").open()}
+    assert max(lengths) == 16 and min(lengths) < 16  # at the fixed cap, not a rollout cap, and EOS is not ignored
+
+    # `siri eval` in its own process: the colocated engine left torch.distributed's rendezvous variables here.
+    env = {k: v for k, v in vllm_env.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK",
+                                                          "WORLD_SIZE")}
+    out = tmp_path / "eval"
+    subprocess.run([sys.executable, "-m", "siri_rl.cli", "eval", "--model", str(run / "checkpoints" / "final"),
+                    "--backend", "vllm", "--benchmarks", str(held), "--n", "8", "--temperature", "1.0", "--top-p",
+                    "1.0", "--max-tokens", "16", "--seed", "5", "--enforce-eager", "--grade-workers", "1",
+                    "--no-progress", "--out", str(out)], env=env | {"PYTHONPATH": os.environ.get("PYTHONPATH", "")},
+                   check=True, capture_output=True)
+    b = json.loads((out / "summary.json").read_text())["benchmarks"]["held"]
+    v = json.loads((validation_results_dir(run, 4) / "summary.json").read_text())["benchmarks"]["held"]
+    assert b["n_samples"] == v["n_samples"] == 64
+    assert abs(b["length"] - v["length"]) <= (b["length_ci"][1] - b["length_ci"][0]) / 2 + (
+        v["length_ci"][1] - v["length_ci"][0]) / 2, (b["length"], v["length"])
+    assert abs(b["acc"] - v["acc"]) <= (b["acc_ci"][1] - b["acc_ci"][0]) / 2 + (v["acc_ci"][1] - v["acc_ci"][0]) / 2

@@ -260,20 +260,25 @@ def test_launch_overrides_compose_and_validate(verl_config, tmp_path):
 
 
 def test_training_and_validation_data_for_a_run(shared_dir, monkeypatch):
-    """Training problems come from data.train (capped by data.max_problems); validation from eval.benchmarks,
-    each row tagged with its benchmark as veRL's data_source (so veRL reports validation per benchmark)."""
+    """Training problems come from data.train (capped by data.max_problems); validation from
+    validation.benchmarks (the first validation.limit of each), each row tagged with its benchmark as veRL's
+    data_source (so veRL reports validation per benchmark)."""
     from siri_rl.engines.verl.dataset import load_run_problems, to_verl_rows
 
     monkeypatch.setenv("SIRI_DATA_DIR", str(shared_dir / "data" / "benchmarks"))
     cfg = experiment(
         "/m",
         data={"train": str(shared_dir / "data/train/deepscaler_aime.jsonl"), "max_problems": 5},
-        eval={"benchmarks": ["aime24", "amc"]},
+        validation={"benchmarks": ["aime24", "amc"]},
     )
     train, val = load_run_problems(cfg)
     assert len(train) == 5
     sources = [row["data_source"] for row in to_verl_rows(val, split="test")]
     assert sources.count("aime24") == 30 and sources.count("amc") == 83
+    cfg = experiment("/m", data={"train": str(shared_dir / "data/train/deepscaler_aime.jsonl")},
+                     validation={"benchmarks": ["aime24", "amc"], "limit": 4})
+    sources = [row["data_source"] for row in to_verl_rows(load_run_problems(cfg)[1], split="test")]
+    assert sources == ["aime24"] * 4 + ["amc"] * 4
 
 
 def test_tensorrt_llm_rollout_is_rejected(tmp_path):
@@ -344,7 +349,7 @@ def test_manager_round_metrics_are_the_trl_engines_fields():
     from verl.protocol import DataProto
 
     from siri_rl.engines.verl.manager import round_metrics
-    from siri_rl.run_dir import rollout_stats
+    from siri_rl.metrics import rollout_stats
 
     prompt_width, lengths = 3, [8, 8, 5, 2]  # responses of 2 prompts x 2; L = 8
     mask = torch.tensor([[1] * prompt_width + [1] * n + [0] * (8 - n) for n in lengths])

@@ -302,3 +302,27 @@ def test_one_experiment_yaml_on_trl_and_on_verl_logs_the_same_rounds(verl_run, a
         assert proc.returncode == 0, proc.stderr[-3000:]
         names = [r["name"] for r in json.loads((sel / "pareto.json").read_text())["rows"]]
         assert names == ["cycle1-compressed", "cycle1-expanded", "final"]
+
+
+def test_verl_validates_held_out_problems_at_the_fixed_cap(verl_stack, answering_r1_model, tmp_path):
+    """`validation:` on veRL: veRL's own validation loop (test_freq, val_kwargs, val_before_train from the section)
+    samples the held-out file before round 0, every 2 rounds and at the end; the manager caps those batches at
+    validation.max_tokens (not the round's L) and writes one validation.jsonl row per validation, with veRL's
+    accuracy and the mean length veRL does not log; the training rows are the same rounds as without validation."""
+    held = tmp_path / "held.jsonl"
+    held.write_text("".join(json.dumps({"id": f"h{i}", "problem": PROBLEM, "answer": GOLD}) + "\n" for i in range(4)))
+    config = experiment(answering_r1_model, tmp_path, validation={
+        "benchmarks": [str(held)], "every": 2, "n": 8, "temperature": 1.0, "top_p": 1.0, "max_tokens": 20})
+    run = tmp_path / "run"
+    proc = siri("train", "-c", config, "-o", run)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert [r["max_len"] for r in rows(run)] == schedule_caps()
+    val = [json.loads(line) for line in (run / "validation.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in val] == [0, 2, 4, 6]
+    for r in val:
+        assert (r["benchmark"], r["n"], r["problems"], r["max_tokens"], r["temperature"]) == ("held", 8, 4, 20, 1.0)
+        assert 0 < r["acc"] < 100 and r["acc_ci"][0] <= r["acc"] <= r["acc_ci"][1]
+        assert 8 <= r["mean_len"] <= 20  # the short answers are 8 tokens, the long ones 22: cut at the fixed cap
+        assert 0 <= r["truncated_frac"] < 1
+    assert val[0]["truncated_frac"] > 0  # the base model writes the long answers too, and they hit the fixed cap
+    assert (run / "trajectory.png").is_file()

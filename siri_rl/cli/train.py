@@ -137,6 +137,10 @@ def train(
                 from siri_rl.toy import toy_train_rows
 
                 extra["train_rows"] = toy_train_rows(cfg)  # the toy's generated problems with another model
+            if cfg.validation.benchmarks and cfg.engine == "trl":  # veRL validates through its own trainer
+                from siri_rl.evaluate.validation import Validator
+
+                extra["validator"] = Validator(cfg, run_dir)
             out = run_engine(cfg, output_dir=run_dir, resume=resume, **extra)
             console.print(_train_summary(out, cfg.training.rounds), highlight=False, markup=False, soft_wrap=True)
     except NoLearningStop as err:

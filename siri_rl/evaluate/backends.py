@@ -11,24 +11,17 @@ with the core's :func:`siri_rl.reward.decode_response`, so both give the same te
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from siri_rl.evaluate.config import EvalConfig
-from siri_rl.evaluate.plan import Unit, sample_seed
+from siri_rl.evaluate.plan import Unit
 from siri_rl.models import quiet_weight_bars
 from siri_rl.prompts import eos_token_ids
 from siri_rl.results import EvalError
 from siri_rl.reward import decode_response
+from siri_rl.sampling import Completion, generate_batch, sample_seed, strip_eos
 
-
-@dataclass
-class Completion:
-    token_ids: list[int]  # generated tokens, EOS/padding stripped
-    text: str
-    finish_reason: str  # "stop" (EOS) or "length" (hit max_tokens)
-    prompt_token_ids: list[int] | None = None  # what the engine saw, where it reports it (vLLM)
+__all__ = ["Completion", "TransformersBackend", "VLLMBackend", "generate_batch", "strip_eos"]  # the sampling rules re-exported
 
 
 class TransformersBackend:
@@ -73,62 +66,6 @@ class TransformersBackend:
             ids, reason = strip_eos(new_ids, self.eos_ids, self.pad_id, self.cfg.max_tokens)
             out[ui].append(Completion(ids, decode_response(self.tokenizer, ids), reason))
         return out
-
-
-def generate_batch(
-    model: Any,
-    prompts: list[list[int]],
-    *,
-    pad_id: int,
-    eos_ids: list[int],
-    max_new_tokens: int,
-    temperature: float,
-    top_p: float,
-    device: str,
-) -> list[list[int]]:
-    """Left-pad ``prompts`` and sample with ``model.generate``; returns the new token ids of each row.
-
-    ``top_k=0`` because transformers' default top-k of 50 would otherwise differ from vLLM's (off).
-    """
-    import torch
-
-    width = max(len(p) for p in prompts)
-    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        input_ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-        attention[i, width - len(p) :] = 1
-    sampling = (
-        {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
-        if temperature > 0
-        else {"do_sample": False}
-    )
-    with torch.inference_mode():
-        seq = model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=attention.to(device),
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=0,
-            pad_token_id=pad_id,
-            eos_token_id=eos_ids,
-            use_cache=True,
-            **sampling,
-        )
-    return seq[:, width:].tolist()
-
-
-def strip_eos(ids: Sequence[int], eos_ids: Sequence[int], pad_id: int | None, max_tokens: int) -> tuple[list[int], str]:
-    """Cut generated ids at the first EOS; finish reason "stop" if an EOS was emitted, else "length"."""
-    eos = set(eos_ids)
-    for i, t in enumerate(ids):
-        if t in eos:
-            return list(ids[:i]), "stop"
-    ids = list(ids)
-    # transformers pads finished rows; an unfinished row is never padded, so trailing pads only follow an EOS.
-    if pad_id is not None and pad_id not in eos:
-        while ids and ids[-1] == pad_id and len(ids) < max_tokens:
-            ids.pop()
-    return ids, ("length" if len(ids) >= max_tokens else "stop")
 
 
 class VLLMBackend:

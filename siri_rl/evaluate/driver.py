@@ -102,22 +102,26 @@ def load_eval_problems(cfg: EvalConfig) -> dict[str, list[dict]]:
     return problems
 
 
-def run_eval(cfg: EvalConfig) -> dict:
+def run_eval(cfg: EvalConfig, *, backend: Any = None, tokenizer: Any = None) -> dict:
     """Generate, grade and summarise; resumes from ``cfg.out`` if it holds samples of the same arguments.
 
-    Returns the summary dict written to ``summary.json``.
+    ``backend``: an object with the backends' ``generate(units, seed)`` and ``close()`` to sample with instead of
+    loading ``cfg.model`` (a validation during training passes the trainer's own model or engine, and the
+    ``tokenizer`` it trains with); ``cfg.backend`` must then name the sampling rule it follows. Returns the
+    summary dict written to ``summary.json``.
     """
     from siri_rl.models import check_model_source
     from siri_rl.prompts import load_tokenizer, prompt_token_ids
 
     out = Path(cfg.out)
     # bad model paths or benchmarks fail before the results directory is created
-    check_model_source(cfg.model, option="--model")
+    if backend is None:
+        check_model_source(cfg.model, option="--model")
     problems = load_eval_problems(cfg)
     if cfg.group_by:
         problem_fields(cfg)  # a --group-by field no problem has fails now, not after generating
     try:
-        tokenizer = load_tokenizer(cfg.model)
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model)
     except (OSError, ValueError) as e:
         raise EvalError(f"cannot load the tokenizer of --model {cfg.model!r}: {_tokenizer_reason(cfg.model, e)}") from None
     # samples.jsonl is read twice per run: its keys here (where to resume), its records for the summary (holding
@@ -137,12 +141,13 @@ def run_eval(cfg: EvalConfig) -> dict:
     gen_tokens = 0
     gen_seconds = 0.0
     if calls:
-        factory = TransformersBackend if cfg.backend == "transformers" else VLLMBackend
-        if cfg.data_parallel_size > 1:  # N engine processes, each on its own GPUs
-            from siri_rl.evaluate.data_parallel import EnginePool
+        if backend is None:
+            factory = TransformersBackend if cfg.backend == "transformers" else VLLMBackend
+            if cfg.data_parallel_size > 1:  # N engine processes, each on its own GPUs
+                from siri_rl.evaluate.data_parallel import EnginePool
 
-            factory = EnginePool
-        backend = factory(cfg.model, tokenizer, cfg, max_prompt_tokens=max(len(p) for p in prompt_ids.values()))
+                factory = EnginePool
+            backend = factory(cfg.model, tokenizer, cfg, max_prompt_tokens=max(len(p) for p in prompt_ids.values()))
         out.mkdir(parents=True, exist_ok=True)
         n_done = len(done & wanted)
         # closing(): the engine stops when generation ends, also on errors and Ctrl-C (see VLLMBackend.close)

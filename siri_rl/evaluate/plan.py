@@ -8,10 +8,12 @@ full and only its missing samples are kept.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from siri_rl.evaluate.config import EvalConfig
+from siri_rl.sampling import sample_seed
+
+__all__ = ["Unit", "plan_units", "sample_seed"]  # sample_seed lives in the core (siri_rl.sampling)
 
 
 @dataclass
@@ -25,14 +27,6 @@ class Unit:
     prompt_ids: list[int]
     sample_indices: list[int]
     seed: int
-
-
-def sample_seed(seed: int, benchmark: str, problem_id: str, sample_index: int) -> int:
-    """A stable 31-bit seed of one sample: a function of (run seed, benchmark, problem, sample index) alone, so a
-    resumed run draws every missing sample exactly as an uninterrupted run would. Also the seed of a transformers
-    batch (the seed of its first planned sample)."""
-    h = hashlib.sha256(f"{seed}/{benchmark}/{problem_id}/{sample_index}".encode()).digest()
-    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
 
 
 def plan_units(

@@ -75,6 +75,18 @@ def write_heldout_benchmark(cfg: ExperimentConfig, run_dir: Path) -> Path:
     return path
 
 
+def toy_validator(cfg: ExperimentConfig, run_dir: Path, base_dir: Path) -> Any:
+    """The ``validation:`` of a toy run (None without one), with the benchmark name ``toy`` resolved to the toy's
+    held-out problems (:func:`write_heldout_benchmark`, the problems of the final evaluation)."""
+    from siri_rl.evaluate.validation import Validator
+
+    if not cfg.validation.benchmarks:
+        return None
+    names = cfg.validation.benchmarks
+    heldout = str(write_heldout_benchmark(cfg, run_dir)) if "toy" in names else None
+    return Validator(cfg, run_dir, model=base_dir, benchmarks=[heldout if b == "toy" else b for b in names])
+
+
 def evaluate_model(cfg: ExperimentConfig, model_dir: Path, out: Path, benchmark: Path) -> dict[str, Any]:
     """One model on the held-out problems with ``siri eval``'s code (:func:`siri_rl.evaluate.run_eval`, the
     transformers backend) at the fixed cap, into the results directory ``out`` (resumes there). Returns the toy
@@ -251,7 +263,8 @@ def run_toy(
         console.print(f"RL: {set_threads(AUTO)}", highlight=False)
     # The toy sits above the engine: it resolves its names ("toy") to a model directory and problems first.
     out = train(cfg, output_dir=run_dir, resume=resume, stop_after_rounds=stop_after_rounds, progress=True,
-                model_path=base_dir, train_rows=toy_train_rows(cfg) if is_toy_data(cfg) else None)
+                model_path=base_dir, train_rows=toy_train_rows(cfg) if is_toy_data(cfg) else None,
+                validator=toy_validator(cfg, run_dir, base_dir))
     t_train = time.time() - t0 - t_base
     rows = read_metric_rows(run_dir / METRICS_FILE)
     plot = out.dynamics_png  # written by the engine at the end of training

@@ -21,9 +21,9 @@ from typing import Any
 from siri_rl.config import ConfigError
 from siri_rl.engines.protocol import EngineError
 from siri_rl.engines.trl.callback import RolloutCap
+from siri_rl.metrics import rollout_stats
 from siri_rl.prompts import eos_token_ids
 from siri_rl.reward import length_capped_reward
-from siri_rl.run_dir import rollout_stats
 
 
 class LengthCappedReward:

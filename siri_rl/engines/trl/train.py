@@ -23,6 +23,7 @@ from siri_rl.engines.trl.callback import LengthScheduleCallback, RolloutCap, wri
 from siri_rl.engines.trl.colocate import check_colocated_vllm
 from siri_rl.engines.trl.config import TRAINER_SUBDIR, describe, grpo_kwargs, policy_precision, round_layout
 from siri_rl.engines.trl.reward import LengthCappedReward
+from siri_rl.engines.trl.validation import ValidationCallback, check_validation_engine
 from siri_rl.guard import guard_from_dict
 from siri_rl.models import quiet_weight_bars
 from siri_rl.prompts import eos_token_ids
@@ -97,6 +98,7 @@ def plan_run(cfg: ExperimentConfig, output_dir: str | Path, *, resume: bool = Fa
     check_output_dir(run_dir)
     kw = grpo_kwargs(cfg, run_dir / TRAINER_SUBDIR)
     check_context(cfg)
+    check_validation_engine(cfg, kw)
     precision = policy_precision(cfg, kw)
     refuse_existing_run(run_dir, resume=resume)
     if not resume:
@@ -276,6 +278,7 @@ def train(
     callbacks: list | None = None,
     model_path: str | Path | None = None,
     train_rows: list[dict[str, Any]] | None = None,
+    validator: Any = None,
 ) -> TrainResult | dict[str, Any]:
     """Run SIRI with TRL's GRPOTrainer; returns a :class:`~siri_rl.engines.TrainResult` (dry run: a dict).
 
@@ -295,6 +298,8 @@ def train(
             keeps the config's name.
         train_rows: the training problems (``{"problem", "answer"}`` dicts), for a caller that resolves
             ``config.data.train`` itself (the toy: ``toy`` -> generated sums); default: read ``data.train``.
+        validator: runs ``validation:`` (:class:`siri_rl.evaluate.validation.Validator`, which ``siri train``
+            builds; the engine sits below ``siri_rl.evaluate``); required when the section names benchmarks.
 
     Raises :class:`ConfigError` (bad config or run directory, before any model is loaded),
     :class:`~siri_rl.run_dir.RunInterrupted` (Ctrl-C during training, with the line to print) and
@@ -314,6 +319,9 @@ def train(
     if train_rows is None and cfg.data.train == "toy":  # a name `siri train` resolves; the engine cannot
         raise ConfigError("data.train: toy is resolved by `siri train`, not by the engine; calling the engine "
                           "directly, pass the training problems as train_rows")
+    if cfg.validation.benchmarks and validator is None:
+        raise ConfigError("validation: is run by `siri train`; calling the engine directly, pass "
+                          "validator=siri_rl.evaluate.validation.Validator(config, output_dir)")
     kw, precision, resume_from = plan.kw, plan.precision, plan.resume_from
 
     import torch
@@ -340,6 +348,10 @@ def train(
     cb = LengthScheduleCallback(cap, run_dir, num_rounds=cfg.training.rounds, save_every=cfg.training.save_every,
                                 stop_after_rounds=stop_after_rounds, progress=progress, rows=plan.rows,
                                 guard=guard_from_dict(cfg.training.guard)).bind(trainer)
+    if validator is not None and cfg.validation.benchmarks:
+        if validator.tokenizer is None:
+            validator.tokenizer = tok
+        ValidationCallback(validator, cb).bind(trainer)  # after cb: a round's row is written before its validation
     if resume and trainer.is_world_process_zero():
         # Rounds from the checkpoint on are produced again: drop their rows (a half-written last line goes too).
         # One writer; the callback continues the running totals from plan.rows, so no process reads the file again.

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from siri_rl.data import load_benchmark, load_problems
+from siri_rl.data import benchmark_name, load_benchmark, load_problems
 from siri_rl.errors import DataError
 from siri_rl.prompts import INSTRUCTION, build_messages
 
@@ -85,7 +85,7 @@ def write_verl_parquet(
 
 def load_run_problems(cfg: ExperimentConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The training and validation problems of a veRL run: training from ``data.train`` (the first
-    ``data.max_problems``), validation from ``eval.benchmarks`` (each row tagged with its benchmark, veRL's
+    ``data.max_problems``), validation from ``validation.benchmarks`` (the first ``validation.limit`` of each; each row tagged with its benchmark, veRL's
     ``data_source``), else the first 64 training problems (veRL needs a validation file; validation stays off)."""
     d = cfg.data
     problems = load_problems(
@@ -97,9 +97,10 @@ def load_run_problems(cfg: ExperimentConfig) -> tuple[list[dict[str, Any]], list
     )
     if d.max_problems:
         problems = problems[: d.max_problems]
-    benchmarks = cfg.eval.benchmarks
-    if benchmarks:
-        val = [row for name in benchmarks for row in load_benchmark(name, cfg.eval.data_dir)]
+    v = cfg.validation
+    if v.benchmarks:
+        val = [{**row, "benchmark": benchmark_name(name)} for name in v.benchmarks
+               for row in load_benchmark(name, v.data_dir)[: v.limit]]
     else:
         val = problems[:64]
     return problems, val

@@ -1,14 +1,12 @@
-"""From an experiment YAML to ``python -m verl.trainer.main_ppo --config-name siri_trainer <overrides>``.
-
-The constant SIRI settings (SIRI §5.1: DAPO-style GRPO with ``adv_estimator=grpo``, no KL, decoupled clip
-0.2/0.28, token-mean loss; the agent loop, manager, reward function and reward manager of this package; the
-DataProto trainer) live in the recipe config ``config/siri_trainer.yaml``, which extends veRL's ``ppo_trainer``
-as veRL's own recipes do. This module adds only what an experiment config decides: model, data files, batch
-geometry, the schedule and L_max with the token budgets that follow from them, rounds, seeds, paths, the GPUs per
-node. The ``verl:`` section of the experiment config is a mapping of further Hydra overrides (nested or dotted keys,
-``+`` for keys veRL's yaml does not have) applied last, so it can change anything. Composition and validation are
-veRL's own: Hydra over the recipe config and ``verl.utils.config.validate_config``, as ``main_ppo`` runs them.
-"""
+"""From an experiment YAML to ``python -m verl.trainer.main_ppo --config-name siri_trainer <overrides>``. The constant
+SIRI settings (SIRI §5.1: DAPO-style GRPO with ``adv_estimator=grpo``, no KL, decoupled clip 0.2/0.28, token-mean
+loss; the agent loop, manager, reward function and reward manager of this package; the DataProto trainer) live in the
+recipe config ``config/siri_trainer.yaml``, which extends veRL's ``ppo_trainer`` as veRL's own recipes do. This
+module adds only what an experiment config decides: model, data files, batch geometry, the schedule and L_max with
+the token budgets that follow from them, rounds, seeds, paths, the GPUs per node. The ``verl:`` section of the
+experiment config is a mapping of further Hydra overrides (nested or dotted keys, ``+`` for keys veRL's yaml does not
+have) applied last, so it can change anything. Composition and validation are veRL's own: Hydra over the recipe
+config and ``verl.utils.config.validate_config``, as ``main_ppo`` runs them."""
 
 from __future__ import annotations
 
@@ -41,6 +39,7 @@ from siri_rl.engines.verl.cpu import (
 from siri_rl.engines.verl.hydra_overrides import Overrides
 from siri_rl.engines.verl.process import LOG_FILE, run_logged
 from siri_rl.engines.verl.recipe import AGENT_LOOP_YAML, CONFIG_DIR, CONFIG_NAME
+from siri_rl.engines.verl.validation import validation_overrides
 from siri_rl.guard import guard_from_dict
 from siri_rl.run_dir import (
     METRICS_FILE,
@@ -138,6 +137,7 @@ def recipe_overrides(
     o.set("siri.total_rounds", t.rounds)
     o.set("siri.save_every", t.save_every)
     o.set("siri.metrics_path", str(metrics_path) if metrics_path else None)
+    o.update(validation_overrides(cfg, metrics_path))  # veRL's validation loop and the manager's records
     return o
 
 

@@ -65,8 +65,10 @@ from siri_rl.adaptive import KIND as ADAPTIVE
 from siri_rl.adaptive import AdaptiveSchedule, adaptive_from_dict
 from siri_rl.engines.verl.checkpoints import exports_from_rows, prune_checkpoints, save_plan
 from siri_rl.engines.verl.reward import ENDED_KEY, MAX_LEN_KEY
+from siri_rl.engines.verl.validation import validation_rows
 from siri_rl.guard import NoLearningGuard, guard_from_dict
-from siri_rl.run_dir import append_metrics_row, rollout_stats, truncate_metrics
+from siri_rl.metrics import rollout_stats
+from siri_rl.run_dir import append_metrics_row, append_validation_rows, truncate_metrics, truncate_validation
 from siri_rl.schedule import SCHEDULE_KEYS, LengthSchedule, schedule_from_dict
 
 
@@ -181,6 +183,8 @@ class SiriAgentLoopManager(AgentLoopManager):
         self.first_round: int | None = None
         self.started = time.time()
         self.stop: tuple[int, str] | None = None  # (global step saved for the guard's stop, its message)
+        val = config.siri.get("validation")
+        self.validation = val if val is not None and val.get("run_dir") else None  # validation.jsonl rows
 
     def cap_of(self, step: int) -> int:
         """The cap L (tokens) of rollout round ``step``: the schedule's, or the closed-loop controller's."""
@@ -258,6 +262,8 @@ class SiriAgentLoopManager(AgentLoopManager):
         if global_steps is not None:
             self.prepare_round(global_steps)
         max_len = attach_max_len(prompts, self.cap_of)
+        if max_len is None and self.validation is not None:
+            return await self.validate(prompts)
         start = time.time()
         output = await super().generate_sequences(prompts)
         if max_len is None:
@@ -281,6 +287,29 @@ class SiriAgentLoopManager(AgentLoopManager):
         )
         if self.metrics_path is not None:  # one manager, in veRL's trainer (ray_trainer.py:960): one writer
             append_metrics_row(self.metrics_path, row)
+        return output
+
+    async def validate(self, prompts: DataProto) -> DataProto:
+        """One validation batch (:mod:`siri_rl.engines.verl.validation`): capped at ``validation.max_tokens``, its
+        rows written to ``RUN/validation.jsonl`` under ``round = global_steps`` (the rounds trained so far), after
+        dropping any earlier rows of that round or later (a resume validates its resumed round again)."""
+        v = self.validation
+        max_tokens = int(v.max_tokens)
+        prompts.non_tensor_batch[MAX_LEN_KEY] = np.full(len(prompts), max_tokens, dtype=object)
+        output = await super().generate_sequences(prompts)
+        prompt_width = output.batch["prompts"].shape[-1]
+        lengths = [int(x) for x in output.batch["attention_mask"][:, prompt_width:].sum(-1).cpu().tolist()]
+        ended = output.non_tensor_batch.get(ENDED_KEY)
+        rewards = (output.batch["rm_scores"].sum(-1).float().cpu().tolist() if "rm_scores" in output.batch.keys()
+                   else None)
+        round_ = int(prompts.meta_info.get("global_steps", 0))
+        rows = validation_rows(
+            round_, lengths, [bool(e) for e in ended] if ended is not None else [False] * len(lengths), rewards,
+            [str(s) for s in prompts.non_tensor_batch["data_source"]], [str(u) for u in prompts.non_tensor_batch["uid"]],
+            n=int(self.config.actor_rollout_ref.rollout.val_kwargs.n), max_tokens=max_tokens,
+            temperature=float(v.temperature))
+        truncate_validation(v.run_dir, round_ - 1)
+        append_validation_rows(v.run_dir, rows)
         return output
 
 
