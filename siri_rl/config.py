@@ -341,10 +341,8 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
                         ("toy.eval.n", ev.n), ("toy.eval.max_len", ev.max_len)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"{where}{name} must be a positive integer, got {value!r}")
-    threads = toy.torch_threads
-    if threads not in (None, "auto") and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ConfigError(f"{where}toy.torch_threads must be a positive integer, auto (the CPUs no other process is "
-                          f"using) or null (torch's default), got {threads!r}")
+    if (t := toy.torch_threads) not in (None, "auto") and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
+        raise ConfigError(f"{where}toy.torch_threads must be a positive integer, auto (the idle CPUs) or null, got {t!r}")
     if isinstance(ev.temperature, bool) or not isinstance(ev.temperature, (int, float)) or ev.temperature < 0:
         raise ConfigError(f"{where}toy.eval.temperature must be a number >= 0, got {ev.temperature!r}")
     if not isinstance(toy.base, dict):
