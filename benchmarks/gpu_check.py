@@ -1,7 +1,7 @@
 """GPU check: the paper-scale model through `siri train` (TRL engine) and `siri eval` on one GPU, in one command.
 
-What it does, in order (sized for at most 8 minutes on one H100, from the step counts below; docs/benchmarks.md,
-"GPU", says how to run it there):
+What it does, in order (sized for at most 8 minutes on one H100, from the step counts below; docs/gpu-check.md
+says how to run it there):
 
 1. Builds DeepSeek-R1-Distill-Qwen-1.5B's architecture (its Qwen2 config.json: hidden 1536, 28 layers, 12 heads,
    2 KV heads, intermediate 8960, vocab 151936, untied embeddings) with random weights, saved in bf16 as the hub's
@@ -682,7 +682,7 @@ def check_inputs(args: argparse.Namespace) -> str:
     missing = [m for m in ("trl", "datasets", "math_verify", "accelerate") if importlib.util.find_spec(m) is None]
     if missing:
         raise CheckError(f"missing Python packages {', '.join(missing)}: install siri-rl's dependencies (on the GPU "
-                         "machine: the wheels of docs/benchmarks.md, GPU)")
+                         "machine: the wheels of docs/gpu-check.md)")
     from siri_rl.data import load_problems
     from siri_rl.run_dir import check_output_dir
 

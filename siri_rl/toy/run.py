@@ -51,6 +51,21 @@ def settings_key(cfg: ExperimentConfig) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+# What runs of a toy config measured over seeds showed (docs/benchmarks.md "The toy over seeds"), by settings key:
+# the line under the run's table, so that one run is read against the distribution it is drawn from.
+TYPICAL = {
+    "4b9a5bf6545d": "Over 6 runs (2 base models): SIRI-high 81.9-96.6%, about 40 tokens, against 66.7% at a constant "
+                    "L_max; the troughs and the rise from peak to peak vary by seed.",
+}
+
+
+def typical_line(cfg: ExperimentConfig) -> str:
+    """One line on what to expect of this run's table: the measured spread for a measured config."""
+    seen = TYPICAL.get(settings_key(cfg))
+    return (f"Numbers vary by seed and machine. {seen} (docs/benchmarks.md)" if seen
+            else "Numbers vary by seed and machine: compare several seeds (benchmarks/toy_seeds.py).")
+
+
 def eval_settings(cfg: ExperimentConfig) -> dict[str, Any]:
     """``toy.eval`` with its cap resolved: held-out problems per difficulty, the fixed cap ``max_len`` (tokens,
     default L_max), temperature, seed and samples per problem ``n``."""
@@ -284,6 +299,8 @@ def run_toy(
         console.print(table)
     else:
         console.print(markdown, highlight=False, markup=False, soft_wrap=True)
+    typical = typical_line(cfg)
+    console.print(typical, highlight=False, markup=False, soft_wrap=True)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     summary = {
         "config": cfg.name,
@@ -302,7 +319,7 @@ def run_toy(
         "results": results,
     }
     _write_atomic(run_dir / SUMMARY_MD,
-                  f"# {cfg.name}\n\n{markdown}\n\nrounds {len(rows)}, tokens generated {summary['tokens_generated']}, "
+                  f"# {cfg.name}\n\n{markdown}\n\n{typical}\n\nrounds {len(rows)}, tokens generated {summary['tokens_generated']}, "
                   f"wall {wall:.0f} s (base model {t_base:.0f} s, RL {t_train:.0f} s), peak RSS {peak_mb:.0f} MB\n")
     _write_atomic(run_dir / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")  # last: marks the run complete
     console.print(f"wall {wall:.0f} s (base {t_base:.0f} s, RL {t_train:.0f} s, eval {summary['eval_s']:.0f} s); "
