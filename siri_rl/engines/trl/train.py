@@ -328,7 +328,7 @@ def train(
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    if kw["use_cpu"] and isinstance(cfg.toy.torch_threads, int):  # "auto" is the toy's to resolve (siri_rl.toy.cpu)
+    if kw["use_cpu"] and isinstance(cfg.toy.torch_threads, int):  # "auto": resolved by the toy, above the engine
         torch.set_num_threads(cfg.toy.torch_threads)
     if _is_main_process() and (not resume or plan.stored_rounds != cfg.training.rounds):
         # A fresh run, or an extension (training.rounds raised); a plain resume keeps the file it was started with.
