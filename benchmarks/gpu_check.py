@@ -10,7 +10,8 @@ says how to run it there):
    --engine trl` calls) on the shipped ``r1-distill-1.5b-siri-cosine640`` config with only what one GPU and a short
    run need changed: the schedule (caps 1024 -> 512 -> 1024, ``kind: stages``), 4 prompts per round, transformers
    generation instead of vLLM, and ``trl.entropy_coef`` (a random model's rewards are all 0, so the policy gradient
-   is 0 and only an entropy bonus moves the weights; the same device as tests/test_train_trl.py uses). The
+   is 0 and only an entropy bonus moves the weights; the same device as tests/test_train_trl.py uses), and no
+   held-out validation during training (step 3 times evaluation on its own). The
    precision policy is the shipped one (``model.dtype: auto``: fp32 master weights, bf16 autocast), as are the group
    size (8), the micro-batch (4) and the learning rate (1e-6). Checks: every completion is at most its round's cap,
    the weights move at lr 1e-6, the policy is fp32 and computes in bf16. Reports the peak GPU memory and each
@@ -156,6 +157,7 @@ def train_config(model_dir: Path, train_file: Path, caps: list[int], *, prompts:
     trl = {k: v for k, v in d["trl"].items() if not k.startswith("vllm_")}
     trl.update({"use_vllm": False, "report_to": "none", "entropy_coef": entropy_coef})
     d["trl"] = trl
+    d["validation"] = {"benchmarks": []}  # rounds timed alone: step 3 measures evaluation
     return config_from_dict(d), shipped
 
 

@@ -160,14 +160,16 @@ def test_failed_command_is_one_line_naming_the_log(tmp_path):
 
 
 @pytest.mark.slow
-def test_failed_verl_run_is_one_line_naming_the_log(tmp_path, tiny_qwen2_dir, shared_dir):
-    """A real veRL launch on a machine without the GPUs the config asks for (about 2 minutes on 2 CPU cores)."""
+def test_failed_verl_run_is_one_line_naming_the_log(tmp_path, tiny_qwen2_dir, shared_dir, benchmarks_dir):
+    """A real veRL launch on a machine without the GPUs the config asks for (about 2 minutes on 2 CPU cores); the
+    config's held-out validation (AIME24) read from the local benchmark files, as an offline machine must."""
     pytest.importorskip("verl")
     run = tmp_path / "run"
     proc = siri("train", "-c", "r1-distill-1.5b-siri-cosine640", "--engine", "verl", "-o", run,
                 f"model.name_or_path={tiny_qwen2_dir}", f"data.train={shared_dir}/data/train/deepscaler_aime.jsonl",
                 "data.max_problems=8", "data.max_prompt_length=512", "schedule.l_max=1024", "schedule.l_min=512",
-                "training.rounds=2", "training.prompts_per_round=4", "training.group_size=2", timeout=900)
+                "training.rounds=2", "training.prompts_per_round=4", "training.group_size=2",
+                "validation.max_tokens=1024", env={"SIRI_DATA_DIR": str(benchmarks_dir)}, timeout=900)
     # veRL's own output, its traceback included, is shown as it comes (and logged); siri adds one line, no traceback.
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out[-3000:]

@@ -75,6 +75,18 @@ def test_paper_config_grpo_mapping_on_gpu(tmp_path, monkeypatch):
     assert kw["vllm_max_model_length"] == 1024 + 16384  # prompt + L_max
 
 
+def test_colocated_vllm_context_holds_the_validation_cap_too(tmp_path):
+    from siri_rl.engines.trl import grpo_kwargs
+
+    # the colocated engine also samples the validation at its fixed cap: sized for the longer of the two
+    over = ["trl.use_vllm=true", "trl.vllm_mode=colocate", "schedule.l_max=48", "schedule.l_min=24"]
+    cfg = load_config(files("siri_rl") / "configs" / "toy.yaml", over)
+    assert cfg.validation.max_tokens == 128
+    assert grpo_kwargs(cfg, tmp_path)["vllm_max_model_length"] == cfg.data.max_prompt_length + 128
+    quiet = load_config(files("siri_rl") / "configs" / "toy.yaml", [*over, "validation.benchmarks=[]"])
+    assert grpo_kwargs(quiet, tmp_path)["vllm_max_model_length"] == quiet.data.max_prompt_length + 48
+
+
 def test_cli_overrides_and_bad_keys(tmp_path):
     runner = CliRunner()
     ok = runner.invoke(app, ["train", "-c", "toy", "--dry-run", "-o", str(tmp_path / "r"), "schedule.cycle=20",

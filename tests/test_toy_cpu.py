@@ -58,3 +58,17 @@ def test_the_plan_says_what_the_run_does_and_how_long_from_an_empty_cache(tmp_pa
     assert expected_seconds(cfg, base_cached=True)["base"] == 0.0
     constant = load_config(files("siri_rl") / "configs" / "toy-constant.yaml")
     assert "the final model" in plan_text(constant)
+
+
+def test_every_shipped_toy_config_has_a_plan(tmp_path, monkeypatch):
+    # the closed-loop schedule names its checkpoints as it runs, so its plan counts the nominal cycles
+    monkeypatch.setenv("SIRI_TOY_CACHE", str(tmp_path / "cache"))
+    configs = sorted(p for p in (files("siri_rl") / "configs").iterdir() if p.name.startswith("toy"))
+    assert len(configs) >= 4
+    for path in configs:
+        cfg = load_config(path)
+        text = plan_text(cfg)
+        assert f"{cfg.training.rounds} rounds" in text and sum(expected_seconds(cfg, base_cached=False).values()) > 0
+    adaptive = load_config(files("siri_rl") / "configs" / "toy-adaptive.yaml")
+    nominal = 2 * (adaptive.training.rounds // adaptive.schedule.cycle)
+    assert f"up to {nominal} checkpoints" in plan_text(adaptive)

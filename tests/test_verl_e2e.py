@@ -322,7 +322,9 @@ def test_verl_validates_held_out_problems_at_the_fixed_cap(verl_stack, answering
     for r in val:
         assert (r["benchmark"], r["n"], r["problems"], r["max_tokens"], r["temperature"]) == ("held", 8, 4, 20, 1.0)
         assert 0 < r["acc"] < 100 and r["acc_ci"][0] <= r["acc"] <= r["acc_ci"][1]
-        assert 8 <= r["mean_len"] <= 20  # the short answers are 8 tokens, the long ones 22: cut at the fixed cap
+        # the answers are 8 or 22 tokens, the long ones cut at the fixed cap 20; sampled at T 1.0 the policy also
+        # writes a few shorter strings (a measured mean was 7.56), so the bound below is the cap's, not the answers'
+        assert 0 < r["mean_len"] <= 20
         assert 0 <= r["truncated_frac"] < 1
     assert val[0]["truncated_frac"] > 0  # the base model writes the long answers too, and they hit the fixed cap
     assert (run / "trajectory.png").is_file()

@@ -78,6 +78,15 @@ def set_threads(setting: Any) -> str:
     return f"{n} torch thread{'s' if n != 1 else ''} ({why})"
 
 
+def planned_checkpoints(schedule: Any, rounds: int) -> int:
+    """How many trough/peak checkpoints a run of ``rounds`` rounds is expected to name. A cyclic schedule knows them
+    in advance; the closed-loop one (siri_rl/adaptive.py) finds them as it runs, one trough and one peak per nominal
+    cycle when it never holds, fewer when it does: that nominal count is the estimate."""
+    if hasattr(schedule, "initial_state"):  # AdaptiveSchedule.checkpoints takes the run's state, not a round count
+        return 2 * (rounds // schedule.cycle)
+    return len(schedule.checkpoints(rounds))
+
+
 def expected_seconds(cfg: Any, *, base_cached: bool) -> dict[str, float]:
     """Rough durations of a toy run's phases on an idle 2-core machine (seconds): ``base`` (0 when cached), ``rl``,
     ``eval`` (the base and every trough/peak checkpoint on the held-out problems)."""
@@ -85,7 +94,7 @@ def expected_seconds(cfg: Any, *, base_cached: bool) -> dict[str, float]:
 
     spec, t, ev = toy_spec(cfg), cfg.training, cfg.toy.eval
     rollouts = t.rounds * t.prompts_per_round * t.group_size
-    models = 1 + max(1, len(cfg.schedule.checkpoints(t.rounds)))  # the base, each trough/peak (or the final model)
+    models = 1 + max(1, planned_checkpoints(cfg.schedule, t.rounds))  # the base, each trough/peak (or the final model)
     samples = models * ev.per_difficulty * len(spec.levels) * ev.n
     return {"base": 0.0 if base_cached else spec.sft_steps * spec.sft_batch_size * SFT_S_PER_EXAMPLE,
             "rl": rollouts * RL_S_PER_ROLLOUT, "eval": samples * EVAL_S_PER_SAMPLE}

@@ -205,7 +205,7 @@ def plan_text(cfg: ExperimentConfig, *, resume: bool = False) -> str:
     """What ``siri train`` on a toy config does and roughly how long each phase takes on an idle 2-core machine:
     the first lines it prints."""
     from siri_rl.toy import toy_spec
-    from siri_rl.toy.cpu import expected_seconds
+    from siri_rl.toy.cpu import expected_seconds, planned_checkpoints
     from siri_rl.toy.model import cache_root
 
     spec, t, s = toy_spec(cfg), cfg.training, cfg.schedule
@@ -214,8 +214,9 @@ def plan_text(cfg: ExperimentConfig, *, resume: bool = False) -> str:
     shape = (f"L = {s.l_max} tokens" if s.kind == "constant" else
              f"{s.kind} L {s.l_max} <-> {s.l_min} tokens, cycle {s.cycle} rounds" if s.l_min else s.kind)
     ev = eval_settings(cfg)
-    named = len(s.checkpoints(t.rounds))
-    models = f"{named} checkpoints (each trough and peak)" if named else "the final model"
+    named = planned_checkpoints(s, t.rounds)
+    closed_loop = "up to " if hasattr(s, "initial_state") else ""
+    models = f"{closed_loop}{named} checkpoints (each trough and peak)" if named else "the final model"
 
     def minutes(sec: float) -> str:
         return f"~{sec / 60:.0f} min" if sec >= 90 else f"~{sec:.0f} s"
