@@ -33,8 +33,9 @@ def _completion_logps(model_dir: Path, seqs: list[list[int]], prompt_len: int):
 
 
 def _vllm_repacks_linear_weights(model: Path) -> bool:
-    """What vLLM's own CPU GEMM dispatch does to a linear layer of the test model's size and engine dtype: True where
-    it replaces the weight by an empty parameter for a packed kernel (vllm/model_executor/layers/linear.py:216 calls
+    """What vLLM's CPU GEMM dispatch does, in a process where siri has prepared TRL's colocated engine
+    (``keep_linear_weights``), to a linear layer of the test model's size and engine dtype: True where it replaces
+    the weight by an empty parameter for a packed kernel (vllm/model_executor/layers/linear.py:216 calls
     ``dispatch_cpu_unquantized_gemm(layer, remove_weight=True)``, layers/utils.py). Decided by vLLM, independently of
     the start-up check under test, so a wrong check fails this test on either kind of CPU.
 
@@ -45,11 +46,44 @@ def _vllm_repacks_linear_weights(model: Path) -> bool:
     torch's linear, keeping the weight), so a float32 probe there predicted a repack the engine never made."""
     import torch
     from vllm.config import ModelConfig
-    from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
+    from vllm.model_executor.layers import utils as layer_utils
 
+    from siri_rl.engines.trl.colocate import keep_linear_weights
+
+    keep_linear_weights()
     layer = torch.nn.Linear(128, 128, bias=False).to(ModelConfig(model=str(model)).dtype)  # hidden_size 128
-    dispatch_cpu_unquantized_gemm(layer, remove_weight=True)
+    layer_utils.dispatch_cpu_unquantized_gemm(layer, remove_weight=True)  # looked up at call time, as linear.py does
     return layer.weight.numel() == 0
+
+
+def test_the_colocated_engine_keeps_linear_weights_that_a_sync_updates():
+    """``keep_linear_weights`` (engines/trl/colocate.py): vLLM's CPU dispatch, reached as vLLM's layers reach it
+    (imported at call time), keeps a bf16 linear weight (the colocated engine's dtype) as a parameter, and an in-place
+    load into it -- what TRL's sync does -- changes what the layer computes. Where vLLM packs weights (oneDNN,
+    AMX's sgl kernel: this CPU), its own dispatch does neither."""
+    import inspect
+
+    import torch
+    from vllm.model_executor.layers import linear, utils, vocab_parallel_embedding
+    from vllm.model_executor.layers.utils import cpu_unquantized_gemm
+
+    from siri_rl.engines.trl.colocate import keep_linear_weights
+
+    for caller in (linear.UnquantizedLinearMethod, vocab_parallel_embedding.UnquantizedEmbeddingMethod):
+        source = inspect.getsource(caller.process_weights_after_loading)
+        assert "from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm" in source
+    assert "layer.cpu_linear(x, weight, bias)" in inspect.getsource(cpu_unquantized_gemm)
+    assert keep_linear_weights() and keep_linear_weights()  # idempotent
+    assert utils.dispatch_cpu_unquantized_gemm.siri_keeps_weights
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(256, 256, bias=False).to(torch.bfloat16)
+    x = torch.randn(4, 256, dtype=torch.bfloat16)
+    utils.dispatch_cpu_unquantized_gemm(layer, remove_weight=True)
+    assert layer.weight.shape == (256, 256)
+    before = cpu_unquantized_gemm(layer, x, layer.weight)
+    with torch.no_grad():
+        layer.weight.copy_(2 * layer.weight)  # TRL's load_weights: in place
+    assert torch.allclose(cpu_unquantized_gemm(layer, x, layer.weight), 2 * before, rtol=0.02, atol=1e-2)
 
 
 @pytest.mark.parametrize("training", [{}, {"updates_per_round": 2}], ids=["plain", "spg>ga"])
@@ -83,13 +117,13 @@ def test_vllm_rollouts_follow_the_cap_and_the_updated_policy(vllm_toy_model, vll
     logs = Logs()
     run = tmp_path / "run"
     if _vllm_repacks_linear_weights(vllm_toy_model):
-        # Where vLLM's CPU backend repacks linear weights (oneDNN on AVX-512 CPUs, AMX, zentorch), TRL's colocated
-        # sync cannot load into them: siri must stop at start-up with one line (engines/trl/colocate.py), not with
-        # vLLM's AttributeError at the first sync. The rollout checks below cannot run on such a CPU, and the report
-        # says so (xfail with the reason) instead of passing.
+        # A vLLM that still repacks linear weights with siri's keep_linear_weights applied (it packs by a path that
+        # no longer goes through dispatch_cpu_unquantized_gemm): TRL's colocated sync cannot load into them, so siri
+        # must stop at start-up with one line (engines/trl/colocate.py), not with vLLM's AttributeError at the first
+        # sync -- and this test fails, because colocate.py no longer does what it says.
         with pytest.raises(ConfigError, match=r"^vLLM repacked \d+ weight\(s\) [^\n]*trl\.use_vllm=false\)$") as err:
             train(cfg, output_dir=run, progress=False, callbacks=[logs], train_rows=toy_train_rows(cfg))
-        pytest.xfail(f"vLLM repacks linear weights on this CPU, TRL's colocated sync cannot run here: {err.value}")
+        pytest.fail(f"vLLM repacks linear weights despite keep_linear_weights (engines/trl/colocate.py): {err.value}")
     train(cfg, output_dir=run, progress=False, callbacks=[logs], train_rows=toy_train_rows(cfg))  # data: toy
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     expected = [cfg.schedule(s) for s in range(4)]
@@ -149,7 +183,7 @@ def test_validation_through_the_colocated_engine_matches_siri_eval_within_the_in
     })
     run = tmp_path / "run"
     if _vllm_repacks_linear_weights(vllm_toy_model):
-        pytest.xfail("vLLM repacks linear weights on this CPU, TRL's colocated sync cannot run here")
+        pytest.fail("vLLM repacks linear weights despite keep_linear_weights (engines/trl/colocate.py)")
     train(cfg, output_dir=run, progress=False, train_rows=toy_train_rows(cfg), validator=Validator(cfg, run))
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["completion_len_max"] for r in rows] == [cfg.schedule(s) for s in range(4)]  # the caps, untouched

@@ -20,7 +20,7 @@ from siri_rl.adaptive import AdaptiveSchedule
 from siri_rl.config import ConfigError, ExperimentConfig, check_context
 from siri_rl.engines.protocol import NoLearningStop, TrainResult
 from siri_rl.engines.trl.callback import LengthScheduleCallback, RolloutCap, write_export_cards
-from siri_rl.engines.trl.colocate import check_colocated_vllm
+from siri_rl.engines.trl.colocate import check_colocated_vllm, keep_linear_weights
 from siri_rl.engines.trl.config import TRAINER_SUBDIR, describe, grpo_kwargs, policy_precision, round_layout
 from siri_rl.engines.trl.reward import LengthCappedReward
 from siri_rl.engines.trl.validation import ValidationCallback, check_validation_engine
@@ -339,6 +339,8 @@ def train(
     cap = RolloutCap(cfg.schedule)
     reward = LengthCappedReward(cap, tok, eos_ids=eos_token_ids(tok, model),
                                 require_think_end=cfg.data.require_think_end)
+    if kw.get("use_vllm") and kw.get("vllm_mode", "colocate") == "colocate":
+        keep_linear_weights()  # before TRL builds the engine in this process (colocate.py)
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=dataset,
                           processing_class=tok, callbacks=list(callbacks or []))
     reward.accelerator = trainer.accelerator
