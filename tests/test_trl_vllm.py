@@ -198,7 +198,10 @@ def test_validation_through_the_colocated_engine_matches_siri_eval_within_the_in
     env = {k: v for k, v in vllm_env.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK",
                                                           "WORLD_SIZE")}
     out = tmp_path / "eval"
-    subprocess.run([sys.executable, "-m", "siri_rl.cli", "eval", "--model", str(run / "checkpoints" / "final"),
+    # the model validated at round 4: the checkpoint of the last round (cycle1-expanded here, so no "final" copy)
+    last = [p.parent for p in run.glob("checkpoints/*/siri_checkpoint.json") if json.loads(p.read_text())["step"] == 3]
+    assert [p.name for p in last] == ["cycle1-expanded"]
+    subprocess.run([sys.executable, "-m", "siri_rl.cli", "eval", "--model", str(last[0]),
                     "--backend", "vllm", "--benchmarks", str(held), "--n", "8", "--temperature", "1.0", "--top-p",
                     "1.0", "--max-tokens", "16", "--seed", "5", "--enforce-eager", "--grade-workers", "1",
                     "--no-progress", "--out", str(out)], env=env | {"PYTHONPATH": os.environ.get("PYTHONPATH", "")},
