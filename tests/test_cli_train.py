@@ -178,7 +178,9 @@ def test_ctrl_c_says_where_to_continue_and_restores_the_terminal(tiny_toy_model,
     import pty
 
     cfg_file = tmp_path / "cfg.yaml"
-    cfg_file.write_text(yaml.safe_dump(_cfg(tiny_toy_model, rounds=200).to_dict()))
+    # far more rounds than the signal needs: a tiny model runs 200 rounds in 10 s, which a loaded machine has let
+    # finish before the interrupt landed
+    cfg_file.write_text(yaml.safe_dump(_cfg(tiny_toy_model, rounds=5000).to_dict()))
     run = tmp_path / "run"
     master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
@@ -219,7 +221,7 @@ def test_ctrl_c_says_where_to_continue_and_restores_the_terminal(tiny_toy_model,
     at = text.index("interrupted at round ")
     assert ANSI.sub("", text[:at]).rstrip(" ").endswith("\n")  # the bar's line was ended before the message
     line = text[at:].splitlines()[0]
-    assert re.fullmatch(r"interrupted at round \d+ of 200; continue with --resume \(.*\)", line.strip()), line
+    assert re.fullmatch(r"interrupted at round \d+ of 5000; continue with --resume \(.*\)", line.strip()), line
 
 
 # --- item 1: --resume of a finished toy run -----------------------------------------------------------------

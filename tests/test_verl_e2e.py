@@ -196,8 +196,10 @@ def test_verl_policy_learns_and_its_exports_evaluate(verl_run, answering_r1_mode
         acc[name] = json.loads((out / "summary.json").read_text())["benchmarks"]["bench"]["acc"]
     assert 20 <= acc["base"] <= 75, acc  # % right: short-3 and long-3 (about half) but for stray samples
     assert acc["peak"] >= acc["base"] + 10, acc
+    # and in training: some later round more accurate than round 0 by at least 4 of its 32 rollouts (one round's
+    # accuracy has a standard error near 0.09; the 128-sample comparison above is the firm one)
     train_acc = [r["accuracy"] for r in rows(verl_run)]
-    assert max(train_acc[1:]) >= train_acc[0] + 0.25, train_acc
+    assert max(train_acc[1:]) >= train_acc[0] + 0.125, train_acc
 
 
 def _kill_run_tree(proc: subprocess.Popen, marker: str) -> None:
