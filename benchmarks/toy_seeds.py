@@ -278,7 +278,7 @@ def plot(runs: dict[tuple[int, str, int], dict], path: Path) -> Path:
             ax_len.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
         ax_acc.grid(alpha=0.3)
         ax_len.grid(alpha=0.3)
-        ax_acc.legend(fontsize=7, loc="lower right")
+        ax_len.legend(fontsize=7, loc="upper center")  # the free corner of the length panel
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
