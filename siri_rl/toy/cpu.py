@@ -82,7 +82,9 @@ def planned_checkpoints(schedule: Any, rounds: int) -> int:
     """How many trough/peak checkpoints a run of ``rounds`` rounds is expected to name. A cyclic schedule knows them
     in advance; the closed-loop one (siri_rl/adaptive.py) finds them as it runs, one trough and one peak per nominal
     cycle when it never holds, fewer when it does: that nominal count is the estimate."""
-    if hasattr(schedule, "initial_state"):  # AdaptiveSchedule.checkpoints takes the run's state, not a round count
+    from siri_rl.adaptive import AdaptiveSchedule
+
+    if isinstance(schedule, AdaptiveSchedule):  # its checkpoints() takes the run's state, not a round count
         return 2 * (rounds // schedule.cycle)
     return len(schedule.checkpoints(rounds))
 

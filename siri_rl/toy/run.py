@@ -204,6 +204,7 @@ def _percent_change(value: float) -> str:
 def plan_text(cfg: ExperimentConfig, *, resume: bool = False) -> str:
     """What ``siri train`` on a toy config does and roughly how long each phase takes on an idle 2-core machine:
     the first lines it prints."""
+    from siri_rl.adaptive import AdaptiveSchedule
     from siri_rl.toy import toy_spec
     from siri_rl.toy.cpu import expected_seconds, planned_checkpoints
     from siri_rl.toy.model import cache_root
@@ -215,7 +216,7 @@ def plan_text(cfg: ExperimentConfig, *, resume: bool = False) -> str:
              f"{s.kind} L {s.l_max} <-> {s.l_min} tokens, cycle {s.cycle} rounds" if s.l_min else s.kind)
     ev = eval_settings(cfg)
     named = planned_checkpoints(s, t.rounds)
-    closed_loop = "up to " if hasattr(s, "initial_state") else ""
+    closed_loop = "up to " if isinstance(s, AdaptiveSchedule) else ""
     models = f"{closed_loop}{named} checkpoints (each trough and peak)" if named else "the final model"
 
     def minutes(sec: float) -> str:

@@ -269,8 +269,8 @@ def grpo_kwargs(cfg: ExperimentConfig, trainer_dir: str | Path, *, world_size: i
         if got is None:
             # vLLM pre-allocates KV cache for its max model length: prompt + L_max is exactly what a round needs, and
             # the same colocated engine samples the validation at its fixed cap (engines/trl/validation.py)
-            longest = max(cfg.schedule.l_max, cfg.validation.max_tokens or 0) if cfg.validation.benchmarks else 0
-            kw["vllm_max_model_length"] = cfg.data.max_prompt_length + max(cfg.schedule.l_max, longest)
+            validation = (cfg.validation.max_tokens or 0) if cfg.validation.benchmarks else 0
+            kw["vllm_max_model_length"] = cfg.data.max_prompt_length + max(cfg.schedule.l_max, validation)
         elif got < need:
             raise ConfigError(
                 f"trl.vllm_max_model_length={got} cannot hold a prompt (data.max_prompt_length="
