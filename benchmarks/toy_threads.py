@@ -59,7 +59,8 @@ def time_rounds(threads: str, rounds: int, out: Path, overrides: list[str]) -> f
     shutil.rmtree(out, ignore_errors=True)
     override = ["toy.torch_threads=null" if threads == "default" else f"toy.torch_threads={threads}"]
     # The smallest evaluation the config allows keeps the timed part the RL rounds (summary's train_s).
-    subprocess.run(["siri", "train", "-o", str(out), f"training.rounds={rounds}", "toy.eval.per_difficulty=1",
+    siri = [sys.executable, "-m", "siri_rl.cli"]  # this interpreter's install, whether or not it is on PATH
+    subprocess.run([*siri, "train", "-o", str(out), f"training.rounds={rounds}", "toy.eval.per_difficulty=1",
                     *overrides, *override], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)
     # the rounds after the first (setup, model load and the first round's warm-up left out), from each row's wall_s
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]

@@ -153,3 +153,37 @@ def test_toy_threads_benchmark_runs(tmp_path):
     assert sorted(cells) == sorted(f"{piece}|{load}|{threads}" for piece in ("sft", "rl") for load in ("idle", "busy")
                                    for threads in ("1", "2", "default"))
     assert all(len(v) == 1 and v[0] > 0 for v in cells.values()) and "| RL round | busy | 1 |" in stdout
+
+
+def _toy_seeds():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("toy_seeds", BENCH / "toy_seeds.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_toy_seeds_claims_compare_checkpoints_as_the_docs_define_them():
+    """The claim counts of docs/benchmarks.md, on hand-made summaries: what each claim compares, and its edges."""
+    seeds = _toy_seeds()
+
+    def row(name, acc, length, hard=0.0):
+        return {"name": name, "accuracy": acc, "mean_length": length, "by_difficulty": {"3": 1.0, "12": hard}}
+
+    def run(*rows, lens=(90, 30, 80)):
+        caps = [128, 40, 128]
+        return {"results": list(rows), "metrics": [{"max_len": c, "completion_len_mean": n} for c, n in zip(caps, lens)]}
+
+    siri = run(row("base", 0.665, 92.6), row("cycle1-compressed", 0.70, 60.0), row("cycle1-expanded", 0.94, 45.0),
+               row("cycle2-compressed", 0.98, 44.0), row("cycle2-expanded", 0.974, 41.5, hard=0.9))
+    const = run(row("base", 0.665, 92.6), row("final", 1.0, 60.0, hard=1.0))
+    const_min = run(row("base", 0.665, 92.6), row("final", 0.66, 30.0))
+    c = seeds.claims_for(siri, const, const_min)
+    assert list(c) == list(seeds.CLAIMS)
+    assert c["high_beats_constant"] is False and c["high_close_and_shorter"] is True  # 97.4% vs 100%, 41.5 < 60
+    assert c["expanded_rise"] and c["compressed_short"] is False and c["compressed_accurate"] is True  # 60 > 0.6 * 92.6
+    assert c["beats_constant_min_hard"] and c["length_oscillates"] is False  # trough 30 then peak 80 (3-round means)
+    farther = run(row("base", 0.665, 92.6), row("final", 1.0, 40.0))
+    assert seeds.claims_for(siri, farther, None)["high_close_and_shorter"] is False  # as accurate only, not shorter
+    assert seeds.claims_for(siri, None, None)["high_close_and_shorter"] is None  # no constant trained: not counted
