@@ -13,7 +13,7 @@ from siri_rl.toy.run import settings_key
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 # settings_key of each config the seed table measured (everything but training.seed, toy.base.seed, the threads)
-MEASURED = {"toy": "4b9a5bf6545d", "toy-constant": "18ab965542fc", "toy-constant-min": "832f8dcdd2fd"}
+MEASURED = {"toy": "672539f9966e", "toy-constant": "f1a2575abb72", "toy-constant-min": "65b0ccc9e520"}
 # the toy base model's cache key (siri_rl.toy.model.ToyBaseSpec.key) for each base-model seed measured
 BASE_KEYS = {0: "f3d410f1338f", 1: "3919547e8cfe"}
 TRAINING_SEEDS = range(5)

@@ -16,11 +16,12 @@ AUTO = "auto"
 BUSY_SAMPLE_S = 0.5  # how long the CPUs are watched before a phase (seconds)
 
 # The embedded default's phases on an idle 2-core machine with 2 torch threads, from an empty cache (2026-12-07,
-# docs/benchmarks.md "The toy over seeds": base build 216 s, RL 148 s, evaluation 28 s): seconds per supervised
-# example of the base-model build (800 x 32), per rollout of RL (120 x 16 x 8), per held-out sample (7 x 768).
-SFT_S_PER_EXAMPLE = 0.0084
-RL_S_PER_ROLLOUT = 0.0096
-EVAL_S_PER_SAMPLE = 0.0051
+# docs/benchmarks.md "The toy over seeds": base build 182 s, RL 215 s with its validations, evaluation 20 s):
+# seconds per supervised example of the base-model build (800 x 32), per rollout of RL (180 x 16 x 8), per held-out
+# sample (7 x 768).
+SFT_S_PER_EXAMPLE = 0.0071
+RL_S_PER_ROLLOUT = 0.0093
+EVAL_S_PER_SAMPLE = 0.0037
 
 
 def usable_cpus() -> int:
