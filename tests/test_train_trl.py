@@ -677,3 +677,29 @@ def test_own_script_into_an_existing_run_is_refused(grpo_trainer, tmp_path):
     with pytest.raises(ConfigError, match="already holds a run"):
         trainer.train()
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == '{"step": 0, "tokens_generated": 5}\n'
+
+
+def test_a_ctrl_c_that_something_swallowed_still_stops_the_run_at_the_next_step(tiny_toy_model, tmp_path):
+    """A KeyboardInterrupt raised where Python swallows it (a finalizer: it only prints "Exception ignored") would let
+    the run go on to its last round; the flag set by the engine's SIGINT handler raises it again at the next step."""
+    import os
+    import signal
+
+    from transformers import TrainerCallback
+
+    from siri_rl.run_dir import RunInterrupted
+
+    class SwallowedCtrlC(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:  # round 1 (2 optimizer steps a round)
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                except KeyboardInterrupt:
+                    pass
+
+    cfg = _cfg(tiny_toy_model, rounds=40)
+    with pytest.raises(RunInterrupted):
+        train(cfg, output_dir=tmp_path / "run", callbacks=[SwallowedCtrlC()])
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) <= 2, len(rows)  # stopped in round 1 or 2, not after 40
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored

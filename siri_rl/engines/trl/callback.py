@@ -173,6 +173,9 @@ class LengthScheduleCallback(TrainerCallback):
         self.guard = guard if guard is not None else NoLearningGuard()
         self.guard_state: dict[str, Any] = self.guard.initial_state()
         self.guard_stop: str | None = None  # the guard's message once it stopped the run
+        # Set by the SIGINT handler around trainer.train (train.py): a KeyboardInterrupt that code in between
+        # swallowed (Python only prints "Exception ignored" for one raised in a finalizer) is raised again here.
+        self.interrupted = False
         self.rows = rows
         self.run_dir = Path(run_dir)
         self.num_rounds = num_rounds
@@ -249,11 +252,17 @@ class LengthScheduleCallback(TrainerCallback):
             self.progress = RoundProgress(self.num_rounds, end)
             self.progress.start(self.round_of(self._micro))
 
+    def _raise_if_interrupted(self) -> None:
+        if self.interrupted:
+            raise KeyboardInterrupt
+
     def on_substep_end(self, args, state, control, **kwargs):
+        self._raise_if_interrupted()
         self._micro += 1
         self._apply_cap(args)
 
     def on_step_end(self, args, state, control, **kwargs):
+        self._raise_if_interrupted()
         self._micro += 1
         if self._micro % self.micro_steps_per_round:  # inside a round
             self._apply_cap(args)
