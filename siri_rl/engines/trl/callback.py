@@ -173,7 +173,7 @@ class LengthScheduleCallback(TrainerCallback):
         self.guard = guard if guard is not None else NoLearningGuard()
         self.guard_state: dict[str, Any] = self.guard.initial_state()
         self.guard_stop: str | None = None  # the guard's message once it stopped the run
-        # Set by the SIGINT handler around trainer.train (train.py): a KeyboardInterrupt that code in between
+        # Set by the SIGINT handler around trainer.train (interrupt.py): a KeyboardInterrupt that code in between
         # swallowed (Python only prints "Exception ignored" for one raised in a finalizer) is raised again here.
         self.interrupted = False
         self.rows = rows

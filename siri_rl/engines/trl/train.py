@@ -11,8 +11,6 @@ import logging
 import os
 import re
 import shutil
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from siri_rl.engines.protocol import NoLearningStop, TrainResult
 from siri_rl.engines.trl.callback import LengthScheduleCallback, RolloutCap, write_export_cards
 from siri_rl.engines.trl.colocate import check_colocated_vllm, keep_linear_weights
 from siri_rl.engines.trl.config import TRAINER_SUBDIR, describe, grpo_kwargs, policy_precision, round_layout
+from siri_rl.engines.trl.interrupt import flag_interrupts
 from siri_rl.engines.trl.reward import LengthCappedReward
 from siri_rl.engines.trl.validation import ValidationCallback, check_validation_engine
 from siri_rl.guard import guard_from_dict
@@ -361,38 +360,17 @@ def train(
         # One writer; the callback continues the running totals from plan.rows, so no process reads the file again.
         truncate_metrics(cb.metrics_path, plan.done_rounds, rows=plan.rows)
     t0 = time.time()
-    previous = _flag_interrupts(cb)
     try:
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        with flag_interrupts(cb):
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except KeyboardInterrupt:
         cb.close_progress()  # the bar's last line, a newline, the cursor back
         raise RunInterrupted(_interrupted_line(cfg, run_dir, cb.current_round)) from None
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
     rows = cb.rows or []
     plot = _plot(cfg, run_dir, rows) if trainer.is_world_process_zero() else None
     if cb.guard_stop is not None:
         raise NoLearningStop(_guard_stop_line(cfg, run_dir, cb.guard_stop, len(rows)))
     return _result(run_dir, rows, plot, time.time() - t0)
-
-
-def _flag_interrupts(cb: LengthScheduleCallback):
-    """Ctrl-C during training raises KeyboardInterrupt as always and also marks ``cb.interrupted``, so that the
-    callback raises it again at the next step if something swallowed it. Only where Python's own handler is in place
-    (the main thread, no launcher's handler); returns the handler to restore, or None."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is not signal.default_int_handler:
-        return None
-
-    def on_sigint(signum, frame):
-        cb.interrupted = True
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, on_sigint)
-    return previous
 
 
 def _guard_stop_line(cfg: ExperimentConfig, run_dir: Path, message: str, done: int) -> str:
